@@ -1,0 +1,81 @@
+/* The model object shared by all backends; internal. */
+#ifndef EMBER_MODEL_H
+#define EMBER_MODEL_H
+
+#include "ember.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Host copy of the weights in fp32, in one arena. Names follow HF BertModel. */
+typedef struct ember_layer_weights {
+    float *qkv_w;      /* (3H,H): query, key, value weights stacked          */
+    float *qkv_b;      /* (3H)                                                */
+    float *attn_out_w; /* (H,H) attention.output.dense                        */
+    float *attn_out_b; /* (H)                                                 */
+    float *attn_ln_g;  /* (H) attention.output.LayerNorm                      */
+    float *attn_ln_b;  /* (H)                                                 */
+    float *inter_w;    /* (I,H) intermediate.dense                            */
+    float *inter_b;    /* (I)                                                 */
+    float *out_w;      /* (H,I) output.dense                                  */
+    float *out_b;      /* (H)                                                 */
+    float *out_ln_g;   /* (H) output.LayerNorm                                */
+    float *out_ln_b;   /* (H)                                                 */
+} ember_layer_weights;
+
+typedef struct ember_weights {
+    float *word;       /* (V,H) */
+    float *position;   /* (P,H) */
+    float *token_type; /* (T,H) */
+    float *emb_ln_g;   /* (H)   */
+    float *emb_ln_b;   /* (H)   */
+    ember_layer_weights *layers; /* (L) */
+    float *pool_w;     /* (H,H) or NULL when the checkpoint has no pooler */
+    float *pool_b;     /* (H)   or NULL */
+    float *arena;
+    size_t arena_floats;
+} ember_weights;
+
+/* Allocate the arena for cfg (pooler iff cfg->has_pooler). */
+ember_status ember_weights_alloc(const ember_config *cfg, ember_weights *w);
+void ember_weights_free(ember_weights *w);
+
+/* What a backend implements. Arguments are validated by host/model.c before the call. */
+typedef struct ember_backend_ops {
+    const char *name;
+    /* Take the host weights: the backend may keep them (CPU steals the arena and clears *w)
+     * or upload and leave *w for the caller to free. */
+    ember_status (*init)(ember_model *m, ember_weights *w);
+    void (*destroy)(ember_model *m);
+    ember_status (*reserve)(ember_model *m, int max_batch, int max_seq_len);
+    ember_status (*forward)(ember_model *m, const ember_inputs *in, const ember_outputs *out,
+                            ember_stream stream);
+    ember_status (*embed)(ember_model *m, const int32_t *ids, int64_t n, float *out,
+                          ember_stream stream);
+    ember_status (*table_copy)(const ember_model *m, ember_table t, float *dst,
+                               ember_stream stream);
+    ember_status (*memory)(const ember_model *m, size_t *weight_bytes, size_t *workspace_bytes);
+} ember_backend_ops;
+
+struct ember_model {
+    ember_config cfg;
+    ember_backend backend;
+    ember_dtype dtype;
+    int device;
+    int cap_batch;   /* workspace holds cap_batch * cap_seq tokens ...        */
+    int cap_seq;     /* ... and sequences up to cap_seq long                  */
+    const ember_backend_ops *ops;
+    void *impl;      /* backend state */
+};
+
+extern const ember_backend_ops ember_cpu_backend;
+#ifdef EMBER_WITH_CUDA
+extern const ember_backend_ops ember_cuda_backend;
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,227 @@
+/*
+ * ember.h — BERT encoder inference in C, on the CPU (reference) or on an NVIDIA GPU.
+ *
+ * ember reproduces HuggingFace `BertModel` and loads HF checkpoints directly
+ * (config.json + model.safetensors, or a sharded model.safetensors.index.json).
+ *
+ * Three entry points, exactly one per forward call:
+ *
+ *   input_ids  [B,S] ──gather──┐
+ *   inputs_embeds [B,S,H] ─────┴─> + position + token type ─> LayerNorm ─┐
+ *   embedding_output [B,S,H] (= HF hidden_states[0]) ──────────────────────┴─> encoder ─> outputs
+ *
+ * `inputs_embeds` are RAW word vectors (what ember_embed_tokens() returns), not
+ * hidden_states[0]: feeding hidden_states[0] as inputs_embeds adds position and
+ * type embeddings and LayerNorm a second time. Pass it as embedding_output instead.
+ *
+ * Usage (CPU backend; host pointers):
+ *
+ *   ember_model *m = NULL;
+ *   ember_load_options opt;
+ *   ember_load_options_init(&opt);              // CPU, f32, workspace for 8 x 128 tokens
+ *   if (ember_model_load("bert-dir", &opt, &m) != EMBER_OK) {
+ *       fprintf(stderr, "%s\n", ember_last_error());
+ *       return 1;
+ *   }
+ *   ember_config cfg;
+ *   ember_model_config(m, &cfg);
+ *   int32_t ids[2 * 5] = {101, 7592, 2088, 102, 0,   101, 2129, 2024, 2017, 102};
+ *   int32_t mask[2 * 5] = {1, 1, 1, 1, 0,            1, 1, 1, 1, 1};
+ *   float *h = malloc(sizeof(float) * 2 * 5 * cfg.hidden_size);
+ *   ember_inputs in = {.batch = 2, .seq_len = 5, .input_ids = ids, .attention_mask = mask};
+ *   ember_outputs out = {.last_hidden_state = h};
+ *   ember_status st = ember_forward(m, &in, &out, NULL);
+ *   ...
+ *   ember_model_free(m);
+ *
+ * Where pointers live:
+ *   EMBER_BACKEND_CPU  — every input and output pointer is host memory; `stream` must be NULL.
+ *   EMBER_BACKEND_CUDA — every input and output pointer (ids, masks, types, positions,
+ *                        embeds, outputs) is device memory on the model's device; work is
+ *                        enqueued on `stream` (NULL = the legacy default stream).
+ *
+ * Threads: ember_model_load / ember_model_init_random may run concurrently. A model's
+ * forward and embed calls share its workspace, so one model must not be used from two
+ * threads at once (use one model per thread, or serialise). ember_last_error() is per
+ * thread. ember_model_free must not race with any other call on the same model.
+ *
+ * Memory: the workspace is sized at load for `max_batch x max_seq` tokens and only grows
+ * when the caller asks (ember_model_reserve). Forward never allocates; a call larger than
+ * the workspace fails with EMBER_ERR_CAPACITY.
+ */
+#ifndef EMBER_H
+#define EMBER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32) && defined(EMBER_BUILD_SHARED)
+#define EMBER_API __declspec(dllexport)
+#elif defined(_WIN32) && defined(EMBER_USE_SHARED)
+#define EMBER_API __declspec(dllimport)
+#elif defined(__GNUC__) && defined(EMBER_BUILD_SHARED)
+#define EMBER_API __attribute__((visibility("default")))
+#else
+#define EMBER_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EMBER_VERSION_MAJOR 0
+#define EMBER_VERSION_MINOR 1
+#define EMBER_VERSION_PATCH 0
+
+/* Same type as cudaStream_t, declared without including CUDA headers. */
+typedef struct CUstream_st *ember_stream;
+
+/* Append only: never renumber. */
+typedef enum ember_status {
+    EMBER_OK = 0,
+    EMBER_ERR_INVALID_ARGUMENT = 1, /* NULL pointer, bad size, conflicting entry points   */
+    EMBER_ERR_IO = 2,               /* a file is missing or unreadable                     */
+    EMBER_ERR_FORMAT = 3,           /* a file is corrupt: safetensors, JSON                */
+    EMBER_ERR_UNSUPPORTED = 4,      /* valid but not supported (activation, dtype, ...)    */
+    EMBER_ERR_MISSING_TENSOR = 5,   /* a required checkpoint tensor is absent              */
+    EMBER_ERR_SHAPE = 6,            /* a tensor's shape disagrees with config.json         */
+    EMBER_ERR_CONFIG = 7,           /* config.json value out of bounds or inconsistent     */
+    EMBER_ERR_OUT_OF_RANGE = 8,     /* id / token type / position id outside its table     */
+    EMBER_ERR_CAPACITY = 9,         /* batch x seq_len exceeds the reserved workspace      */
+    EMBER_ERR_OUT_OF_MEMORY = 10,   /* host or device allocation failed; model still usable */
+    EMBER_ERR_NO_DEVICE = 11,       /* no CUDA device, or built without CUDA               */
+    EMBER_ERR_CUDA = 12,            /* a CUDA / cuBLAS call failed (recoverable)           */
+    EMBER_ERR_DEVICE_LOST = 13,     /* sticky CUDA error: the model is poisoned, free it   */
+    EMBER_ERR_INTERNAL = 14,        /* a bug in ember                                      */
+} ember_status;
+
+/* Short static name of a status ("EMBER_ERR_SHAPE: tensor shape mismatch"). Never NULL. */
+EMBER_API const char *ember_status_string(ember_status status);
+
+/* Detailed message of the last failed call on this thread (which argument, which tensor,
+ * which file offset). Empty string if none. Valid until the next ember call on this thread. */
+EMBER_API const char *ember_last_error(void);
+
+typedef enum ember_backend {
+    EMBER_BACKEND_CPU = 0,  /* plain-C reference: fp32 storage, double accumulators */
+    EMBER_BACKEND_CUDA = 1, /* NVIDIA GPU                                           */
+} ember_backend;
+
+typedef enum ember_dtype {
+    EMBER_DTYPE_F32 = 0,
+    EMBER_DTYPE_F16 = 1,
+    EMBER_DTYPE_BF16 = 2,
+} ember_dtype;
+
+typedef enum ember_activation {
+    EMBER_ACT_GELU = 0,      /* "gelu": exact, 0.5 x (1 + erf(x / sqrt 2))            */
+    EMBER_ACT_GELU_TANH = 1, /* "gelu_new", "gelu_pytorch_tanh": tanh approximation    */
+    EMBER_ACT_RELU = 2,      /* "relu"                                                 */
+} ember_activation;
+
+typedef struct ember_config {
+    int vocab_size;
+    int hidden_size;
+    int num_hidden_layers;
+    int num_attention_heads;
+    int intermediate_size;
+    int max_position_embeddings;
+    int type_vocab_size;
+    int pad_token_id;
+    double layer_norm_eps;
+    ember_activation hidden_act;
+    int has_pooler; /* 1 if the checkpoint holds pooler.dense */
+} ember_config;
+
+typedef struct ember_load_options {
+    ember_backend backend;     /* default EMBER_BACKEND_CPU                                  */
+    ember_dtype compute_dtype; /* default F32; CPU supports F32 only                        */
+    int device;                /* CUDA device ordinal, default 0                            */
+    int max_batch;             /* workspace sizing, default 8                               */
+    int max_seq_len;           /* workspace sizing, default 128 (clamped to max positions)  */
+} ember_load_options;
+
+typedef struct ember_model ember_model;
+
+EMBER_API void ember_load_options_init(ember_load_options *opt);
+
+/* Load a HuggingFace BERT directory: config.json plus model.safetensors or
+ * model.safetensors.index.json (sharded). Weights stored as F32, F16 or BF16 are
+ * converted to the compute dtype. On failure *out is NULL and ember_last_error() says why. */
+EMBER_API ember_status ember_model_load(const char *model_dir, const ember_load_options *opt,
+                                        ember_model **out);
+
+/* A model with random weights (uniform, fixed by `seed`), for tests and benchmarks.
+ * cfg->has_pooler chooses whether a pooler is created. */
+EMBER_API ember_status ember_model_init_random(const ember_config *cfg, uint64_t seed,
+                                               const ember_load_options *opt, ember_model **out);
+
+EMBER_API void ember_model_free(ember_model *model);
+
+EMBER_API ember_status ember_model_config(const ember_model *model, ember_config *out);
+EMBER_API ember_backend ember_model_backend(const ember_model *model);
+EMBER_API ember_dtype ember_model_dtype(const ember_model *model);
+
+/* Grow the workspace to hold max_batch x max_seq_len tokens (never shrinks). This is the
+ * only call besides load that allocates workspace. */
+EMBER_API ember_status ember_model_reserve(ember_model *model, int max_batch, int max_seq_len);
+
+/* Bytes currently held by the model: weights and workspace (device bytes on CUDA). */
+EMBER_API ember_status ember_model_memory(const ember_model *model, size_t *weight_bytes,
+                                          size_t *workspace_bytes);
+
+/* Forward inputs. Exactly one of input_ids / inputs_embeds / embedding_output is non-NULL. */
+typedef struct ember_inputs {
+    int batch;   /* B >= 1 */
+    int seq_len; /* 1 <= S <= max_position_embeddings */
+    const int32_t *input_ids;       /* [B,S], 0 <= id < vocab_size                          */
+    const float *inputs_embeds;     /* [B,S,H] raw word vectors (see ember_embed_tokens)    */
+    const float *embedding_output;  /* [B,S,H] = HF hidden_states[0]: embeddings skipped    */
+    const int32_t *attention_mask;  /* [B,S] of 0/1, NULL = all ones; any pattern            */
+    const int32_t *token_type_ids;  /* [B,S], NULL = zeros; ignored with embedding_output   */
+    const int32_t *position_ids;    /* [B,S], NULL = 0..S-1; ignored with embedding_output  */
+} ember_inputs;
+
+/* Forward outputs, always F32. last_hidden_state is required; the others are optional. */
+typedef struct ember_outputs {
+    float *last_hidden_state; /* [B,S,H]                                               */
+    float *pooler_output;     /* [B,H] tanh(dense(h[:,0])), NULL = not computed        */
+    float *hidden_states;     /* [L+1,B,S,H] like output_hidden_states=True, NULL = no */
+} ember_outputs;
+
+/* Run the encoder. Attention follows HF eager semantics: mask 0 adds float32 min to the
+ * score, so a fully masked row attends uniformly over its S keys (never NaN).
+ * CUDA: enqueued on `stream`; the call waits for the stream before it returns so that
+ * out-of-range ids found on the device are reported as EMBER_ERR_OUT_OF_RANGE. */
+EMBER_API ember_status ember_forward(ember_model *model, const ember_inputs *in,
+                                     const ember_outputs *out, ember_stream stream);
+
+/* The word-embedding gather alone: out[n,:] = word_embeddings[ids[n],:], n < n_tokens.
+ * Feeding the result as inputs_embeds gives bit-identical outputs to input_ids. */
+EMBER_API ember_status ember_embed_tokens(ember_model *model, const int32_t *input_ids,
+                                          int64_t n_tokens, float *out, ember_stream stream);
+
+typedef enum ember_table {
+    EMBER_TABLE_WORD = 0,     /* [vocab_size, H]              */
+    EMBER_TABLE_POSITION = 1, /* [max_position_embeddings, H] */
+    EMBER_TABLE_TOKEN_TYPE = 2, /* [type_vocab_size, H]       */
+} ember_table;
+
+/* Rows and columns of an embedding table. */
+EMBER_API ember_status ember_table_shape(const ember_model *model, ember_table table,
+                                         int64_t *rows, int64_t *cols);
+
+/* Copy an embedding table as F32 into `dst` (host for CPU, device for CUDA), which holds
+ * dst_count floats (>= rows x cols). Values are the model's weights in its compute dtype,
+ * widened to F32. */
+EMBER_API ember_status ember_table_copy(const ember_model *model, ember_table table, float *dst,
+                                        size_t dst_count, ember_stream stream);
+
+/* Number of CUDA devices visible (0 without a GPU or when built without CUDA). */
+EMBER_API int ember_cuda_device_count(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EMBER_H */
