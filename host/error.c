@@ -24,7 +24,7 @@ ember_status ember_fail_context(ember_status st, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, g_msg, sizeof old);
-    snprintf(g_msg, sizeof g_msg, "%s: %s", prefix, old);
+    snprintf(g_msg, sizeof g_msg, "%.500s: %.500s", prefix, old);
     return st;
 }
 

@@ -55,11 +55,88 @@ void ember_ref_attention(float *out, const float *qkv, const int32_t *mask, int 
 void ember_ref_pooler(float *out, const float *hidden, const float *w, const float *b, int B,
                       int S, int H);
 
-/* ---- CUDA twins (kernels/*.cu), device pointers, enqueued on `stream` --------------- */
+/* ---- CUDA twins (kernels/<op>.cu), device pointers, enqueued on `stream` --------------- */
 #ifdef EMBER_WITH_CUDA
 /* Activations in the compute dtype `dt` (F32, F16 or BF16) unless named f32. Kernels that
  * read caller indices clamp them in-bounds and set *err_flag (device int) on violation:
- * bit 0 = id, bit 1 = token type, bit 2 = position, bit 3 = mask value not 0/1. */
+ * bit 0 = id, bit 1 = token type, bit 2 = position, bit 3 = mask value not 0/1.
+ * Weights and biases are in `dt`; LayerNorm gamma/beta are f32. Accumulation and LayerNorm
+ * statistics are f32. Every entry returns EMBER_OK or the status of the failed CUDA/cuBLAS
+ * call (message via ember_last_error(); see host/cuda_check.h). Nothing here allocates
+ * device memory and nothing synchronises: all work is enqueued on `stream`. */
+#include <cuda_runtime_api.h>
+
+enum {
+    EMBER_BAD_ID = 1,
+    EMBER_BAD_TOKEN_TYPE = 2,
+    EMBER_BAD_POSITION = 4,
+    EMBER_BAD_MASK = 8,
+};
+
+/* Twin of ember_ref_gather: out (n,H) f32 = word[ids[t]] widened from dt; word is (V,H). */
+ember_status ember_cuda_gather(float *out, const int32_t *ids, int64_t n, const void *word, int H,
+                               int V, ember_dtype dt, int *err_flag, cudaStream_t stream);
+
+/* Twin of ember_ref_embed_layernorm: out (B*S,H) in dt. embeds (B*S,H) is f32 and used when
+ * ids is NULL; word (V,H), pos (P,H), type (T,H) in dt; gamma, beta (H) f32. The word value
+ * is widened to f32 before any arithmetic, so ids and embeds = ember_cuda_gather(ids) give
+ * bit-identical outputs. */
+ember_status ember_cuda_embed_layernorm(void *out, const int32_t *ids, const float *embeds,
+                                        const int32_t *type_ids, const int32_t *pos_ids,
+                                        const void *word, const void *pos, const void *type,
+                                        const float *gamma, const float *beta, int B, int S, int H,
+                                        int V, int P, int T, double eps, ember_dtype dt,
+                                        int *err_flag, cudaStream_t stream);
+
+/* cuBLASLt handle + workspace + cache of chosen algorithms. Not thread-safe: one per model. */
+typedef struct ember_cuda_gemm ember_cuda_gemm;
+/* workspace: device memory of workspace_bytes, owned by the caller, outliving the object. */
+ember_status ember_cuda_gemm_create(ember_cuda_gemm **out, void *workspace,
+                                    size_t workspace_bytes);
+void ember_cuda_gemm_destroy(ember_cuda_gemm *g);
+
+/* Twin of ember_ref_linear: out (N,OUT) = in @ w^T + b, all dt. in is N rows of IN with row
+ * stride ld_in elements (IN for a dense matrix; S*H to take the first token of each sequence);
+ * w (OUT,IN); b (OUT) or NULL. fp32 is true fp32 (no TF32). */
+ember_status ember_cuda_linear(void *out, const void *in, const void *w, const void *b, int N,
+                               int IN, int OUT, int64_t ld_in, ember_dtype dt, ember_cuda_gemm *g,
+                               cudaStream_t stream);
+
+/* Twin of ember_ref_bias_act: in place x (N,C) = act(x + bias); bias (C) in dt or NULL.
+ * act is an ember_activation or EMBER_CUDA_ACT_NONE (bias only). */
+#define EMBER_CUDA_ACT_NONE (-1)
+ember_status ember_cuda_bias_act(void *x, const void *bias, int64_t N, int C, int act,
+                                 ember_dtype dt, cudaStream_t stream);
+
+/* Twin of ember_ref_bias_residual_layernorm: out = LN(x + bias + residual) * gamma + beta, out,
+ * x, residual (N,H) in dt; bias (H) in dt or NULL; gamma, beta f32. out may alias residual.
+ * out_f32 (N,H), if not NULL, receives out widened to f32 (after rounding to dt). */
+ember_status ember_cuda_bias_residual_layernorm(void *out, float *out_f32, const void *x,
+                                                const void *bias, const void *residual,
+                                                const float *gamma, const float *beta, int N,
+                                                int H, double eps, ember_dtype dt,
+                                                cudaStream_t stream);
+
+/* Sets EMBER_BAD_MASK in *err_flag if any of mask[0..n) is not 0 or 1. */
+ember_status ember_cuda_check_mask(const int32_t *mask, int64_t n, int *err_flag,
+                                   cudaStream_t stream);
+
+/* Twin of ember_ref_attention (no scratch: online softmax, nothing of size S*S in memory).
+ * qkv (B,S,3H), out (B,S,H) in dt; mask (B,S) or NULL, 0 = masked (any other value attends).
+ * Head sizes up to 256. */
+ember_status ember_cuda_attention(void *out, const void *qkv, const int32_t *mask, int B, int S,
+                                  int NH, int HD, ember_dtype dt, cudaStream_t stream);
+#define EMBER_CUDA_MAX_HEAD_SIZE 256
+
+/* Twin of ember_ref_pooler: out (B,H) f32 = tanh(w @ hidden[b,0,:] + b). hidden (B,S,H), w
+ * (H,H), b (H) in dt; scratch holds B*H elements of dt. */
+ember_status ember_cuda_pooler(float *out, const void *hidden, const void *w, const void *b,
+                               int B, int S, int H, void *scratch, ember_dtype dt,
+                               ember_cuda_gemm *g, cudaStream_t stream);
+
+/* dst[i] = src[i] converted (round to nearest even), i < n; any pair of F32/F16/BF16. */
+ember_status ember_cuda_convert(void *dst, ember_dtype dst_dt, const void *src,
+                                ember_dtype src_dt, int64_t n, cudaStream_t stream);
 #endif
 
 #ifdef __cplusplus

@@ -1,0 +1,155 @@
+/* CPU reference backend: the encoder as HF BertModel computes it, op by op (kernels/<op>.c). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "kernels/ops.h"
+#include "model.h"
+
+typedef struct cpu_state {
+    ember_weights w;
+    /* workspace, sized for cap tokens */
+    float *x;     /* (T,H) hidden state entering a layer        */
+    float *x1;    /* (T,H) after attention + LayerNorm          */
+    float *qkv;   /* (T,3H)                                     */
+    float *ctx;   /* (T,H) attention output, heads merged       */
+    float *tmp;   /* (T,H) projection before residual LayerNorm */
+    float *inter; /* (T,I)                                      */
+    double *scores; /* (S) one attention row                    */
+    int64_t cap_tokens;
+    int cap_seq;
+    size_t ws_bytes;
+} cpu_state;
+
+static void free_workspace(cpu_state *s) {
+    free(s->x);
+    free(s->x1);
+    free(s->qkv);
+    free(s->ctx);
+    free(s->tmp);
+    free(s->inter);
+    free(s->scores);
+    s->x = s->x1 = s->qkv = s->ctx = s->tmp = s->inter = NULL;
+    s->scores = NULL;
+    s->cap_tokens = 0;
+    s->ws_bytes = 0;
+}
+
+static ember_status cpu_init(ember_model *m, ember_weights *w) {
+    cpu_state *s = calloc(1, sizeof *s);
+    if (!s) return ember_fail(EMBER_ERR_OUT_OF_MEMORY, "cannot allocate CPU backend state");
+    s->w = *w; /* take the arena */
+    memset(w, 0, sizeof *w);
+    m->impl = s;
+    return EMBER_OK;
+}
+
+static void cpu_destroy(ember_model *m) {
+    cpu_state *s = m->impl;
+    if (!s) return;
+    free_workspace(s);
+    ember_weights_free(&s->w);
+    free(s);
+    m->impl = NULL;
+}
+
+static ember_status cpu_reserve(ember_model *m, int max_batch, int max_seq_len) {
+    cpu_state *s = m->impl;
+    const int64_t T = (int64_t)max_batch * max_seq_len;
+    const size_t H = (size_t)m->cfg.hidden_size, I = (size_t)m->cfg.intermediate_size;
+    cpu_state n = *s;
+    n.x = malloc(sizeof(float) * T * H);
+    n.x1 = malloc(sizeof(float) * T * H);
+    n.qkv = malloc(sizeof(float) * T * 3 * H);
+    n.ctx = malloc(sizeof(float) * T * H);
+    n.tmp = malloc(sizeof(float) * T * H);
+    n.inter = malloc(sizeof(float) * T * I);
+    n.scores = malloc(sizeof(double) * (size_t)max_seq_len);
+    if (!n.x || !n.x1 || !n.qkv || !n.ctx || !n.tmp || !n.inter || !n.scores) {
+        free_workspace(&n); /* the old workspace in *s stays valid */
+        return ember_fail(EMBER_ERR_OUT_OF_MEMORY,
+                          "cannot allocate the CPU workspace for %d x %d tokens", max_batch,
+                          max_seq_len);
+    }
+    free_workspace(s);
+    *s = n;
+    s->cap_tokens = T;
+    s->cap_seq = max_seq_len;
+    s->ws_bytes = sizeof(float) * (size_t)T * (7 * H + I) + sizeof(double) * (size_t)max_seq_len;
+    return EMBER_OK;
+}
+
+static ember_status cpu_forward(ember_model *m, const ember_inputs *in, const ember_outputs *out,
+                                ember_stream stream) {
+    cpu_state *s = m->impl;
+    const ember_config *c = &m->cfg;
+    const ember_weights *w = &s->w;
+    const int B = in->batch, S = in->seq_len, H = c->hidden_size, I = c->intermediate_size;
+    const int N = B * S, NH = c->num_attention_heads, HD = H / NH;
+    const size_t act_bytes = sizeof(float) * (size_t)N * H;
+    float *hs = out->hidden_states; /* (L+1,N,H) or NULL */
+
+    if (in->embedding_output)
+        memcpy(s->x, in->embedding_output, act_bytes);
+    else
+        ember_ref_embed_layernorm(s->x, in->input_ids, in->inputs_embeds, in->token_type_ids,
+                                  in->position_ids, w->word, w->position, w->token_type,
+                                  w->emb_ln_g, w->emb_ln_b, B, S, H, c->layer_norm_eps);
+    if (hs) memcpy(hs, s->x, act_bytes);
+
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        const ember_layer_weights *L = &w->layers[l];
+        ember_ref_linear(s->qkv, s->x, L->qkv_w, L->qkv_b, N, H, 3 * H);
+        ember_ref_attention(s->ctx, s->qkv, in->attention_mask, B, S, NH, HD, s->scores);
+        ember_ref_linear(s->tmp, s->ctx, L->attn_out_w, NULL, N, H, H);
+        ember_ref_bias_residual_layernorm(s->x1, s->tmp, L->attn_out_b, s->x, L->attn_ln_g,
+                                          L->attn_ln_b, N, H, c->layer_norm_eps);
+        ember_ref_linear(s->inter, s->x1, L->inter_w, NULL, N, H, I);
+        ember_ref_bias_act(s->inter, L->inter_b, N, I, c->hidden_act);
+        ember_ref_linear(s->tmp, s->inter, L->out_w, NULL, N, I, H);
+        ember_ref_bias_residual_layernorm(s->x, s->tmp, L->out_b, s->x1, L->out_ln_g,
+                                          L->out_ln_b, N, H, c->layer_norm_eps);
+        if (hs) memcpy(hs + (size_t)(l + 1) * N * H, s->x, act_bytes);
+    }
+    memcpy(out->last_hidden_state, s->x, act_bytes);
+    if (out->pooler_output)
+        ember_ref_pooler(out->pooler_output, s->x, w->pool_w, w->pool_b, B, S, H);
+    return EMBER_OK;
+}
+
+static ember_status cpu_embed(ember_model *m, const int32_t *ids, int64_t n, float *out,
+                              ember_stream stream) {
+    cpu_state *s = m->impl;
+    ember_ref_gather(out, ids, n, s->w.word, m->cfg.hidden_size);
+    return EMBER_OK;
+}
+
+static ember_status cpu_table_copy(const ember_model *m, ember_table t, float *dst,
+                                   ember_stream stream) {
+    const cpu_state *s = m->impl;
+    const ember_config *c = &m->cfg;
+    const float *src = t == EMBER_TABLE_WORD ? s->w.word
+                       : t == EMBER_TABLE_POSITION ? s->w.position : s->w.token_type;
+    int64_t rows = t == EMBER_TABLE_WORD ? c->vocab_size
+                   : t == EMBER_TABLE_POSITION ? c->max_position_embeddings : c->type_vocab_size;
+    memcpy(dst, src, sizeof(float) * (size_t)(rows * c->hidden_size));
+    return EMBER_OK;
+}
+
+static ember_status cpu_memory(const ember_model *m, size_t *weight_bytes, size_t *workspace_bytes) {
+    const cpu_state *s = m->impl;
+    *weight_bytes = s->w.arena_floats * sizeof(float);
+    *workspace_bytes = s->ws_bytes;
+    return EMBER_OK;
+}
+
+const ember_backend_ops ember_cpu_backend = {
+    .name = "cpu",
+    .init = cpu_init,
+    .destroy = cpu_destroy,
+    .reserve = cpu_reserve,
+    .forward = cpu_forward,
+    .embed = cpu_embed,
+    .table_copy = cpu_table_copy,
+    .memory = cpu_memory,
+};

@@ -1,0 +1,365 @@
+/* The ember command line: forward passes on safetensors files, and model info. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ember.h"
+#include "weights/config.h"
+#include "weights/safetensors.h"
+
+#ifdef EMBER_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage:\n"
+            "  ember forward --model DIR --inputs IN.safetensors --output OUT.safetensors\n"
+            "                [--backend cpu|cuda] [--dtype f32|f16|bf16] [--device N]\n"
+            "                [--hidden-states] [--pooler] [--quiet]\n"
+            "  ember info --model DIR\n"
+            "  ember --version\n"
+            "\n"
+            "IN holds exactly one of input_ids (I32/I64 [B,S]), inputs_embeds (F32 [B,S,H]) or\n"
+            "embedding_output (F32 [B,S,H]), and optionally attention_mask, token_type_ids,\n"
+            "position_ids (I32/I64 [B,S]). OUT gets F32 last_hidden_state [B,S,H], and on request\n"
+            "pooler_output [B,H] and hidden_states [L+1,B,S,H].\n");
+}
+
+static int fail(const char *what, ember_status st) {
+    fprintf(stderr, "ember: %s: %s\n  %s\n", what, ember_status_string(st), ember_last_error());
+    return 1;
+}
+
+typedef struct args {
+    const char *cmd, *model, *inputs, *output;
+    ember_backend backend;
+    ember_dtype dtype;
+    int device, hidden_states, pooler, quiet;
+} args;
+
+static int parse_args(int argc, char **argv, args *a) {
+    memset(a, 0, sizeof *a);
+    a->cmd = argv[1];
+    for (int i = 2; i < argc; i++) {
+        const char *k = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = 1;
+        if (!strcmp(k, "--model")) a->model = v;
+        else if (!strcmp(k, "--inputs")) a->inputs = v;
+        else if (!strcmp(k, "--output")) a->output = v;
+        else if (!strcmp(k, "--device")) a->device = v ? atoi(v) : 0;
+        else if (!strcmp(k, "--backend")) {
+            if (v && !strcmp(v, "cpu")) a->backend = EMBER_BACKEND_CPU;
+            else if (v && !strcmp(v, "cuda")) a->backend = EMBER_BACKEND_CUDA;
+            else { fprintf(stderr, "ember: --backend must be cpu or cuda\n"); return 0; }
+        } else if (!strcmp(k, "--dtype")) {
+            if (v && !strcmp(v, "f32")) a->dtype = EMBER_DTYPE_F32;
+            else if (v && !strcmp(v, "f16")) a->dtype = EMBER_DTYPE_F16;
+            else if (v && !strcmp(v, "bf16")) a->dtype = EMBER_DTYPE_BF16;
+            else { fprintf(stderr, "ember: --dtype must be f32, f16 or bf16\n"); return 0; }
+        } else {
+            takes = 0;
+            if (!strcmp(k, "--hidden-states")) a->hidden_states = 1;
+            else if (!strcmp(k, "--pooler")) a->pooler = 1;
+            else if (!strcmp(k, "--quiet")) a->quiet = 1;
+            else { fprintf(stderr, "ember: unknown option '%s'\n", k); return 0; }
+        }
+        if (takes) {
+            if (!v) { fprintf(stderr, "ember: option %s needs a value\n", k); return 0; }
+            i++;
+        }
+    }
+    return 1;
+}
+
+static void print_config(const ember_config *c) {
+    printf("  layers %d, hidden %d, heads %d (head size %d), intermediate %d\n",
+           c->num_hidden_layers, c->hidden_size, c->num_attention_heads,
+           c->hidden_size / c->num_attention_heads, c->intermediate_size);
+    printf("  vocab %d, max positions %d, token types %d, activation %s, layer_norm_eps %g\n",
+           c->vocab_size, c->max_position_embeddings, c->type_vocab_size,
+           ember_activation_name(c->hidden_act), c->layer_norm_eps);
+    printf("  pooler %s, parameters %lld\n", c->has_pooler ? "yes" : "no",
+           (long long)ember_config_param_count(c));
+}
+
+static int cmd_info(const args *a) {
+    if (!a->model) { fprintf(stderr, "ember info: --model DIR is required\n"); return 2; }
+    ember_model *m = NULL;
+    ember_load_options opt;
+    ember_load_options_init(&opt);
+    opt.max_batch = 1;
+    opt.max_seq_len = 1;
+    ember_status st = ember_model_load(a->model, &opt, &m);
+    if (st != EMBER_OK) return fail("loading the model", st);
+    ember_config c;
+    ember_model_config(m, &c);
+    printf("model %s\n", a->model);
+    print_config(&c);
+    ember_model_free(m);
+    return 0;
+}
+
+/* An integer input tensor [B,S] as int32, or NULL if absent. */
+static int read_index(ember_st_file *f, const char *name, int64_t B, int64_t S, int32_t **out) {
+    *out = NULL;
+    const ember_st_tensor *t = ember_st_find(f, name);
+    if (!t) return 1;
+    if (t->ndim != 2 || t->shape[0] != B || t->shape[1] != S) {
+        fprintf(stderr, "ember: input '%s' must have shape [%lld, %lld]\n", name, (long long)B,
+                (long long)S);
+        return 0;
+    }
+    if (t->dtype != EMBER_ST_I32 && t->dtype != EMBER_ST_I64) {
+        fprintf(stderr, "ember: input '%s' must be I32 or I64, not %s\n", name,
+                ember_st_dtype_name(t->dtype));
+        return 0;
+    }
+    *out = malloc(sizeof(int32_t) * (size_t)(B * S));
+    if (!*out) { fprintf(stderr, "ember: out of memory\n"); return 0; }
+    ember_status st = ember_st_to_i32(t, *out);
+    if (st != EMBER_OK) { fail(name, st); return 0; }
+    return 1;
+}
+
+static int read_embeds(ember_st_file *f, const char *name, int64_t *B, int64_t *S, int64_t H,
+                       float **out) {
+    *out = NULL;
+    const ember_st_tensor *t = ember_st_find(f, name);
+    if (!t) return 1;
+    if (t->ndim != 3 || t->shape[2] != H || t->dtype != EMBER_ST_F32) {
+        fprintf(stderr, "ember: input '%s' must be F32 [B, S, %lld]\n", name, (long long)H);
+        return 0;
+    }
+    *B = t->shape[0];
+    *S = t->shape[1];
+    *out = malloc(t->nbytes ? t->nbytes : 1);
+    if (!*out) { fprintf(stderr, "ember: out of memory\n"); return 0; }
+    ember_st_to_f32(t, *out);
+    return 1;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Device mirror of a host buffer for the CUDA backend (the API takes device pointers). */
+static void *to_device(const void *host, size_t bytes, int cuda) {
+    if (!host || !cuda) return (void *)host;
+#ifdef EMBER_WITH_CUDA
+    void *d = NULL;
+    if (cudaMalloc(&d, bytes ? bytes : 1) != cudaSuccess) return NULL;
+    if (cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice) != cudaSuccess) { cudaFree(d); return NULL; }
+    return d;
+#else
+    return NULL;
+#endif
+}
+
+static void device_free(void *d, int cuda) {
+#ifdef EMBER_WITH_CUDA
+    if (cuda && d) cudaFree(d);
+#endif
+}
+
+static int cmd_forward(const args *a) {
+    if (!a->model || !a->inputs || !a->output) {
+        fprintf(stderr, "ember forward: --model, --inputs and --output are required\n");
+        usage(stderr);
+        return 2;
+    }
+    int rc = 1;
+    ember_model *m = NULL;
+    ember_st_file *f = NULL;
+    int32_t *ids = NULL, *mask = NULL, *types = NULL, *pos = NULL;
+    float *embeds = NULL, *eout = NULL, *last = NULL, *pooled = NULL, *hidden = NULL;
+    void *d[8] = {0};
+    const int cuda = a->backend == EMBER_BACKEND_CUDA;
+
+    ember_status st = ember_st_open(a->inputs, &f);
+    if (st != EMBER_OK) return fail("reading the inputs", st);
+
+    ember_load_options opt;
+    ember_load_options_init(&opt);
+    opt.backend = a->backend;
+    opt.compute_dtype = a->dtype;
+    opt.device = a->device;
+    opt.max_batch = 1;
+    opt.max_seq_len = 1;
+    double t0 = now_s();
+    st = ember_model_load(a->model, &opt, &m);
+    if (st != EMBER_OK) { fail("loading the model", st); goto done; }
+    double t_load = now_s() - t0;
+    ember_config c;
+    ember_model_config(m, &c);
+    const int64_t H = c.hidden_size;
+
+    int64_t B = 0, S = 0;
+    const ember_st_tensor *tid = ember_st_find(f, "input_ids");
+    if (tid) {
+        if (tid->ndim != 2) { fprintf(stderr, "ember: input_ids must be [B, S]\n"); goto done; }
+        B = tid->shape[0];
+        S = tid->shape[1];
+        if (!read_index(f, "input_ids", B, S, &ids)) goto done;
+    }
+    int64_t Be = 0, Se = 0, Bo = 0, So = 0;
+    if (!read_embeds(f, "inputs_embeds", &Be, &Se, H, &embeds)) goto done;
+    if (!read_embeds(f, "embedding_output", &Bo, &So, H, &eout)) goto done;
+    int entries = (ids != NULL) + (embeds != NULL) + (eout != NULL);
+    if (entries != 1) {
+        fprintf(stderr, "ember: %s must hold exactly one of input_ids, inputs_embeds, "
+                        "embedding_output (found %d)\n", a->inputs, entries);
+        goto done;
+    }
+    if (embeds) { B = Be; S = Se; }
+    if (eout) { B = Bo; S = So; }
+    if (B < 1 || S < 1 || B > 1 << 20 || S > 1 << 20) {
+        fprintf(stderr, "ember: batch %lld x seq_len %lld is not a valid input\n", (long long)B,
+                (long long)S);
+        goto done;
+    }
+    if (!read_index(f, "attention_mask", B, S, &mask) ||
+        !read_index(f, "token_type_ids", B, S, &types) ||
+        !read_index(f, "position_ids", B, S, &pos))
+        goto done;
+
+    if (S > c.max_position_embeddings) {
+        fprintf(stderr, "ember: seq_len %lld exceeds max_position_embeddings %d\n", (long long)S,
+                c.max_position_embeddings);
+        goto done;
+    }
+    st = ember_model_reserve(m, (int)B, (int)S);
+    if (st != EMBER_OK) { fail("reserving the workspace", st); goto done; }
+
+    const size_t nt = (size_t)(B * S), act = nt * (size_t)H;
+    const size_t nhs = (size_t)(c.num_hidden_layers + 1) * act;
+    last = malloc(sizeof(float) * act);
+    if (a->pooler) pooled = malloc(sizeof(float) * (size_t)(B * H));
+    if (a->hidden_states) hidden = malloc(sizeof(float) * nhs);
+    if (!last || (a->pooler && !pooled) || (a->hidden_states && !hidden)) {
+        fprintf(stderr, "ember: out of host memory for the outputs\n");
+        goto done;
+    }
+
+    ember_inputs in = {.batch = (int)B, .seq_len = (int)S};
+    ember_outputs out = {0};
+    in.input_ids = to_device(ids, nt * 4, cuda);
+    in.inputs_embeds = to_device(embeds, act * 4, cuda);
+    in.embedding_output = to_device(eout, act * 4, cuda);
+    in.attention_mask = to_device(mask, nt * 4, cuda);
+    in.token_type_ids = to_device(types, nt * 4, cuda);
+    in.position_ids = to_device(pos, nt * 4, cuda);
+    out.last_hidden_state = cuda ? to_device(last, act * 4, 1) : last;
+    out.pooler_output = pooled ? (cuda ? to_device(pooled, (size_t)(B * H) * 4, 1) : pooled) : NULL;
+    out.hidden_states = hidden ? (cuda ? to_device(hidden, nhs * 4, 1) : hidden) : NULL;
+    d[0] = (void *)in.input_ids; d[1] = (void *)in.inputs_embeds; d[2] = (void *)in.embedding_output;
+    d[3] = (void *)in.attention_mask; d[4] = (void *)in.token_type_ids; d[5] = (void *)in.position_ids;
+    if (cuda && (!out.last_hidden_state || (pooled && !out.pooler_output) ||
+                 (hidden && !out.hidden_states) || (ids && !in.input_ids) ||
+                 (embeds && !in.inputs_embeds) || (eout && !in.embedding_output) ||
+                 (mask && !in.attention_mask) || (types && !in.token_type_ids) ||
+                 (pos && !in.position_ids))) {
+        fprintf(stderr, "ember: cannot allocate or copy the device buffers\n");
+        goto done_dev;
+    }
+
+    t0 = now_s();
+    st = ember_forward(m, &in, &out, NULL);
+    double t_fwd = now_s() - t0;
+    if (st != EMBER_OK) { fail("forward", st); goto done_dev; }
+#ifdef EMBER_WITH_CUDA
+    if (cuda) {
+        cudaMemcpy(last, out.last_hidden_state, act * 4, cudaMemcpyDeviceToHost);
+        if (pooled) cudaMemcpy(pooled, out.pooler_output, (size_t)(B * H) * 4, cudaMemcpyDeviceToHost);
+        if (hidden) cudaMemcpy(hidden, out.hidden_states, nhs * 4, cudaMemcpyDeviceToHost);
+    }
+#endif
+
+    ember_st_tensor ot[3];
+    size_t n_out = 0;
+    ot[n_out++] = (ember_st_tensor){.name = "last_hidden_state", .dtype = EMBER_ST_F32, .ndim = 3,
+                                    .shape = {B, S, H}, .data = last, .nbytes = act * 4};
+    if (pooled)
+        ot[n_out++] = (ember_st_tensor){.name = "pooler_output", .dtype = EMBER_ST_F32, .ndim = 2,
+                                        .shape = {B, H}, .data = pooled,
+                                        .nbytes = (size_t)(B * H) * 4};
+    if (hidden)
+        ot[n_out++] = (ember_st_tensor){.name = "hidden_states", .dtype = EMBER_ST_F32, .ndim = 4,
+                                        .shape = {c.num_hidden_layers + 1, B, S, H},
+                                        .data = hidden, .nbytes = nhs * 4};
+    const char *mk[] = {"producer", "entry_point"};
+    const char *mv[] = {"ember " "0.1.0", ids ? "input_ids" : embeds ? "inputs_embeds" : "embedding_output"};
+    st = ember_st_write(a->output, ot, n_out, mk, mv, 2);
+    if (st != EMBER_OK) { fail("writing the output", st); goto done_dev; }
+
+    if (!a->quiet) {
+        double sum = 0.0, sq = 0.0;
+        for (size_t i = 0; i < act; i++) { sum += last[i]; sq += (double)last[i] * last[i]; }
+        printf("ember forward: %s, backend %s, dtype %s\n", a->model, cuda ? "cuda" : "cpu",
+               a->dtype == EMBER_DTYPE_F32 ? "f32" : a->dtype == EMBER_DTYPE_F16 ? "f16" : "bf16");
+        print_config(&c);
+        printf("  entry point %s, batch %lld x seq_len %lld, mask %s\n", mv[1], (long long)B,
+               (long long)S, mask ? "given" : "all ones");
+        printf("  load %.1f ms, forward %.1f ms\n", t_load * 1e3, t_fwd * 1e3);
+        printf("  last_hidden_state [%lld, %lld, %lld]: mean %+.6f, std %.6f\n", (long long)B,
+               (long long)S, (long long)H, sum / act, sqrt(sq / act - (sum / act) * (sum / act)));
+        for (int64_t b = 0; b < B && b < 4; b++) {
+            printf("    sequence %lld, token 0: [", (long long)b);
+            for (int64_t i = 0; i < H && i < 6; i++)
+                printf("%s%+.5f", i ? ", " : "", last[(b * S) * H + i]);
+            printf("%s]\n", H > 6 ? ", ..." : "");
+        }
+        if (pooled) printf("  pooler_output [%lld, %lld]\n", (long long)B, (long long)H);
+        if (hidden)
+            printf("  hidden_states [%d, %lld, %lld, %lld]\n", c.num_hidden_layers + 1,
+                   (long long)B, (long long)S, (long long)H);
+        printf("  wrote %s\n", a->output);
+    }
+    rc = 0;
+
+done_dev:
+    if (cuda) {
+        for (int i = 0; i < 6; i++) device_free(d[i], 1);
+        device_free(out.last_hidden_state, 1);
+        device_free(out.pooler_output, 1);
+        device_free(out.hidden_states, 1);
+    }
+done:
+    free(ids); free(mask); free(types); free(pos);
+    free(embeds); free(eout); free(last); free(pooled); free(hidden);
+    ember_model_free(m);
+    ember_st_close(f);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("ember %d.%d.%d (CUDA backend %s)\n", EMBER_VERSION_MAJOR, EMBER_VERSION_MINOR,
+               EMBER_VERSION_PATCH, ember_cuda_device_count() >= 0 ?
+#ifdef EMBER_WITH_CUDA
+               "built"
+#else
+               "not built"
+#endif
+               : "");
+        return 0;
+    }
+    args a;
+    if (!parse_args(argc, argv, &a)) return 2;
+    if (!strcmp(a.cmd, "forward")) return cmd_forward(&a);
+    if (!strcmp(a.cmd, "info")) return cmd_info(&a);
+    fprintf(stderr, "ember: unknown command '%s'\n", a.cmd);
+    usage(stderr);
+    return 2;
+}

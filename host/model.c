@@ -1,0 +1,396 @@
+/* The model object: load, argument validation shared by all backends, dispatch. */
+#include "model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "weights/bert_weights.h"
+#include "weights/config.h"
+
+void ember_load_options_init(ember_load_options *opt) {
+    if (!opt) return;
+    memset(opt, 0, sizeof *opt);
+    opt->backend = EMBER_BACKEND_CPU;
+    opt->compute_dtype = EMBER_DTYPE_F32;
+    opt->device = 0;
+    opt->max_batch = 8;
+    opt->max_seq_len = 128;
+}
+
+/* ---- host weights --------------------------------------------------------------------- */
+
+ember_status ember_weights_alloc(const ember_config *c, ember_weights *w) {
+    memset(w, 0, sizeof *w);
+    const size_t H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
+    const size_t per_layer = 3 * H * H + 3 * H + H * H + H + 2 * H + I * H + I + H * I + H + 2 * H;
+    size_t total = ((size_t)c->vocab_size + (size_t)c->max_position_embeddings +
+                    (size_t)c->type_vocab_size) * H + 2 * H + (size_t)c->num_hidden_layers * per_layer +
+                   (c->has_pooler ? H * H + H : 0);
+    w->arena = malloc(total * sizeof(float));
+    w->layers = calloc((size_t)c->num_hidden_layers, sizeof *w->layers);
+    if (!w->arena || !w->layers) {
+        ember_weights_free(w);
+        return ember_fail(EMBER_ERR_OUT_OF_MEMORY, "cannot allocate %zu bytes for the weights",
+                          total * sizeof(float));
+    }
+    w->arena_floats = total;
+    float *p = w->arena;
+#define TAKE(dst, n) (dst = p, p += (n))
+    TAKE(w->word, (size_t)c->vocab_size * H);
+    TAKE(w->position, (size_t)c->max_position_embeddings * H);
+    TAKE(w->token_type, (size_t)c->type_vocab_size * H);
+    TAKE(w->emb_ln_g, H);
+    TAKE(w->emb_ln_b, H);
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        ember_layer_weights *L = &w->layers[l];
+        TAKE(L->qkv_w, 3 * H * H);
+        TAKE(L->qkv_b, 3 * H);
+        TAKE(L->attn_out_w, H * H);
+        TAKE(L->attn_out_b, H);
+        TAKE(L->attn_ln_g, H);
+        TAKE(L->attn_ln_b, H);
+        TAKE(L->inter_w, I * H);
+        TAKE(L->inter_b, I);
+        TAKE(L->out_w, H * I);
+        TAKE(L->out_b, H);
+        TAKE(L->out_ln_g, H);
+        TAKE(L->out_ln_b, H);
+    }
+    if (c->has_pooler) {
+        TAKE(w->pool_w, H * H);
+        TAKE(w->pool_b, H);
+    }
+#undef TAKE
+    return EMBER_OK;
+}
+
+void ember_weights_free(ember_weights *w) {
+    if (!w) return;
+    free(w->arena);
+    free(w->layers);
+    memset(w, 0, sizeof *w);
+}
+
+/* splitmix64: a small, well-mixed generator, enough for reproducible random weights. */
+static uint64_t next_u64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [center - half, center + half). */
+static void fill_uniform(float *x, size_t n, double center, double half, uint64_t *s) {
+    for (size_t i = 0; i < n; i++) {
+        double u = (double)(next_u64(s) >> 11) * (1.0 / 9007199254740992.0);
+        x[i] = (float)(center + half * (2.0 * u - 1.0));
+    }
+}
+
+static void init_random_weights(const ember_config *c, uint64_t seed, ember_weights *w) {
+    uint64_t s = seed;
+    const size_t H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
+    /* sqrt(3/fan_in) keeps unit-variance inputs at unit variance through each projection. */
+    const double wh = sqrt(3.0 / (double)H), wi = sqrt(3.0 / (double)I);
+    fill_uniform(w->word, (size_t)c->vocab_size * H, 0.0, 1.0, &s);
+    fill_uniform(w->position, (size_t)c->max_position_embeddings * H, 0.0, 0.5, &s);
+    fill_uniform(w->token_type, (size_t)c->type_vocab_size * H, 0.0, 0.5, &s);
+    fill_uniform(w->emb_ln_g, H, 1.0, 0.2, &s);
+    fill_uniform(w->emb_ln_b, H, 0.0, 0.1, &s);
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        ember_layer_weights *L = &w->layers[l];
+        fill_uniform(L->qkv_w, 3 * H * H, 0.0, wh, &s);
+        fill_uniform(L->qkv_b, 3 * H, 0.0, 0.1, &s);
+        fill_uniform(L->attn_out_w, H * H, 0.0, wh, &s);
+        fill_uniform(L->attn_out_b, H, 0.0, 0.1, &s);
+        fill_uniform(L->attn_ln_g, H, 1.0, 0.2, &s);
+        fill_uniform(L->attn_ln_b, H, 0.0, 0.1, &s);
+        fill_uniform(L->inter_w, I * H, 0.0, wh, &s);
+        fill_uniform(L->inter_b, I, 0.0, 0.1, &s);
+        fill_uniform(L->out_w, H * I, 0.0, wi, &s);
+        fill_uniform(L->out_b, H, 0.0, 0.1, &s);
+        fill_uniform(L->out_ln_g, H, 1.0, 0.2, &s);
+        fill_uniform(L->out_ln_b, H, 0.0, 0.1, &s);
+    }
+    if (c->has_pooler) {
+        fill_uniform(w->pool_w, H * H, 0.0, wh, &s);
+        fill_uniform(w->pool_b, H, 0.0, 0.1, &s);
+    }
+}
+
+/* ---- model lifetime --------------------------------------------------------------------- */
+
+static ember_status check_options(const ember_load_options *opt) {
+    if (opt->backend != EMBER_BACKEND_CPU && opt->backend != EMBER_BACKEND_CUDA)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "options.backend = %d is not an ember_backend",
+                          (int)opt->backend);
+    if (opt->compute_dtype != EMBER_DTYPE_F32 && opt->compute_dtype != EMBER_DTYPE_F16 &&
+        opt->compute_dtype != EMBER_DTYPE_BF16)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "options.compute_dtype = %d is not an ember_dtype", (int)opt->compute_dtype);
+    if (opt->backend == EMBER_BACKEND_CPU && opt->compute_dtype != EMBER_DTYPE_F32)
+        return ember_fail(EMBER_ERR_UNSUPPORTED,
+                          "options.compute_dtype: the CPU reference backend computes in f32 only "
+                          "(f16/bf16 need the CUDA backend)");
+    if (opt->max_batch < 1 || opt->max_seq_len < 1)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "options.max_batch = %d and options.max_seq_len = %d must be >= 1",
+                          opt->max_batch, opt->max_seq_len);
+    if (opt->backend == EMBER_BACKEND_CUDA) {
+#ifdef EMBER_WITH_CUDA
+        if (opt->device < 0)
+            return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "options.device = %d must be >= 0",
+                              opt->device);
+#else
+        return ember_fail(EMBER_ERR_NO_DEVICE,
+                          "no CUDA device: this ember was built without the CUDA backend "
+                          "(configure with -DEMBER_CUDA=ON and a CUDA toolkit)");
+#endif
+    }
+    return EMBER_OK;
+}
+
+/* Create the model object around host weights (consumed: freed or kept by the backend). */
+static ember_status model_create(const ember_config *cfg, ember_weights *w,
+                                 const ember_load_options *opt, ember_model **out) {
+    ember_model *m = calloc(1, sizeof *m);
+    if (!m) return ember_fail(EMBER_ERR_OUT_OF_MEMORY, "cannot allocate the model object");
+    m->cfg = *cfg;
+    m->backend = opt->backend;
+    m->dtype = opt->compute_dtype;
+    m->device = opt->device;
+    m->cap_seq = opt->max_seq_len < cfg->max_position_embeddings ? opt->max_seq_len
+                                                                  : cfg->max_position_embeddings;
+    m->cap_batch = opt->max_batch;
+#ifdef EMBER_WITH_CUDA
+    m->ops = opt->backend == EMBER_BACKEND_CUDA ? &ember_cuda_backend : &ember_cpu_backend;
+#else
+    m->ops = &ember_cpu_backend;
+#endif
+    ember_status st = m->ops->init(m, w);
+    if (st == EMBER_OK) st = m->ops->reserve(m, m->cap_batch, m->cap_seq);
+    if (st != EMBER_OK) {
+        if (m->impl) m->ops->destroy(m);
+        free(m);
+        return st;
+    }
+    *out = m;
+    return EMBER_OK;
+}
+
+ember_status ember_model_load(const char *model_dir, const ember_load_options *opt,
+                              ember_model **out) {
+    ember_clear_error();
+    if (out) *out = NULL;
+    if (!model_dir) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "model_dir is NULL");
+    if (!out) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "out is NULL");
+    ember_load_options def;
+    if (!opt) {
+        ember_load_options_init(&def);
+        opt = &def;
+    }
+    EMBER_TRY(check_options(opt));
+    ember_config cfg;
+    ember_weights w;
+    EMBER_TRY(ember_bert_load_dir(model_dir, &cfg, &w));
+    ember_status st = model_create(&cfg, &w, opt, out);
+    ember_weights_free(&w);
+    return st;
+}
+
+ember_status ember_model_init_random(const ember_config *cfg, uint64_t seed,
+                                     const ember_load_options *opt, ember_model **out) {
+    ember_clear_error();
+    if (out) *out = NULL;
+    if (!cfg) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "cfg is NULL");
+    if (!out) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "out is NULL");
+    ember_load_options def;
+    if (!opt) {
+        ember_load_options_init(&def);
+        opt = &def;
+    }
+    EMBER_TRY(check_options(opt));
+    EMBER_TRY(ember_config_check(cfg, "ember_config"));
+    ember_config c = *cfg;
+    c.has_pooler = cfg->has_pooler ? 1 : 0;
+    ember_weights w;
+    EMBER_TRY(ember_weights_alloc(&c, &w));
+    init_random_weights(&c, seed, &w);
+    ember_status st = model_create(&c, &w, opt, out);
+    ember_weights_free(&w);
+    return st;
+}
+
+void ember_model_free(ember_model *m) {
+    if (!m) return;
+    m->ops->destroy(m);
+    free(m);
+}
+
+ember_status ember_model_config(const ember_model *m, ember_config *out) {
+    if (!m || !out) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "%s is NULL", m ? "out" : "model");
+    *out = m->cfg;
+    return EMBER_OK;
+}
+
+ember_backend ember_model_backend(const ember_model *m) { return m ? m->backend : EMBER_BACKEND_CPU; }
+ember_dtype ember_model_dtype(const ember_model *m) { return m ? m->dtype : EMBER_DTYPE_F32; }
+
+ember_status ember_model_reserve(ember_model *m, int max_batch, int max_seq_len) {
+    ember_clear_error();
+    if (!m) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "model is NULL");
+    if (max_batch < 1 || max_seq_len < 1)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "max_batch = %d and max_seq_len = %d must be >= 1", max_batch, max_seq_len);
+    if (max_seq_len > m->cfg.max_position_embeddings)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "max_seq_len = %d exceeds max_position_embeddings = %d", max_seq_len,
+                          m->cfg.max_position_embeddings);
+    int64_t want = (int64_t)max_batch * max_seq_len;
+    int64_t have = (int64_t)m->cap_batch * m->cap_seq;
+    if (want <= have && max_seq_len <= m->cap_seq) return EMBER_OK;
+    int nb = want > have ? max_batch : m->cap_batch;
+    int ns = max_seq_len > m->cap_seq ? max_seq_len : m->cap_seq;
+    if ((int64_t)nb * ns < want) nb = (int)((want + ns - 1) / ns);
+    EMBER_TRY(m->ops->reserve(m, nb, ns));
+    m->cap_batch = nb;
+    m->cap_seq = ns;
+    return EMBER_OK;
+}
+
+ember_status ember_model_memory(const ember_model *m, size_t *weight_bytes,
+                                size_t *workspace_bytes) {
+    if (!m) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "model is NULL");
+    size_t wb = 0, sb = 0;
+    EMBER_TRY(m->ops->memory(m, &wb, &sb));
+    if (weight_bytes) *weight_bytes = wb;
+    if (workspace_bytes) *workspace_bytes = sb;
+    return EMBER_OK;
+}
+
+/* ---- forward ------------------------------------------------------------------------------ */
+
+/* Host-side value checks, for the CPU backend whose inputs are host memory. */
+static ember_status check_index(const char *what, const int32_t *v, int B, int S, int limit,
+                                const char *limit_name) {
+    if (!v) return EMBER_OK;
+    for (int b = 0; b < B; b++)
+        for (int s = 0; s < S; s++) {
+            int32_t x = v[(int64_t)b * S + s];
+            if (x < 0 || x >= limit)
+                return ember_fail(EMBER_ERR_OUT_OF_RANGE, "%s[%d][%d] = %d is outside [0, %s = %d)",
+                                  what, b, s, (int)x, limit_name, limit);
+        }
+    return EMBER_OK;
+}
+
+static ember_status check_host_values(const ember_model *m, const ember_inputs *in) {
+    const ember_config *c = &m->cfg;
+    int B = in->batch, S = in->seq_len;
+    EMBER_TRY(check_index("input_ids", in->input_ids, B, S, c->vocab_size, "vocab_size"));
+    if (!in->embedding_output) {
+        EMBER_TRY(check_index("token_type_ids", in->token_type_ids, B, S, c->type_vocab_size,
+                              "type_vocab_size"));
+        EMBER_TRY(check_index("position_ids", in->position_ids, B, S, c->max_position_embeddings,
+                              "max_position_embeddings"));
+    }
+    if (in->attention_mask)
+        for (int64_t t = 0; t < (int64_t)B * S; t++)
+            if (in->attention_mask[t] != 0 && in->attention_mask[t] != 1)
+                return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                                  "attention_mask[%lld][%lld] = %d: mask values must be 0 or 1",
+                                  (long long)(t / S), (long long)(t % S), (int)in->attention_mask[t]);
+    return EMBER_OK;
+}
+
+ember_status ember_forward(ember_model *m, const ember_inputs *in, const ember_outputs *out,
+                           ember_stream stream) {
+    ember_clear_error();
+    if (!m) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "model is NULL");
+    if (!in) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "inputs is NULL");
+    if (!out) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "outputs is NULL");
+    const ember_config *c = &m->cfg;
+    int entries = (in->input_ids != NULL) + (in->inputs_embeds != NULL) +
+                  (in->embedding_output != NULL);
+    if (entries != 1)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "exactly one of input_ids, inputs_embeds, embedding_output must be "
+                          "non-NULL (got %d)", entries);
+    if (in->batch < 1 || in->seq_len < 1)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "batch = %d and seq_len = %d must be >= 1",
+                          in->batch, in->seq_len);
+    if (in->seq_len > c->max_position_embeddings)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "seq_len = %d exceeds max_position_embeddings = %d", in->seq_len,
+                          c->max_position_embeddings);
+    if (!out->last_hidden_state)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "outputs.last_hidden_state is NULL");
+    if (out->pooler_output && !c->has_pooler)
+        return ember_fail(EMBER_ERR_UNSUPPORTED,
+                          "outputs.pooler_output requested but the checkpoint has no pooler "
+                          "(pooler.dense.* absent)");
+    if (in->seq_len > m->cap_seq || (int64_t)in->batch * in->seq_len > (int64_t)m->cap_batch * m->cap_seq)
+        return ember_fail(EMBER_ERR_CAPACITY,
+                          "batch %d x seq_len %d exceeds the workspace (%d x %d tokens, sequences "
+                          "up to %d); call ember_model_reserve first", in->batch, in->seq_len,
+                          m->cap_batch, m->cap_seq, m->cap_seq);
+    if (m->backend == EMBER_BACKEND_CPU) {
+        if (stream)
+            return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "stream must be NULL for the CPU backend");
+        EMBER_TRY(check_host_values(m, in));
+    }
+    return m->ops->forward(m, in, out, stream);
+}
+
+ember_status ember_embed_tokens(ember_model *m, const int32_t *ids, int64_t n, float *out,
+                                ember_stream stream) {
+    ember_clear_error();
+    if (!m) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "model is NULL");
+    if (!ids || !out)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "%s is NULL", ids ? "out" : "input_ids");
+    if (n < 1) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "n_tokens = %lld must be >= 1", (long long)n);
+    if (m->backend == EMBER_BACKEND_CPU) {
+        if (stream)
+            return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "stream must be NULL for the CPU backend");
+        for (int64_t t = 0; t < n; t++)
+            if (ids[t] < 0 || ids[t] >= m->cfg.vocab_size)
+                return ember_fail(EMBER_ERR_OUT_OF_RANGE,
+                                  "input_ids[%lld] = %d is outside [0, vocab_size = %d)",
+                                  (long long)t, (int)ids[t], m->cfg.vocab_size);
+    }
+    return m->ops->embed(m, ids, n, out, stream);
+}
+
+ember_status ember_table_shape(const ember_model *m, ember_table t, int64_t *rows, int64_t *cols) {
+    if (!m || !rows || !cols)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "model, rows and cols must be non-NULL");
+    switch (t) {
+    case EMBER_TABLE_WORD: *rows = m->cfg.vocab_size; break;
+    case EMBER_TABLE_POSITION: *rows = m->cfg.max_position_embeddings; break;
+    case EMBER_TABLE_TOKEN_TYPE: *rows = m->cfg.type_vocab_size; break;
+    default: return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "table = %d is not an ember_table", (int)t);
+    }
+    *cols = m->cfg.hidden_size;
+    return EMBER_OK;
+}
+
+ember_status ember_table_copy(const ember_model *m, ember_table t, float *dst, size_t dst_count,
+                              ember_stream stream) {
+    ember_clear_error();
+    int64_t rows, cols;
+    EMBER_TRY(ember_table_shape(m, t, &rows, &cols));
+    if (!dst) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "dst is NULL");
+    if (dst_count < (size_t)(rows * cols))
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "dst_count = %zu is smaller than the table (%lld x %lld floats)", dst_count,
+                          (long long)rows, (long long)cols);
+    if (m->backend == EMBER_BACKEND_CPU && stream)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "stream must be NULL for the CPU backend");
+    return m->ops->table_copy(m, t, dst, stream);
+}
+
+#ifndef EMBER_WITH_CUDA
+int ember_cuda_device_count(void) { return 0; }
+#endif

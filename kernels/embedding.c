@@ -1,0 +1,41 @@
+/* Embeddings, CPU reference: word gather, and the fused word + type + position + LayerNorm. */
+#include <math.h>
+#include <string.h>
+
+#include "ops.h"
+
+void ember_ref_gather(float *out, const int32_t *ids, int64_t n, const float *word, int H) {
+    for (int64_t t = 0; t < n; t++)
+        memcpy(out + t * H, word + (int64_t)ids[t] * H, sizeof(float) * (size_t)H);
+}
+
+/* LayerNorm of one row held in double; statistics in double (biased variance, like torch). */
+static void layernorm_row(float *out, const double *x, const float *gamma, const float *beta,
+                          int H, double eps) {
+    double mean = 0.0;
+    for (int i = 0; i < H; i++) mean += x[i];
+    mean /= H;
+    double var = 0.0;
+    for (int i = 0; i < H; i++) var += (x[i] - mean) * (x[i] - mean);
+    var /= H;
+    double rstd = 1.0 / sqrt(var + eps);
+    for (int i = 0; i < H; i++) out[i] = (float)((x[i] - mean) * rstd * gamma[i] + beta[i]);
+}
+
+void ember_ref_embed_layernorm(float *out, const int32_t *ids, const float *embeds,
+                               const int32_t *type_ids, const int32_t *pos_ids,
+                               const float *word, const float *pos, const float *type,
+                               const float *gamma, const float *beta, int B, int S, int H,
+                               double eps) {
+    double row[H];
+    int64_t n = (int64_t)B * S;
+    for (int64_t t = 0; t < n; t++) {
+        /* HF: inputs_embeds + token_type_embeddings, then + position_embeddings (fp32 there;
+         * the sum is exact in double here). */
+        const float *w = ids ? word + (int64_t)ids[t] * H : embeds + t * H;
+        const float *ty = type + (int64_t)(type_ids ? type_ids[t] : 0) * H;
+        const float *p = pos + (int64_t)(pos_ids ? pos_ids[t] : (int32_t)(t % S)) * H;
+        for (int i = 0; i < H; i++) row[i] = (double)w[i] + (double)ty[i] + (double)p[i];
+        layernorm_row(out + t * H, row, gamma, beta, H, eps);
+    }
+}

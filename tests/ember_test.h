@@ -1,0 +1,119 @@
+// The C++ shim the tests use over ember's C API: RAII handles, file helpers, comparisons.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ember.h"
+#include "tests/tolerances.h"
+#include "weights/safetensors.h"
+
+namespace ember_test {
+
+struct ModelDeleter {
+    void operator()(ember_model *m) const { ember_model_free(m); }
+};
+using Model = std::unique_ptr<ember_model, ModelDeleter>;
+
+struct FileDeleter {
+    void operator()(ember_st_file *f) const { ember_st_close(f); }
+};
+using StFile = std::unique_ptr<ember_st_file, FileDeleter>;
+
+inline std::string DataPath(const std::string &rel) { return std::string(EMBER_TEST_DATA_DIR) + "/" + rel; }
+
+// "EMBER_ERR_X: ...: <last error>" for assertion messages.
+inline std::string Why(ember_status st) {
+    return std::string(ember_status_string(st)) + " — " + ember_last_error();
+}
+
+inline Model LoadCpu(const std::string &dir, int max_batch = 8, int max_seq = 64) {
+    ember_load_options opt;
+    ember_load_options_init(&opt);
+    opt.max_batch = max_batch;
+    opt.max_seq_len = max_seq;
+    ember_model *m = nullptr;
+    ember_status st = ember_model_load(dir.c_str(), &opt, &m);
+    EXPECT_EQ(st, EMBER_OK) << Why(st);
+    return Model(m);
+}
+
+inline StFile OpenSt(const std::string &path) {
+    ember_st_file *f = nullptr;
+    ember_status st = ember_st_open(path.c_str(), &f);
+    EXPECT_EQ(st, EMBER_OK) << Why(st);
+    return StFile(f);
+}
+
+inline bool Has(ember_st_file *f, const char *name) { return ember_st_find(f, name) != nullptr; }
+
+inline std::vector<float> ReadF32(ember_st_file *f, const char *name) {
+    const ember_st_tensor *t = ember_st_find(f, name);
+    if (!t) {
+        ADD_FAILURE() << "tensor " << name << " missing";
+        return {};
+    }
+    std::vector<float> v((size_t)ember_st_numel(t));
+    EXPECT_EQ(ember_st_to_f32(t, v.data()), EMBER_OK) << ember_last_error();
+    return v;
+}
+
+inline std::vector<int32_t> ReadI32(ember_st_file *f, const char *name) {
+    const ember_st_tensor *t = ember_st_find(f, name);
+    if (!t) return {};
+    std::vector<int32_t> v((size_t)ember_st_numel(t));
+    EXPECT_EQ(ember_st_to_i32(t, v.data()), EMBER_OK) << ember_last_error();
+    return v;
+}
+
+// Outputs start as NaN so that an element the library never writes cannot pass.
+inline std::vector<float> Poisoned(size_t n) { return std::vector<float>(n, std::nanf("")); }
+
+// |a - e| <= atol + rtol * |e| elementwise; NaN anywhere fails. Reports the first
+// mismatches, the max abs diff and how far over the threshold, like llm.c.
+inline ::testing::AssertionResult AllClose(const std::vector<float> &a, const std::vector<float> &e,
+                                           double atol, double rtol) {
+    if (a.size() != e.size())
+        return ::testing::AssertionFailure() << "size " << a.size() << " != expected " << e.size();
+    size_t bad = 0;
+    double max_abs = 0.0, worst_ratio = 0.0;
+    std::string first;
+    for (size_t i = 0; i < a.size(); i++) {
+        double d = std::fabs((double)a[i] - (double)e[i]);
+        double lim = atol + rtol * std::fabs((double)e[i]);
+        bool ok = !std::isnan(a[i]) && !std::isnan(e[i]) && d <= lim;
+        if (!std::isnan(d) && d > max_abs) max_abs = d;
+        if (!std::isnan(d) && d / lim > worst_ratio) worst_ratio = d / lim;
+        if (!ok) {
+            if (bad < 5) {
+                char buf[160];
+                snprintf(buf, sizeof buf, "  [%zu] got %.9g expected %.9g (|diff| %.3g > %.3g)\n", i,
+                         a[i], e[i], d, lim);
+                first += buf;
+            }
+            bad++;
+        }
+    }
+    if (bad == 0) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << bad << " of " << a.size() << " elements mismatch, max |diff| "
+                                         << max_abs << ", worst diff/limit " << worst_ratio << "\n"
+                                         << first;
+}
+
+inline double SumAbsDiff(const std::vector<float> &a, const std::vector<float> &b) {
+    double s = 0.0;
+    for (size_t i = 0; i < a.size() && i < b.size(); i++) s += std::fabs((double)a[i] - b[i]);
+    return s;
+}
+
+inline bool BitIdentical(const std::vector<float> &a, const std::vector<float> &b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+}  // namespace ember_test

@@ -1,0 +1,205 @@
+// ember (CPU reference) against outputs HuggingFace transformers itself produced
+// (tests/data, made by tools/make_goldens.py), plus the inputs_embeds pitfall.
+#include <jansson.h>
+
+#include <map>
+
+#include "tests/ember_test.h"
+
+using namespace ember_test;
+
+namespace {
+
+struct GoldenCase {
+    std::string model, name, file, model_dir, entry;
+    bool hidden_states = false, pooler = false;
+};
+
+std::vector<GoldenCase> LoadManifest() {
+    std::vector<GoldenCase> out;
+    json_error_t err;
+    json_t *root = json_load_file(DataPath("goldens/manifest.json").c_str(), 0, &err);
+    if (!root) return out;  // the Manifest test below reports it
+    size_t i;
+    json_t *c;
+    json_array_foreach(root, i, c) {
+        GoldenCase g;
+        g.model = json_string_value(json_object_get(c, "model"));
+        g.name = json_string_value(json_object_get(c, "case"));
+        g.file = json_string_value(json_object_get(c, "file"));
+        g.model_dir = json_string_value(json_object_get(c, "model_dir"));
+        g.entry = json_string_value(json_object_get(c, "entry"));
+        g.hidden_states = json_is_true(json_object_get(c, "has_hidden_states"));
+        g.pooler = json_is_true(json_object_get(c, "has_pooler"));
+        out.push_back(g);
+    }
+    json_decref(root);
+    return out;
+}
+
+ember_model *CachedModel(const std::string &dir) {
+    static std::map<std::string, Model> cache;
+    auto it = cache.find(dir);
+    if (it == cache.end()) it = cache.emplace(dir, LoadCpu(DataPath(dir), 8, 64)).first;
+    return it->second.get();
+}
+
+struct Outputs {
+    std::vector<float> last, pooled, hidden;
+};
+
+// Run one forward from the inputs stored in `f`, with `entry` overriding which tensor is
+// the entry point (to feed e.g. wrong_inputs_embeds as inputs_embeds).
+ember_status RunCase(ember_model *m, ember_st_file *f, const char *entry_tensor, const char *entry,
+                     bool want_pooler, bool want_hidden, Outputs *o) {
+    ember_config cfg;
+    ember_model_config(m, &cfg);
+    const ember_st_tensor *t = ember_st_find(f, entry_tensor);
+    if (!t) {
+        ADD_FAILURE() << "entry tensor " << entry_tensor << " missing";
+        return EMBER_ERR_INTERNAL;
+    }
+    const int B = (int)t->shape[0], S = (int)t->shape[1], H = cfg.hidden_size;
+    std::vector<int32_t> ids, mask = ReadI32(f, "attention_mask"),
+                              types = ReadI32(f, "token_type_ids"), pos = ReadI32(f, "position_ids");
+    std::vector<float> embeds;
+    ember_inputs in{};
+    in.batch = B;
+    in.seq_len = S;
+    if (!strcmp(entry, "input_ids")) {
+        ids = ReadI32(f, entry_tensor);
+        in.input_ids = ids.data();
+    } else {
+        embeds = ReadF32(f, entry_tensor);
+        if (!strcmp(entry, "inputs_embeds")) in.inputs_embeds = embeds.data();
+        else in.embedding_output = embeds.data();
+    }
+    in.attention_mask = mask.empty() ? nullptr : mask.data();
+    in.token_type_ids = types.empty() ? nullptr : types.data();
+    in.position_ids = pos.empty() ? nullptr : pos.data();
+    o->last = Poisoned((size_t)B * S * H);
+    o->pooled = want_pooler ? Poisoned((size_t)B * H) : std::vector<float>();
+    o->hidden = want_hidden ? Poisoned((size_t)(cfg.num_hidden_layers + 1) * B * S * H)
+                            : std::vector<float>();
+    ember_outputs out{};
+    out.last_hidden_state = o->last.data();
+    out.pooler_output = want_pooler ? o->pooled.data() : nullptr;
+    out.hidden_states = want_hidden ? o->hidden.data() : nullptr;
+    return ember_forward(m, &in, &out, nullptr);
+}
+
+class Golden : public ::testing::TestWithParam<GoldenCase> {};
+
+TEST_P(Golden, MatchesHuggingFace) {
+    const GoldenCase &g = GetParam();
+    ember_model *m = CachedModel(g.model_dir);
+    ASSERT_NE(m, nullptr);
+    StFile f = OpenSt(DataPath(g.file));
+    ASSERT_TRUE(f);
+    Outputs o;
+    ember_status st = RunCase(m, f.get(), g.entry.c_str(), g.entry.c_str(), g.pooler,
+                              g.hidden_states, &o);
+    ASSERT_EQ(st, EMBER_OK) << Why(st);
+    EXPECT_TRUE(AllClose(o.last, ReadF32(f.get(), "expected.last_hidden_state"), ember_tol::kHfAbs,
+                         ember_tol::kHfRel))
+        << "last_hidden_state";
+    if (g.pooler) {
+        EXPECT_TRUE(AllClose(o.pooled, ReadF32(f.get(), "expected.pooler_output"), ember_tol::kHfAbs,
+                             ember_tol::kHfRel))
+            << "pooler_output";
+    }
+    if (g.hidden_states) {
+        EXPECT_TRUE(AllClose(o.hidden, ReadF32(f.get(), "expected.hidden_states"), ember_tol::kHfAbs,
+                             ember_tol::kHfRel))
+            << "hidden_states";
+    }
+}
+
+std::string CaseName(const ::testing::TestParamInfo<GoldenCase> &info) {
+    std::string n = info.param.model + "_" + info.param.name;
+    for (char &c : n)
+        if (!isalnum((unsigned char)c)) c = '_';
+    return n;
+}
+
+INSTANTIATE_TEST_SUITE_P(HF, Golden, ::testing::ValuesIn(LoadManifest()), CaseName);
+
+TEST(Golden, ManifestCoversEveryModelAndCase) {
+    auto cases = LoadManifest();
+    ASSERT_GE(cases.size(), 40u) << "tests/data/goldens/manifest.json missing or short";
+    std::map<std::string, int> per_model;
+    for (auto &c : cases) per_model[c.model]++;
+    EXPECT_EQ(per_model.size(), 4u);
+}
+
+// --- the pitfall the library exists to make impossible -----------------------------------
+
+class Pitfall : public ::testing::TestWithParam<std::string> {};
+
+// forward(input_ids) and forward(inputs_embeds = ember_embed_tokens(ids)) are bit-identical.
+TEST_P(Pitfall, IdsAndGatheredEmbedsAreBitIdentical) {
+    ember_model *m = CachedModel("models/" + GetParam());
+    StFile f = OpenSt(DataPath("goldens/" + GetParam() + "/pitfall.safetensors"));
+    ember_config cfg;
+    ember_model_config(m, &cfg);
+    std::vector<int32_t> ids = ReadI32(f.get(), "input_ids");
+    std::vector<int32_t> mask = ReadI32(f.get(), "attention_mask");
+    const ember_st_tensor *t = ember_st_find(f.get(), "input_ids");
+    const int B = (int)t->shape[0], S = (int)t->shape[1], H = cfg.hidden_size;
+
+    std::vector<float> embeds = Poisoned((size_t)B * S * H);
+    ASSERT_EQ(ember_embed_tokens(m, ids.data(), (int64_t)B * S, embeds.data(), nullptr), EMBER_OK)
+        << ember_last_error();
+    std::vector<float> a = Poisoned((size_t)B * S * H), b = Poisoned((size_t)B * S * H);
+    ember_inputs in{};
+    in.batch = B;
+    in.seq_len = S;
+    in.attention_mask = mask.empty() ? nullptr : mask.data();
+    ember_outputs out{};
+    in.input_ids = ids.data();
+    out.last_hidden_state = a.data();
+    ASSERT_EQ(ember_forward(m, &in, &out, nullptr), EMBER_OK) << ember_last_error();
+    in.input_ids = nullptr;
+    in.inputs_embeds = embeds.data();
+    out.last_hidden_state = b.data();
+    ASSERT_EQ(ember_forward(m, &in, &out, nullptr), EMBER_OK) << ember_last_error();
+    EXPECT_TRUE(BitIdentical(a, b)) << "sum |ids - embeds| = " << SumAbsDiff(a, b);
+    EXPECT_TRUE(AllClose(a, ReadF32(f.get(), "expected.last_hidden_state"), ember_tol::kHfAbs,
+                         ember_tol::kHfRel));
+}
+
+// hidden_states[0] already has position + type embeddings and LayerNorm applied. Fed as
+// inputs_embeds they are applied twice and the output is wrong (HF does the same: we match
+// HF's wrong answer too); fed as embedding_output it is right.
+TEST_P(Pitfall, HiddenStates0IsAnEmbeddingOutputNotAnInputsEmbeds) {
+    ember_model *m = CachedModel("models/" + GetParam());
+    StFile f = OpenSt(DataPath("goldens/" + GetParam() + "/pitfall.safetensors"));
+    std::vector<float> right = ReadF32(f.get(), "expected.last_hidden_state");
+    Outputs wrong, good;
+    ASSERT_EQ(RunCase(m, f.get(), "wrong_inputs_embeds", "inputs_embeds", false, false, &wrong),
+              EMBER_OK)
+        << ember_last_error();
+    ASSERT_EQ(RunCase(m, f.get(), "wrong_inputs_embeds", "embedding_output", false, false, &good),
+              EMBER_OK)
+        << ember_last_error();
+    double diff = SumAbsDiff(wrong.last, right);
+    EXPECT_GT(diff, 10.0) << "feeding hidden_states[0] as inputs_embeds should NOT match";
+    EXPECT_TRUE(AllClose(wrong.last, ReadF32(f.get(), "expected.wrong_last_hidden_state"),
+                         ember_tol::kHfAbs, ember_tol::kHfRel))
+        << "the wrong usage should still reproduce HF's (wrong) output";
+    EXPECT_TRUE(AllClose(good.last, right, ember_tol::kHfAbs, ember_tol::kHfRel))
+        << "hidden_states[0] as embedding_output must match";
+    printf("    %s: sum |wrong - right| = %.1f\n", GetParam().c_str(), diff);
+}
+
+INSTANTIATE_TEST_SUITE_P(HF, Pitfall,
+                         ::testing::Values("tiny-odd", "prefixed-gamma", "gelu-new-sharded",
+                                           "relu-f16"),
+                         [](const ::testing::TestParamInfo<std::string> &i) {
+                             std::string n = i.param;
+                             for (char &c : n)
+                                 if (c == '-') c = '_';
+                             return n;
+                         });
+
+}  // namespace

@@ -1,0 +1,182 @@
+/* config.json of a HuggingFace BERT checkpoint: parsed with Jansson, every field bounded. */
+#include "config.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+
+#include "host/error.h"
+
+/* Generous bounds: anything larger is a corrupt or hostile config, not a BERT. */
+#define MAX_VOCAB 10000000
+#define MAX_HIDDEN 65536
+#define MAX_LAYERS 512
+#define MAX_INTERMEDIATE 262144
+#define MAX_POSITIONS 1048576
+#define MAX_TYPES 65536
+
+const char *ember_activation_name(ember_activation act) {
+    switch (act) {
+    case EMBER_ACT_GELU: return "gelu";
+    case EMBER_ACT_GELU_TANH: return "gelu_new";
+    case EMBER_ACT_RELU: return "relu";
+    }
+    return "unknown";
+}
+
+static ember_status check_range(const char *label, const char *field, long long v, long long lo,
+                                long long hi) {
+    if (v < lo || v > hi)
+        return ember_fail(EMBER_ERR_CONFIG, "%s: \"%s\" = %lld is outside [%lld, %lld]", label, field,
+                          v, lo, hi);
+    return EMBER_OK;
+}
+
+ember_status ember_config_check(const ember_config *c, const char *label) {
+    EMBER_TRY(check_range(label, "vocab_size", c->vocab_size, 1, MAX_VOCAB));
+    EMBER_TRY(check_range(label, "hidden_size", c->hidden_size, 1, MAX_HIDDEN));
+    EMBER_TRY(check_range(label, "num_hidden_layers", c->num_hidden_layers, 1, MAX_LAYERS));
+    EMBER_TRY(check_range(label, "num_attention_heads", c->num_attention_heads, 1, c->hidden_size));
+    EMBER_TRY(check_range(label, "intermediate_size", c->intermediate_size, 1, MAX_INTERMEDIATE));
+    EMBER_TRY(check_range(label, "max_position_embeddings", c->max_position_embeddings, 1,
+                          MAX_POSITIONS));
+    EMBER_TRY(check_range(label, "type_vocab_size", c->type_vocab_size, 1, MAX_TYPES));
+    if (c->hidden_size % c->num_attention_heads != 0)
+        return ember_fail(EMBER_ERR_CONFIG,
+                          "%s: hidden_size %d is not a multiple of num_attention_heads %d", label,
+                          c->hidden_size, c->num_attention_heads);
+    if (!(c->layer_norm_eps > 0.0 && c->layer_norm_eps < 1.0))
+        return ember_fail(EMBER_ERR_CONFIG, "%s: \"layer_norm_eps\" = %g must be in (0, 1)", label,
+                          c->layer_norm_eps);
+    if (c->hidden_act != EMBER_ACT_GELU && c->hidden_act != EMBER_ACT_GELU_TANH &&
+        c->hidden_act != EMBER_ACT_RELU)
+        return ember_fail(EMBER_ERR_CONFIG, "%s: hidden_act %d is not an ember_activation", label,
+                          (int)c->hidden_act);
+    return EMBER_OK;
+}
+
+/* Integer field; required fields must be present, optional ones keep *out. */
+static ember_status get_int(json_t *root, const char *label, const char *field, int required,
+                            int *out) {
+    json_t *v = json_object_get(root, field);
+    if (!v || json_is_null(v)) {
+        if (required)
+            return ember_fail(EMBER_ERR_CONFIG, "%s: required field \"%s\" is missing", label, field);
+        return EMBER_OK;
+    }
+    if (!json_is_integer(v))
+        return ember_fail(EMBER_ERR_CONFIG, "%s: \"%s\" must be an integer", label, field);
+    json_int_t x = json_integer_value(v);
+    if (x < -2147483647LL || x > 2147483647LL)
+        return ember_fail(EMBER_ERR_CONFIG, "%s: \"%s\" = %lld does not fit in 32 bits", label, field,
+                          (long long)x);
+    *out = (int)x;
+    return EMBER_OK;
+}
+
+static ember_status parse_root(json_t *root, const char *label, ember_config *c) {
+    if (!json_is_object(root))
+        return ember_fail(EMBER_ERR_CONFIG, "%s: top level is not a JSON object", label);
+
+    json_t *mt = json_object_get(root, "model_type");
+    if (mt && !json_is_null(mt)) {
+        if (!json_is_string(mt))
+            return ember_fail(EMBER_ERR_CONFIG, "%s: \"model_type\" must be a string", label);
+        if (strcmp(json_string_value(mt), "bert") != 0)
+            return ember_fail(EMBER_ERR_UNSUPPORTED,
+                              "%s: model_type \"%s\" is not supported (only \"bert\")", label,
+                              json_string_value(mt));
+    }
+
+    memset(c, 0, sizeof *c);
+    c->pad_token_id = 0;
+    c->layer_norm_eps = 1e-12;
+    c->hidden_act = EMBER_ACT_GELU;
+    EMBER_TRY(get_int(root, label, "vocab_size", 1, &c->vocab_size));
+    EMBER_TRY(get_int(root, label, "hidden_size", 1, &c->hidden_size));
+    EMBER_TRY(get_int(root, label, "num_hidden_layers", 1, &c->num_hidden_layers));
+    EMBER_TRY(get_int(root, label, "num_attention_heads", 1, &c->num_attention_heads));
+    EMBER_TRY(get_int(root, label, "intermediate_size", 1, &c->intermediate_size));
+    EMBER_TRY(get_int(root, label, "max_position_embeddings", 1, &c->max_position_embeddings));
+    c->type_vocab_size = 2;
+    EMBER_TRY(get_int(root, label, "type_vocab_size", 0, &c->type_vocab_size));
+    EMBER_TRY(get_int(root, label, "pad_token_id", 0, &c->pad_token_id));
+
+    json_t *eps = json_object_get(root, "layer_norm_eps");
+    if (eps && !json_is_null(eps)) {
+        if (!json_is_number(eps))
+            return ember_fail(EMBER_ERR_CONFIG, "%s: \"layer_norm_eps\" must be a number", label);
+        c->layer_norm_eps = json_number_value(eps);
+    }
+
+    json_t *act = json_object_get(root, "hidden_act");
+    if (act && !json_is_null(act)) {
+        if (!json_is_string(act))
+            return ember_fail(EMBER_ERR_UNSUPPORTED,
+                              "%s: \"hidden_act\" must be a string (gelu, gelu_new, "
+                              "gelu_pytorch_tanh, relu)", label);
+        const char *a = json_string_value(act);
+        if (strcmp(a, "gelu") == 0) c->hidden_act = EMBER_ACT_GELU;
+        else if (strcmp(a, "gelu_new") == 0 || strcmp(a, "gelu_pytorch_tanh") == 0)
+            c->hidden_act = EMBER_ACT_GELU_TANH;
+        else if (strcmp(a, "relu") == 0) c->hidden_act = EMBER_ACT_RELU;
+        else
+            return ember_fail(EMBER_ERR_UNSUPPORTED,
+                              "%s: hidden_act \"%s\" is not supported (gelu, gelu_new, "
+                              "gelu_pytorch_tanh, relu)", label, a);
+    }
+
+    json_t *pet = json_object_get(root, "position_embedding_type");
+    if (pet && !json_is_null(pet)) {
+        if (!json_is_string(pet) || strcmp(json_string_value(pet), "absolute") != 0)
+            return ember_fail(EMBER_ERR_UNSUPPORTED,
+                              "%s: position_embedding_type %s%s%s is not supported (only "
+                              "\"absolute\")", label, json_is_string(pet) ? "\"" : "",
+                              json_is_string(pet) ? json_string_value(pet) : "(not a string)",
+                              json_is_string(pet) ? "\"" : "");
+    }
+    json_t *dec = json_object_get(root, "is_decoder");
+    if (json_is_true(dec))
+        return ember_fail(EMBER_ERR_UNSUPPORTED, "%s: is_decoder = true is not supported", label);
+    json_t *xattn = json_object_get(root, "add_cross_attention");
+    if (json_is_true(xattn))
+        return ember_fail(EMBER_ERR_UNSUPPORTED, "%s: add_cross_attention = true is not supported",
+                          label);
+
+    return ember_config_check(c, label);
+}
+
+ember_status ember_config_parse(const char *json, const char *label, ember_config *cfg) {
+    json_error_t err;
+    json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, &err);
+    if (!root)
+        return ember_fail(EMBER_ERR_CONFIG, "%s: invalid JSON at line %d column %d: %s", label,
+                          err.line, err.column, err.text);
+    ember_status st = parse_root(root, label, cfg);
+    json_decref(root);
+    return st;
+}
+
+ember_status ember_config_load(const char *path, ember_config *cfg) {
+    json_error_t err;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    if (!root) {
+        /* Jansson reports a missing file as an error at line -1. */
+        if (err.line < 0)
+            return ember_fail(EMBER_ERR_IO, "%s: cannot read: %s", path, err.text);
+        return ember_fail(EMBER_ERR_CONFIG, "%s: invalid JSON at line %d column %d: %s", path,
+                          err.line, err.column, err.text);
+    }
+    ember_status st = parse_root(root, path, cfg);
+    json_decref(root);
+    return st;
+}
+
+int64_t ember_config_param_count(const ember_config *c) {
+    int64_t H = c->hidden_size, I = c->intermediate_size;
+    int64_t emb = ((int64_t)c->vocab_size + c->max_position_embeddings + c->type_vocab_size) * H +
+                  2 * H;
+    int64_t layer = 3 * H * H + 3 * H + H * H + H + 2 * H + I * H + I + H * I + H + 2 * H;
+    int64_t pool = c->has_pooler ? H * H + H : 0;
+    return emb + c->num_hidden_layers * layer + pool;
+}
