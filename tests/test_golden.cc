@@ -15,6 +15,9 @@ struct GoldenCase {
     bool hidden_states = false, pooler = false;
 };
 
+// gtest prints parameters; without this it dumps the struct's raw bytes.
+void PrintTo(const GoldenCase &g, std::ostream *os) { *os << g.model << "/" << g.name; }
+
 std::vector<GoldenCase> LoadManifest() {
     std::vector<GoldenCase> out;
     json_error_t err;

@@ -1,0 +1,347 @@
+// Loading checkpoints: every layout HF writes, and every way a checkpoint or config.json
+// can be wrong, each with a clear status and a message naming the culprit.
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+#include "tests/ember_test.h"
+#include "weights/config.h"
+
+using namespace ember_test;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string ReadText(const fs::path &p) {
+    std::ifstream f(p);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+void WriteText(const fs::path &p, const std::string &s) {
+    std::ofstream f(p, std::ios::trunc);
+    f << s;
+}
+
+// A scratch copy of a bundled model that a test may break.
+class BrokenCheckpoint : public ::testing::Test {
+protected:
+    void SetUp() override {
+        const auto *info = ::testing::UnitTest::GetInstance()->current_test_info();
+        dir_ = fs::path(::testing::TempDir()) / (std::string("ember_") + info->name());
+        fs::remove_all(dir_);
+        fs::create_directories(dir_);
+    }
+    void TearDown() override { fs::remove_all(dir_); }
+
+    void CopyModel(const char *name) {
+        for (auto &e : fs::directory_iterator(DataPath(std::string("models/") + name)))
+            fs::copy_file(e.path(), dir_ / e.path().filename(), fs::copy_options::overwrite_existing);
+    }
+
+    // Replace one "key": value line of config.json (save_pretrained writes one per line).
+    void SetConfig(const std::string &key, const std::string &value) {
+        std::string s = ReadText(dir_ / "config.json");
+        size_t k = s.find("\"" + key + "\"");
+        if (k == std::string::npos) {
+            s.insert(s.find('{') + 1, "\n  \"" + key + "\": " + value + ",");
+        } else {
+            size_t colon = s.find(':', k), end = s.find_first_of(",\n}", colon);
+            s.replace(colon + 1, end - colon - 1, " " + value);
+        }
+        WriteText(dir_ / "config.json", s);
+    }
+
+    // Rewrite model.safetensors through `edit`, which may drop (return false), rename or
+    // reshape tensors.
+    void RewriteTensors(const std::function<bool(ember_st_tensor &, std::string &)> &edit) {
+        fs::path p = dir_ / "model.safetensors";
+        StFile f = OpenSt(p.string());
+        ASSERT_TRUE(f);
+        std::vector<ember_st_tensor> ts;
+        std::vector<std::string> names;
+        names.reserve(ember_st_count(f.get()));
+        for (size_t i = 0; i < ember_st_count(f.get()); i++) {
+            ember_st_tensor t = *ember_st_at(f.get(), i);
+            std::string name = t.name;
+            if (!edit(t, name)) continue;
+            names.push_back(name);
+            ts.push_back(t);
+        }
+        for (size_t i = 0; i < ts.size(); i++) ts[i].name = names[i].c_str();
+        fs::path tmp = dir_ / "rewritten.safetensors";
+        ASSERT_EQ(ember_st_write(tmp.c_str(), ts.data(), ts.size(), nullptr, nullptr, 0), EMBER_OK)
+            << ember_last_error();
+        f.reset();
+        fs::rename(tmp, p);
+    }
+
+    // Load must fail with `want` and a message containing `needle`.
+    void ExpectLoadFails(ember_status want, const std::string &needle) {
+        ember_model *m = nullptr;
+        ember_status st = ember_model_load(dir_.c_str(), nullptr, &m);
+        EXPECT_EQ(st, want) << Why(st);
+        EXPECT_EQ(m, nullptr);
+        EXPECT_NE(std::string(ember_last_error()).find(needle), std::string::npos)
+            << "message '" << ember_last_error() << "' should mention '" << needle << "'";
+        ember_model_free(m);
+    }
+
+    void ExpectLoads() {
+        ember_model *m = nullptr;
+        ember_status st = ember_model_load(dir_.c_str(), nullptr, &m);
+        EXPECT_EQ(st, EMBER_OK) << Why(st);
+        ember_model_free(m);
+    }
+
+    fs::path dir_;
+};
+
+TEST_F(BrokenCheckpoint, CopyLoadsUnchanged) {
+    CopyModel("tiny-odd");
+    ExpectLoads();
+}
+
+TEST_F(BrokenCheckpoint, MissingDirectory) {
+    fs::remove_all(dir_);
+    ExpectLoadFails(EMBER_ERR_IO, "config.json");
+}
+
+TEST_F(BrokenCheckpoint, MissingConfig) {
+    CopyModel("tiny-odd");
+    fs::remove(dir_ / "config.json");
+    ExpectLoadFails(EMBER_ERR_IO, "config.json");
+}
+
+TEST_F(BrokenCheckpoint, MissingWeights) {
+    CopyModel("tiny-odd");
+    fs::remove(dir_ / "model.safetensors");
+    ExpectLoadFails(EMBER_ERR_IO, "model.safetensors");
+}
+
+TEST_F(BrokenCheckpoint, TruncatedWeights) {
+    CopyModel("tiny-odd");
+    fs::resize_file(dir_ / "model.safetensors", fs::file_size(dir_ / "model.safetensors") - 100);
+    ExpectLoadFails(EMBER_ERR_FORMAT, "model.safetensors");
+}
+
+TEST_F(BrokenCheckpoint, CorruptHeaderLength) {
+    CopyModel("tiny-odd");
+    std::fstream f(dir_ / "model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    const unsigned char huge[8] = {0, 0, 0, 0, 0, 0, 0, 0x10};
+    f.write(reinterpret_cast<const char *>(huge), 8);
+    f.close();
+    ExpectLoadFails(EMBER_ERR_FORMAT, "model.safetensors");
+}
+
+TEST_F(BrokenCheckpoint, MissingTensor) {
+    CopyModel("tiny-odd");
+    RewriteTensors([](ember_st_tensor &, std::string &n) {
+        return n != "encoder.layer.1.intermediate.dense.bias";
+    });
+    ExpectLoadFails(EMBER_ERR_MISSING_TENSOR, "encoder.layer.1.intermediate.dense.bias");
+}
+
+TEST_F(BrokenCheckpoint, WrongShape) {
+    CopyModel("tiny-odd");
+    RewriteTensors([](ember_st_tensor &t, std::string &n) {
+        if (n == "encoder.layer.2.attention.self.key.weight") {  // [72,72] -> [36,144]
+            t.shape[0] = 36;
+            t.shape[1] = 144;
+        }
+        return true;
+    });
+    ExpectLoadFails(EMBER_ERR_SHAPE, "encoder.layer.2.attention.self.key.weight' has shape [36, 144], expected [72, 72]");
+}
+
+TEST_F(BrokenCheckpoint, UnsupportedWeightDtype) {
+    CopyModel("tiny-odd");
+    RewriteTensors([](ember_st_tensor &t, std::string &n) {
+        if (n == "embeddings.LayerNorm.bias") t.dtype = EMBER_ST_I32;  // same 4-byte size
+        return true;
+    });
+    ExpectLoadFails(EMBER_ERR_UNSUPPORTED, "embeddings.LayerNorm.bias");
+}
+
+TEST_F(BrokenCheckpoint, PrefixedAndPlainBoth) {
+    CopyModel("tiny-odd");
+    RewriteTensors([](ember_st_tensor &, std::string &) { return true; });
+    // add a duplicate under the bert. prefix
+    fs::path p = dir_ / "model.safetensors";
+    StFile f = OpenSt(p.string());
+    std::vector<ember_st_tensor> ts;
+    for (size_t i = 0; i < ember_st_count(f.get()); i++) ts.push_back(*ember_st_at(f.get(), i));
+    ember_st_tensor dup = *ember_st_find(f.get(), "pooler.dense.bias");
+    dup.name = "bert.pooler.dense.bias";
+    ts.push_back(dup);
+    fs::path tmp = dir_ / "x.safetensors";
+    ASSERT_EQ(ember_st_write(tmp.c_str(), ts.data(), ts.size(), nullptr, nullptr, 0), EMBER_OK);
+    f.reset();
+    fs::rename(tmp, p);
+    ExpectLoadFails(EMBER_ERR_FORMAT, "bert.pooler.dense.bias");
+}
+
+TEST_F(BrokenCheckpoint, ConfigHasFewerLayersThanCheckpoint) {
+    CopyModel("tiny-odd");
+    SetConfig("num_hidden_layers", "2");
+    ExpectLoadFails(EMBER_ERR_CONFIG, "encoder.layer.2");
+}
+
+TEST_F(BrokenCheckpoint, ConfigHasMoreLayersThanCheckpoint) {
+    CopyModel("tiny-odd");
+    SetConfig("num_hidden_layers", "4");
+    ExpectLoadFails(EMBER_ERR_MISSING_TENSOR, "encoder.layer.3.");
+}
+
+TEST_F(BrokenCheckpoint, ConfigVocabDisagreesWithTensor) {
+    CopyModel("tiny-odd");
+    SetConfig("vocab_size", "300");
+    ExpectLoadFails(EMBER_ERR_SHAPE, "embeddings.word_embeddings.weight' has shape [211, 72], expected [300, 72]");
+}
+
+struct BadConfig {
+    const char *key, *value;
+    ember_status want;
+    const char *needle;
+};
+
+class BadConfigValue : public BrokenCheckpoint, public ::testing::WithParamInterface<BadConfig> {};
+
+TEST_P(BadConfigValue, Rejected) {
+    CopyModel("tiny-odd");
+    SetConfig(GetParam().key, GetParam().value);
+    ExpectLoadFails(GetParam().want, GetParam().needle);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Config, BadConfigValue,
+    ::testing::Values(
+        BadConfig{"num_attention_heads", "5", EMBER_ERR_CONFIG, "not a multiple of num_attention_heads"},
+        BadConfig{"num_attention_heads", "0", EMBER_ERR_CONFIG, "num_attention_heads"},
+        BadConfig{"hidden_size", "-72", EMBER_ERR_CONFIG, "hidden_size"},
+        BadConfig{"vocab_size", "1e3", EMBER_ERR_CONFIG, "vocab_size\" must be an integer"},
+        BadConfig{"vocab_size", "99999999999", EMBER_ERR_CONFIG, "vocab_size"},
+        BadConfig{"intermediate_size", "\"148\"", EMBER_ERR_CONFIG, "intermediate_size"},
+        BadConfig{"max_position_embeddings", "0", EMBER_ERR_CONFIG, "max_position_embeddings"},
+        BadConfig{"type_vocab_size", "0", EMBER_ERR_CONFIG, "type_vocab_size"},
+        BadConfig{"layer_norm_eps", "0", EMBER_ERR_CONFIG, "layer_norm_eps"},
+        BadConfig{"layer_norm_eps", "\"tiny\"", EMBER_ERR_CONFIG, "layer_norm_eps"},
+        BadConfig{"hidden_act", "\"swish\"", EMBER_ERR_UNSUPPORTED, "hidden_act \"swish\""},
+        BadConfig{"hidden_act", "\"silu\"", EMBER_ERR_UNSUPPORTED, "silu"},
+        BadConfig{"position_embedding_type", "\"relative_key\"", EMBER_ERR_UNSUPPORTED, "relative_key"},
+        BadConfig{"model_type", "\"roberta\"", EMBER_ERR_UNSUPPORTED, "roberta"},
+        BadConfig{"is_decoder", "true", EMBER_ERR_UNSUPPORTED, "is_decoder"},
+        BadConfig{"num_hidden_layers", "null", EMBER_ERR_CONFIG, "num_hidden_layers\" is missing"}),
+    [](const ::testing::TestParamInfo<BadConfig> &i) { return "case" + std::to_string(i.index); });
+
+TEST_F(BrokenCheckpoint, ConfigNotJson) {
+    CopyModel("tiny-odd");
+    WriteText(dir_ / "config.json", "{\"hidden_size\": 72,");
+    ExpectLoadFails(EMBER_ERR_CONFIG, "invalid JSON");
+}
+
+TEST_F(BrokenCheckpoint, ConfigDuplicateKey) {
+    CopyModel("tiny-odd");
+    std::string s = ReadText(dir_ / "config.json");
+    s.insert(s.find('{') + 1, "\n  \"hidden_size\": 72,");
+    WriteText(dir_ / "config.json", s);
+    ExpectLoadFails(EMBER_ERR_CONFIG, "hidden_size");
+}
+
+TEST_F(BrokenCheckpoint, ShardedMissingShard) {
+    CopyModel("gelu-new-sharded");
+    fs::remove(dir_ / "model-00002-of-00003.safetensors");
+    ExpectLoadFails(EMBER_ERR_IO, "model-00002-of-00003.safetensors");
+}
+
+TEST_F(BrokenCheckpoint, ShardedPathTraversal) {
+    CopyModel("gelu-new-sharded");
+    std::string s = ReadText(dir_ / "model.safetensors.index.json");
+    size_t at = s.find("model-00001-of-00003.safetensors");
+    s.replace(at, strlen("model-00001-of-00003.safetensors"), "../../etc/passwd");
+    WriteText(dir_ / "model.safetensors.index.json", s);
+    ExpectLoadFails(EMBER_ERR_FORMAT, "not a plain file name");
+}
+
+TEST_F(BrokenCheckpoint, ShardedIndexPointsAtWrongShard) {
+    CopyModel("gelu-new-sharded");
+    std::string s = ReadText(dir_ / "model.safetensors.index.json");
+    // move the word embeddings' entry to another existing shard
+    size_t k = s.find("\"embeddings.word_embeddings.weight\"");
+    ASSERT_NE(k, std::string::npos);
+    size_t v = s.find("model-0000", k);
+    std::string cur = s.substr(v, strlen("model-00001-of-00003.safetensors"));
+    std::string other = cur == "model-00003-of-00003.safetensors" ? "model-00001-of-00003.safetensors"
+                                                                  : "model-00003-of-00003.safetensors";
+    s.replace(v, cur.size(), other);
+    WriteText(dir_ / "model.safetensors.index.json", s);
+    ExpectLoadFails(EMBER_ERR_FORMAT, "embeddings.word_embeddings.weight");
+}
+
+TEST(Loader, AllBundledLayoutsLoad) {
+    struct Want {
+        const char *name;
+        int layers, hidden, heads, pooler;
+        ember_activation act;
+    } wants[] = {
+        {"tiny-odd", 3, 72, 6, 1, EMBER_ACT_GELU},
+        {"prefixed-gamma", 2, 64, 4, 1, EMBER_ACT_GELU},
+        {"gelu-new-sharded", 2, 48, 3, 0, EMBER_ACT_GELU_TANH},
+        {"relu-f16", 1, 40, 5, 1, EMBER_ACT_RELU},
+    };
+    for (const Want &w : wants) {
+        Model m = LoadCpu(DataPath(std::string("models/") + w.name), 1, 4);
+        ASSERT_TRUE(m) << w.name;
+        ember_config c;
+        ASSERT_EQ(ember_model_config(m.get(), &c), EMBER_OK);
+        EXPECT_EQ(c.num_hidden_layers, w.layers) << w.name;
+        EXPECT_EQ(c.hidden_size, w.hidden) << w.name;
+        EXPECT_EQ(c.num_attention_heads, w.heads) << w.name;
+        EXPECT_EQ(c.has_pooler, w.pooler) << w.name;
+        EXPECT_EQ(c.hidden_act, w.act) << w.name;
+    }
+}
+
+TEST(Loader, RelativeEpsIsRead) {
+    Model m = LoadCpu(DataPath("models/relu-f16"), 1, 4);
+    ember_config c;
+    ember_model_config(m.get(), &c);
+    EXPECT_DOUBLE_EQ(c.layer_norm_eps, 1e-3);
+}
+
+TEST(Config, ParseDefaultsAndTanhAliases) {
+    ember_config c;
+    const char *base =
+        "{\"vocab_size\": 10, \"hidden_size\": 8, \"num_hidden_layers\": 1, "
+        "\"num_attention_heads\": 2, \"intermediate_size\": 16, \"max_position_embeddings\": 4%s}";
+    char buf[512];
+    snprintf(buf, sizeof buf, base, "");
+    ASSERT_EQ(ember_config_parse(buf, "t", &c), EMBER_OK) << ember_last_error();
+    EXPECT_EQ(c.type_vocab_size, 2);
+    EXPECT_EQ(c.hidden_act, EMBER_ACT_GELU);
+    EXPECT_DOUBLE_EQ(c.layer_norm_eps, 1e-12);
+    snprintf(buf, sizeof buf, base, ", \"hidden_act\": \"gelu_pytorch_tanh\", \"bos_token_id\": null");
+    ASSERT_EQ(ember_config_parse(buf, "t", &c), EMBER_OK) << ember_last_error();
+    EXPECT_EQ(c.hidden_act, EMBER_ACT_GELU_TANH);
+    snprintf(buf, sizeof buf, base, ", \"position_embedding_type\": \"absolute\"");
+    EXPECT_EQ(ember_config_parse(buf, "t", &c), EMBER_OK) << ember_last_error();
+    EXPECT_EQ(ember_config_parse("[1, 2]", "t", &c), EMBER_ERR_CONFIG);
+    EXPECT_EQ(ember_config_parse("\xff\xfe", "t", &c), EMBER_ERR_CONFIG);
+}
+
+TEST(Config, ParamCountOfBertBase) {
+    ember_config c{};
+    c.vocab_size = 30522;
+    c.hidden_size = 768;
+    c.num_hidden_layers = 12;
+    c.num_attention_heads = 12;
+    c.intermediate_size = 3072;
+    c.max_position_embeddings = 512;
+    c.type_vocab_size = 2;
+    c.has_pooler = 1;
+    EXPECT_EQ(ember_config_param_count(&c), 109482240);  // HF: BertModel bert-base-uncased
+}
+
+}  // namespace
