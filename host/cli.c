@@ -143,6 +143,28 @@ static int read_embeds(ember_st_file *f, const char *name, int64_t *B, int64_t *
     return 1;
 }
 
+/* When the inputs file carries HF's own outputs (expected.<name>, as the bundled goldens
+ * do), say how close ember came. */
+static void report_expected(ember_st_file *f, const char *name, const float *got, size_t n) {
+    char key[64];
+    snprintf(key, sizeof key, "expected.%s", name);
+    const ember_st_tensor *t = ember_st_find(f, key);
+    if (!t || (size_t)ember_st_numel(t) != n || t->dtype != EMBER_ST_F32) return;
+    float *want = malloc(sizeof(float) * n);
+    if (!want) return;
+    ember_st_to_f32(t, want);
+    double max_abs = 0.0;
+    size_t nan = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        if (d != d) nan++;
+        else if (d > max_abs) max_abs = d;
+    }
+    printf("  vs HuggingFace %s (from the inputs file): max |diff| %.3g%s\n", key, max_abs,
+           nan ? ", NaN present" : "");
+    free(want);
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -319,6 +341,9 @@ static int cmd_forward(const args *a) {
         if (hidden)
             printf("  hidden_states [%d, %lld, %lld, %lld]\n", c.num_hidden_layers + 1,
                    (long long)B, (long long)S, (long long)H);
+        report_expected(f, "last_hidden_state", last, act);
+        if (pooled) report_expected(f, "pooler_output", pooled, (size_t)(B * H));
+        if (hidden) report_expected(f, "hidden_states", hidden, nhs);
         printf("  wrote %s\n", a->output);
     }
     rc = 0;

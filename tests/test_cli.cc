@@ -1,0 +1,184 @@
+// The ember CLI end to end: the interface scripts use.
+#include <sys/wait.h>
+
+#include <filesystem>
+
+#include "tests/ember_test.h"
+
+using namespace ember_test;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+    int code = -1;
+    std::string out;  // stdout and stderr together
+};
+
+Result RunCli(const std::string &args) {
+    std::string cmd = std::string(EMBER_CLI_PATH) + " " + args + " 2>&1";
+    Result r;
+    FILE *p = popen(cmd.c_str(), "r");
+    if (!p) return r;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    int status = pclose(p);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+}
+
+class Cli : public ::testing::Test {
+protected:
+    void SetUp() override {
+        dir_ = fs::path(::testing::TempDir()) /
+               (std::string("ember_cli_") + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        fs::remove_all(dir_);
+        fs::create_directories(dir_);
+    }
+    void TearDown() override { fs::remove_all(dir_); }
+    std::string Out() const { return (dir_ / "out.safetensors").string(); }
+    fs::path dir_;
+};
+
+TEST_F(Cli, ForwardReproducesHuggingFace) {
+    const char *cases[] = {"tiny-odd/hidden_states", "prefixed-gamma/inputs_embeds",
+                           "gelu-new-sharded/embedding_output", "relu-f16/token_types"};
+    for (const char *c : cases) {
+        std::string model = std::string(c).substr(0, std::string(c).find('/'));
+        std::string in = DataPath(std::string("goldens/") + c + ".safetensors");
+        bool pooler = model != "gelu-new-sharded";
+        Result r = RunCli("forward --model " + DataPath("models/" + model) + " --inputs " + in +
+                          " --output " + Out() + " --hidden-states" + (pooler ? " --pooler" : ""));
+        ASSERT_EQ(r.code, 0) << c << "\n" << r.out;
+        EXPECT_NE(r.out.find("last_hidden_state"), std::string::npos) << r.out;
+        StFile got = OpenSt(Out()), want = OpenSt(in);
+        ASSERT_TRUE(got && want);
+        EXPECT_TRUE(AllClose(ReadF32(got.get(), "last_hidden_state"),
+                             ReadF32(want.get(), "expected.last_hidden_state"), ember_tol::kHfAbs,
+                             ember_tol::kHfRel))
+            << c;
+        if (pooler) {
+            EXPECT_TRUE(AllClose(ReadF32(got.get(), "pooler_output"),
+                                 ReadF32(want.get(), "expected.pooler_output"), ember_tol::kHfAbs,
+                                 ember_tol::kHfRel))
+                << c;
+        }
+        const ember_st_tensor *hs = ember_st_find(got.get(), "hidden_states");
+        ASSERT_NE(hs, nullptr);
+        EXPECT_EQ(hs->ndim, 4);
+        if (Has(want.get(), "expected.hidden_states")) {
+            EXPECT_TRUE(AllClose(ReadF32(got.get(), "hidden_states"),
+                                 ReadF32(want.get(), "expected.hidden_states"), ember_tol::kHfAbs,
+                                 ember_tol::kHfRel))
+                << c;
+        }
+    }
+}
+
+TEST_F(Cli, Int32IdsAccepted) {
+    StFile g = OpenSt(DataPath("goldens/tiny-odd/right_padding.safetensors"));
+    std::vector<int32_t> ids = ReadI32(g.get(), "input_ids"), mask = ReadI32(g.get(), "attention_mask");
+    const ember_st_tensor *t = ember_st_find(g.get(), "input_ids");
+    ember_st_tensor ts[2] = {};
+    ts[0].name = "input_ids";
+    ts[1].name = "attention_mask";
+    for (int i = 0; i < 2; i++) {
+        ts[i].dtype = EMBER_ST_I32;
+        ts[i].ndim = 2;
+        ts[i].shape[0] = t->shape[0];
+        ts[i].shape[1] = t->shape[1];
+        ts[i].nbytes = ids.size() * 4;
+    }
+    ts[0].data = ids.data();
+    ts[1].data = mask.data();
+    std::string in = (dir_ / "in.safetensors").string();
+    ASSERT_EQ(ember_st_write(in.c_str(), ts, 2, nullptr, nullptr, 0), EMBER_OK) << ember_last_error();
+    Result r = RunCli("forward --quiet --model " + DataPath("models/tiny-odd") + " --inputs " + in +
+                      " --output " + Out());
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_TRUE(r.out.empty()) << "--quiet printed: " << r.out;
+    StFile got = OpenSt(Out());
+    EXPECT_TRUE(AllClose(ReadF32(got.get(), "last_hidden_state"),
+                         ReadF32(g.get(), "expected.last_hidden_state"), ember_tol::kHfAbs,
+                         ember_tol::kHfRel));
+    EXPECT_FALSE(Has(got.get(), "pooler_output"));
+}
+
+TEST_F(Cli, Info) {
+    Result r = RunCli("info --model " + DataPath("models/tiny-odd"));
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("layers 3, hidden 72, heads 6"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("parameters 152220"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, UsageErrors) {
+    EXPECT_EQ(RunCli("").code, 2);
+    EXPECT_EQ(RunCli("forward --model x").code, 2);
+    EXPECT_EQ(RunCli("frobnicate").code, 2);
+    Result r = RunCli("forward --model m --inputs i --output o --dtype f64");
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.out.find("--dtype"), std::string::npos) << r.out;
+    EXPECT_EQ(RunCli("--help").code, 0);
+}
+
+TEST_F(Cli, BadModelDirectory) {
+    Result r = RunCli("info --model " + (dir_ / "nope").string());
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("EMBER_ERR_IO"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("config.json"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, OutOfRangeIdReported) {
+    std::vector<int64_t> ids = {5, 9, 100000};
+    ember_st_tensor t = {};
+    t.name = "input_ids";
+    t.dtype = EMBER_ST_I64;
+    t.ndim = 2;
+    t.shape[0] = 1;
+    t.shape[1] = 3;
+    t.data = ids.data();
+    t.nbytes = 24;
+    std::string in = (dir_ / "in.safetensors").string();
+    ASSERT_EQ(ember_st_write(in.c_str(), &t, 1, nullptr, nullptr, 0), EMBER_OK);
+    Result r = RunCli("forward --model " + DataPath("models/tiny-odd") + " --inputs " + in +
+                      " --output " + Out());
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("input_ids[0][2] = 100000"), std::string::npos) << r.out;
+    EXPECT_FALSE(fs::exists(Out())) << "no output file after a failed forward";
+}
+
+TEST_F(Cli, TwoEntryPointsRejected) {
+    StFile g = OpenSt(DataPath("goldens/tiny-odd/pitfall.safetensors"));
+    std::vector<ember_st_tensor> ts = {*ember_st_find(g.get(), "input_ids")};
+    ember_st_tensor e = *ember_st_find(g.get(), "wrong_inputs_embeds");
+    e.name = "inputs_embeds";
+    ts.push_back(e);
+    std::string in = (dir_ / "in.safetensors").string();
+    ASSERT_EQ(ember_st_write(in.c_str(), ts.data(), ts.size(), nullptr, nullptr, 0), EMBER_OK);
+    Result r = RunCli("forward --model " + DataPath("models/tiny-odd") + " --inputs " + in +
+                      " --output " + Out());
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("exactly one of"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, CorruptInputsFile) {
+    std::string in = (dir_ / "in.safetensors").string();
+    FILE *f = fopen(in.c_str(), "wb");
+    fputs("not a safetensors file at all", f);
+    fclose(f);
+    Result r = RunCli("forward --model " + DataPath("models/tiny-odd") + " --inputs " + in +
+                      " --output " + Out());
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("EMBER_ERR_FORMAT"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, CudaWithoutDevice) {
+    if (ember_cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is present";
+    Result r = RunCli("forward --backend cuda --model " + DataPath("models/tiny-odd") + " --inputs " +
+                      DataPath("goldens/tiny-odd/basic_ids.safetensors") + " --output " + Out());
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("no CUDA device"), std::string::npos) << r.out;
+}
+
+}  // namespace
