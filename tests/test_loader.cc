@@ -207,6 +207,8 @@ struct BadConfig {
     const char *needle;
 };
 
+void PrintTo(const BadConfig &b, std::ostream *os) { *os << b.key << " = " << b.value; }
+
 class BadConfigValue : public BrokenCheckpoint, public ::testing::WithParamInterface<BadConfig> {};
 
 TEST_P(BadConfigValue, Rejected) {

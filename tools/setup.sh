@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install what ember needs to build and test on Debian/Ubuntu: compiler, CMake >= 3.25,
+# Ninja, Jansson (config.json / safetensors headers) and GoogleTest. CUDA is optional:
+# with nvcc on PATH the CUDA backend is built too.
+set -euo pipefail
+
+need=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+for p in build-essential cmake ninja-build libjansson-dev libgtest-dev pkg-config; do
+    have_pkg "$p" || need+=("$p")
+done
+if ((${#need[@]})); then
+    echo "setup: installing ${need[*]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+ver=$(cmake --version | head -n1 | awk '{print $3}')
+if [ "$(printf '%s\n3.25\n' "$ver" | sort -V | head -n1)" != "3.25" ]; then
+    echo "setup: CMake $ver is older than 3.25; install a newer cmake (e.g. pip install cmake)" >&2
+    exit 1
+fi
+if command -v nvcc >/dev/null 2>&1; then
+    echo "setup: nvcc found ($(nvcc --version | tail -n1)); the CUDA backend will be built"
+else
+    echo "setup: no nvcc on PATH; building the CPU reference backend only"
+fi
