@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "ember.h"
 #include "weights/config.h"
 #include "weights/safetensors.h"
@@ -19,14 +21,16 @@ static void usage(FILE *f) {
             "usage:\n"
             "  ember forward --model DIR --inputs IN.safetensors --output OUT.safetensors\n"
             "                [--backend cpu|cuda] [--dtype f32|f16|bf16] [--device N]\n"
-            "                [--hidden-states] [--pooler] [--quiet]\n"
+            "                [--hidden-states] [--pooler] [--mean-pool] [--quiet]\n"
             "  ember info --model DIR\n"
             "  ember --version\n"
             "\n"
             "IN holds exactly one of input_ids (I32/I64 [B,S]), inputs_embeds (F32 [B,S,H]) or\n"
             "embedding_output (F32 [B,S,H]), and optionally attention_mask, token_type_ids,\n"
             "position_ids (I32/I64 [B,S]). OUT gets F32 last_hidden_state [B,S,H], and on request\n"
-            "pooler_output [B,H] and hidden_states [L+1,B,S,H].\n");
+            "pooler_output [B,H] and hidden_states [L+1,B,S,H]. --mean-pool adds\n"
+            "sentence_embedding [B,H] (masked mean over tokens, L2-normalised, as\n"
+            "sentence-transformers) and prints the cosine similarities of the sequences.\n");
 }
 
 static int fail(const char *what, ember_status st) {
@@ -38,7 +42,7 @@ typedef struct args {
     const char *cmd, *model, *inputs, *output;
     ember_backend backend;
     ember_dtype dtype;
-    int device, hidden_states, pooler, quiet;
+    int device, hidden_states, pooler, quiet, mean_pool;
 } args;
 
 static int parse_args(int argc, char **argv, args *a) {
@@ -65,6 +69,7 @@ static int parse_args(int argc, char **argv, args *a) {
             takes = 0;
             if (!strcmp(k, "--hidden-states")) a->hidden_states = 1;
             else if (!strcmp(k, "--pooler")) a->pooler = 1;
+            else if (!strcmp(k, "--mean-pool")) a->mean_pool = 1;
             else if (!strcmp(k, "--quiet")) a->quiet = 1;
             else { fprintf(stderr, "ember: unknown option '%s'\n", k); return 0; }
         }
@@ -165,6 +170,47 @@ static void report_expected(ember_st_file *f, const char *name, const float *got
     free(want);
 }
 
+/* Sentence embeddings: mean of the unmasked tokens, L2-normalised. emb is (B,H). */
+static void mean_pool(float *emb, const float *h, const int32_t *mask, int64_t B, int64_t S,
+                      int64_t H) {
+    for (int64_t b = 0; b < B; b++) {
+        double n = 0.0, norm = 0.0;
+        double *acc = calloc((size_t)H, sizeof(double));
+        if (!acc) return;
+        for (int64_t s = 0; s < S; s++) {
+            if (mask && !mask[b * S + s]) continue;
+            n += 1.0;
+            for (int64_t i = 0; i < H; i++) acc[i] += h[(b * S + s) * H + i];
+        }
+        for (int64_t i = 0; i < H; i++) {
+            acc[i] /= n > 0.0 ? n : 1.0;
+            norm += acc[i] * acc[i];
+        }
+        norm = sqrt(norm);
+        for (int64_t i = 0; i < H; i++) emb[b * H + i] = (float)(acc[i] / (norm > 1e-12 ? norm : 1e-12));
+        free(acc);
+    }
+}
+
+/* The cosine-similarity table; labels from the inputs' "sentences" metadata (a JSON list). */
+static void print_similarity(ember_st_file *f, const float *emb, int64_t B, int64_t H) {
+    json_t *labels = NULL;
+    const char *meta = ember_st_metadata(f, "sentences");
+    if (meta) labels = json_loads(meta, 0, NULL);
+    printf("  cosine similarity of the sentence embeddings:\n");
+    for (int64_t a = 0; a < B; a++) {
+        json_t *l = json_is_array(labels) ? json_array_get(labels, (size_t)a) : NULL;
+        printf("    [%lld] %-48.48s", (long long)a, json_is_string(l) ? json_string_value(l) : "");
+        for (int64_t b = 0; b < B; b++) {
+            double dot = 0.0;
+            for (int64_t i = 0; i < H; i++) dot += (double)emb[a * H + i] * emb[b * H + i];
+            printf(" %+.3f", dot);
+        }
+        printf("\n");
+    }
+    json_decref(labels);
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -200,7 +246,7 @@ static int cmd_forward(const args *a) {
     ember_model *m = NULL;
     ember_st_file *f = NULL;
     int32_t *ids = NULL, *mask = NULL, *types = NULL, *pos = NULL;
-    float *embeds = NULL, *eout = NULL, *last = NULL, *pooled = NULL, *hidden = NULL;
+    float *embeds = NULL, *eout = NULL, *last = NULL, *pooled = NULL, *hidden = NULL, *sent = NULL;
     void *d[8] = {0};
     const int cuda = a->backend == EMBER_BACKEND_CUDA;
 
@@ -303,7 +349,13 @@ static int cmd_forward(const args *a) {
     }
 #endif
 
-    ember_st_tensor ot[3];
+    if (a->mean_pool) {
+        sent = malloc(sizeof(float) * (size_t)(B * H));
+        if (!sent) { fprintf(stderr, "ember: out of host memory\n"); goto done_dev; }
+        mean_pool(sent, last, mask, B, S, H);
+    }
+
+    ember_st_tensor ot[4];
     size_t n_out = 0;
     ot[n_out++] = (ember_st_tensor){.name = "last_hidden_state", .dtype = EMBER_ST_F32, .ndim = 3,
                                     .shape = {B, S, H}, .data = last, .nbytes = act * 4};
@@ -315,6 +367,10 @@ static int cmd_forward(const args *a) {
         ot[n_out++] = (ember_st_tensor){.name = "hidden_states", .dtype = EMBER_ST_F32, .ndim = 4,
                                         .shape = {c.num_hidden_layers + 1, B, S, H},
                                         .data = hidden, .nbytes = nhs * 4};
+    if (sent)
+        ot[n_out++] = (ember_st_tensor){.name = "sentence_embedding", .dtype = EMBER_ST_F32,
+                                        .ndim = 2, .shape = {B, H}, .data = sent,
+                                        .nbytes = (size_t)(B * H) * 4};
     const char *mk[] = {"producer", "entry_point"};
     const char *mv[] = {"ember " "0.1.0", ids ? "input_ids" : embeds ? "inputs_embeds" : "embedding_output"};
     st = ember_st_write(a->output, ot, n_out, mk, mv, 2);
@@ -344,6 +400,10 @@ static int cmd_forward(const args *a) {
         report_expected(f, "last_hidden_state", last, act);
         if (pooled) report_expected(f, "pooler_output", pooled, (size_t)(B * H));
         if (hidden) report_expected(f, "hidden_states", hidden, nhs);
+        if (sent) {
+            report_expected(f, "sentence_embedding", sent, (size_t)(B * H));
+            print_similarity(f, sent, B, H);
+        }
         printf("  wrote %s\n", a->output);
     }
     rc = 0;
@@ -357,7 +417,7 @@ done_dev:
     }
 done:
     free(ids); free(mask); free(types); free(pos);
-    free(embeds); free(eout); free(last); free(pooled); free(hidden);
+    free(embeds); free(eout); free(last); free(pooled); free(hidden); free(sent);
     ember_model_free(m);
     ember_st_close(f);
     return rc;

@@ -105,6 +105,34 @@ TEST_F(Cli, Int32IdsAccepted) {
     EXPECT_FALSE(Has(got.get(), "pooler_output"));
 }
 
+TEST_F(Cli, MeanPoolWritesUnitSentenceEmbeddings) {
+    std::string in = DataPath("goldens/tiny-odd/right_padding.safetensors");
+    Result r = RunCli("forward --mean-pool --model " + DataPath("models/tiny-odd") + " --inputs " +
+                      in + " --output " + Out());
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("cosine similarity"), std::string::npos) << r.out;
+    StFile got = OpenSt(Out()), g = OpenSt(in);
+    std::vector<float> e = ReadF32(got.get(), "sentence_embedding");
+    std::vector<float> h = ReadF32(got.get(), "last_hidden_state");
+    std::vector<int32_t> mask = ReadI32(g.get(), "attention_mask");
+    const int B = 4, S = 13, H = 72;
+    ASSERT_EQ(e.size(), (size_t)B * H);
+    for (int b = 0; b < B; b++) {
+        // recompute: masked mean, then L2 norm
+        std::vector<double> mean(H, 0.0);
+        int n = 0;
+        for (int s = 0; s < S; s++)
+            if (mask[b * S + s]) {
+                n++;
+                for (int i = 0; i < H; i++) mean[i] += h[(b * S + s) * H + i];
+            }
+        double norm = 0.0;
+        for (int i = 0; i < H; i++) norm += (mean[i] / n) * (mean[i] / n);
+        norm = std::sqrt(norm);
+        for (int i = 0; i < H; i++) ASSERT_NEAR(e[b * H + i], mean[i] / n / norm, 1e-6) << b << "," << i;
+    }
+}
+
 TEST_F(Cli, Info) {
     Result r = RunCli("info --model " + DataPath("models/tiny-odd"));
     ASSERT_EQ(r.code, 0) << r.out;

