@@ -1,5 +1,5 @@
 /* One checking macro for CUDA runtime and cuBLAS(Lt) calls, shared by host/backend_cuda.c and
- * kernels/*.cu; internal. A failed call records "expr failed in func (file:line): name: text"
+ * kernels/<op>.cu; internal. A failed call records "expr failed in func (file:line): name: text"
  * through ember_fail and returns the mapped status from the enclosing function:
  *   cudaErrorMemoryAllocation, CUBLAS_STATUS_ALLOC_FAILED -> EMBER_ERR_OUT_OF_MEMORY
  *   sticky errors (illegal address, launch failure, device assert, ...) -> EMBER_ERR_DEVICE_LOST

@@ -1,0 +1,551 @@
+/* CUDA backend: the encoder of host/backend_cpu.c, op by op, with the CUDA twins of
+ * kernels/ops.h and cuBLASLt, in f32, f16 or bf16 storage with f32 accumulation.
+ *
+ * Memory: the weights are uploaded once at init into one device arena (converted to the
+ * compute dtype; LayerNorm gamma/beta stay f32). The workspace (activations for
+ * cap_batch x cap_seq tokens, the cuBLASLt workspace, the device error flag and its pinned
+ * host mirror) is allocated at init / reserve; forward, embed and table_copy never allocate.
+ *
+ * Streams: all work of a call is enqueued on the caller's stream. forward and embed end with
+ * one 4-byte copy of the device error flag into pinned memory and one cudaStreamSynchronize,
+ * so that ids, token types or positions outside their tables (clamped on the device) and
+ * mask values other than 0/1 come back as a status. table_copy does not wait.
+ *
+ * Threads: one model owns one cuBLASLt handle, one algorithm cache, one workspace and one
+ * error flag, so a model must not be used from two threads at once (HF-style "one model per
+ * thread, or serialise"); different models may run concurrently, on the same device or not.
+ *
+ * Errors: every CUDA and cuBLAS call goes through EMBER_CUDA_CHECK / EMBER_CUBLAS_CHECK
+ * (host/cuda_check.h). A sticky error (illegal address, device assert, ...) poisons the
+ * model: every later call on it fails fast with EMBER_ERR_DEVICE_LOST. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+
+#include "cuda_check.h"
+#include "error.h"
+#include "kernels/ops.h"
+#include "model.h"
+
+#define LT_WORKSPACE_BYTES ((size_t)32 << 20) /* NVIDIA's recommendation for Hopper */
+#define ARENA_ALIGN 256                       /* every tensor starts 256-byte aligned */
+
+/* ---- error mapping (declared in host/cuda_check.h) ----------------------------------------- */
+
+int ember_cuda_is_sticky(cudaError_t e) {
+    switch (e) {
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchTimeout:
+    case cudaErrorAssert:
+    case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorLaunchFailure:
+    case cudaErrorTensorMemoryLeak:
+    case cudaErrorECCUncorrectable:
+    case cudaErrorNvlinkUncorrectable:
+    case cudaErrorContextIsDestroyed:
+    case cudaErrorContained:
+    case cudaErrorMpsClientTerminated:
+    case cudaErrorExternalDevice: return 1;
+    default: return 0;
+    }
+}
+
+static const char *base_name(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+ember_status ember_cuda_fail(cudaError_t e, const char *expr, const char *func, const char *file,
+                             int line) {
+    const int sticky = ember_cuda_is_sticky(e);
+    const ember_status st = e == cudaErrorMemoryAllocation ? EMBER_ERR_OUT_OF_MEMORY
+                            : sticky                       ? EMBER_ERR_DEVICE_LOST
+                                                           : EMBER_ERR_CUDA;
+    /* A recoverable error stays in the runtime's last-error slot; clear it so that the next
+     * launch check (cudaGetLastError) does not report it again. */
+    if (!sticky) (void)cudaGetLastError();
+    return ember_fail(st, "%s failed in %s (%s:%d): %s: %s%s", expr, func, base_name(file), line,
+                      cudaGetErrorName(e), cudaGetErrorString(e),
+                      sticky ? " (sticky: the CUDA context is unusable)" : "");
+}
+
+ember_status ember_cublas_fail(cublasStatus_t s, const char *expr, const char *func,
+                               const char *file, int line) {
+    ember_status st = s == CUBLAS_STATUS_ALLOC_FAILED ? EMBER_ERR_OUT_OF_MEMORY : EMBER_ERR_CUDA;
+    cudaError_t e = cudaSuccess;
+    if (s == CUBLAS_STATUS_EXECUTION_FAILED || s == CUBLAS_STATUS_INTERNAL_ERROR) {
+        e = cudaPeekAtLastError();
+        if (ember_cuda_is_sticky(e)) st = EMBER_ERR_DEVICE_LOST;
+        else if (e != cudaSuccess) (void)cudaGetLastError();
+    }
+    return ember_fail(st, "%s failed in %s (%s:%d): %s: %s%s%s", expr, func, base_name(file), line,
+                      cublasGetStatusName(s), cublasGetStatusString(s),
+                      st == EMBER_ERR_DEVICE_LOST ? "; CUDA: " : "",
+                      st == EMBER_ERR_DEVICE_LOST ? cudaGetErrorName(e) : "");
+}
+
+int ember_cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+/* ---- state ------------------------------------------------------------------------------------ */
+
+typedef struct cuda_layer {
+    void *qkv_w, *qkv_b; /* (3H,H), (3H) dt */
+    void *ao_w, *ao_b;   /* (H,H), (H)      */
+    void *i_w, *i_b;     /* (I,H), (I)      */
+    void *o_w, *o_b;     /* (H,I), (H)      */
+    void *ln1_g, *ln1_b, *ln2_g, *ln2_b; /* (H) f32 */
+} cuda_layer;
+
+typedef struct cuda_state {
+    int device;
+    ember_dtype dt;
+    size_t esize; /* bytes per element of dt */
+    int poisoned;
+    char poison_msg[512];
+
+    void *warena; /* weights */
+    size_t wbytes;
+    void *word, *pos, *type; /* (V,H), (P,H), (T,H) dt */
+    void *emb_g, *emb_b; /* (H) f32 */
+    cuda_layer *layers;
+    void *pool_w, *pool_b; /* NULL without a pooler */
+
+    void *lt_ws; /* cuBLASLt workspace */
+    ember_cuda_gemm *gemm;
+    int *d_err;  /* device error flag (EMBER_BAD_* bits) */
+    int *h_err;  /* pinned mirror */
+
+    void *ws; /* activations for cap_tokens tokens */
+    size_t ws_bytes;
+    int64_t cap_tokens;
+    void *x, *x1, *ctx, *tmp; /* (T,H) each             */
+    void *big;                /* (T, max(3H, I)): qkv, then the FFN intermediate */
+} cuda_state;
+
+static size_t align_up(size_t n) { return (n + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN; }
+
+/* Record a sticky failure so that later calls fail fast, and give the device back. */
+static ember_status leave(cuda_state *s, int prev_device, ember_status st) {
+    if (st == EMBER_ERR_DEVICE_LOST && !s->poisoned) {
+        s->poisoned = 1;
+        snprintf(s->poison_msg, sizeof s->poison_msg, "%s", ember_last_error());
+    }
+    if (prev_device >= 0 && prev_device != s->device) (void)cudaSetDevice(prev_device);
+    return st;
+}
+
+/* Fail fast on a poisoned model; make the model's device current (restored by leave). */
+static ember_status enter(cuda_state *s, int *prev_device) {
+    *prev_device = -1;
+    if (s->poisoned)
+        return ember_fail(EMBER_ERR_DEVICE_LOST,
+                          "this model hit a sticky CUDA error earlier and cannot be used; free it "
+                          "and load it again (first error: %s)", s->poison_msg);
+    int cur = -1;
+    EMBER_CUDA_CHECK(cudaGetDevice(&cur));
+    if (cur != s->device) EMBER_CUDA_CHECK(cudaSetDevice(s->device));
+    *prev_device = cur;
+    return EMBER_OK;
+}
+
+static void free_state(cuda_state *s) {
+    if (!s) return;
+    /* Errors are ignored: after a sticky error these calls fail, and there is nothing to do. */
+    ember_cuda_gemm_destroy(s->gemm);
+    if (s->ws) cudaFree(s->ws);
+    if (s->lt_ws) cudaFree(s->lt_ws);
+    if (s->warena) cudaFree(s->warena);
+    if (s->d_err) cudaFree(s->d_err);
+    if (s->h_err) cudaFreeHost(s->h_err);
+    (void)cudaGetLastError();
+    free(s->layers);
+    free(s);
+}
+
+/* ---- init: upload the weights ---------------------------------------------------------------- */
+
+typedef struct upload {
+    const float *src;
+    size_t n;
+    int keep_f32; /* LayerNorm parameters stay f32 */
+    void **dst;
+    size_t off;
+} upload;
+
+static void plan(upload *u, int *k, const float *src, size_t n, int keep_f32, void **dst) {
+    u[*k] = (upload){.src = src, .n = n, .keep_f32 = keep_f32, .dst = dst};
+    (*k)++;
+}
+
+static ember_status upload_weights(ember_model *m, cuda_state *s, const ember_weights *w) {
+    const ember_config *c = &m->cfg;
+    const size_t H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
+    const int L = c->num_hidden_layers;
+    upload *u = calloc((size_t)(7 + 12 * L), sizeof *u);
+    if (!u) return ember_fail(EMBER_ERR_OUT_OF_MEMORY, "cannot allocate the upload plan");
+    int k = 0;
+    plan(u, &k, w->word, (size_t)c->vocab_size * H, 0, &s->word);
+    plan(u, &k, w->position, (size_t)c->max_position_embeddings * H, 0, &s->pos);
+    plan(u, &k, w->token_type, (size_t)c->type_vocab_size * H, 0, &s->type);
+    plan(u, &k, w->emb_ln_g, H, 1, &s->emb_g);
+    plan(u, &k, w->emb_ln_b, H, 1, &s->emb_b);
+    for (int l = 0; l < L; l++) {
+        const ember_layer_weights *hw = &w->layers[l];
+        cuda_layer *d = &s->layers[l];
+        plan(u, &k, hw->qkv_w, 3 * H * H, 0, &d->qkv_w);
+        plan(u, &k, hw->qkv_b, 3 * H, 0, &d->qkv_b);
+        plan(u, &k, hw->attn_out_w, H * H, 0, &d->ao_w);
+        plan(u, &k, hw->attn_out_b, H, 0, &d->ao_b);
+        plan(u, &k, hw->attn_ln_g, H, 1, &d->ln1_g);
+        plan(u, &k, hw->attn_ln_b, H, 1, &d->ln1_b);
+        plan(u, &k, hw->inter_w, I * H, 0, &d->i_w);
+        plan(u, &k, hw->inter_b, I, 0, &d->i_b);
+        plan(u, &k, hw->out_w, H * I, 0, &d->o_w);
+        plan(u, &k, hw->out_b, H, 0, &d->o_b);
+        plan(u, &k, hw->out_ln_g, H, 1, &d->ln2_g);
+        plan(u, &k, hw->out_ln_b, H, 1, &d->ln2_b);
+    }
+    if (c->has_pooler && w->pool_w && w->pool_b) {
+        plan(u, &k, w->pool_w, H * H, 0, &s->pool_w);
+        plan(u, &k, w->pool_b, H, 0, &s->pool_b);
+    }
+
+    size_t total = 0, stage_n = 0;
+    for (int i = 0; i < k; i++) {
+        u[i].off = total;
+        total = align_up(total + u[i].n * (u[i].keep_f32 ? sizeof(float) : s->esize));
+        if (!u[i].keep_f32 && s->dt != EMBER_DTYPE_F32 && u[i].n > stage_n) stage_n = u[i].n;
+    }
+    float *stage = NULL;
+    ember_status st = EMBER_OK;
+    cudaError_t e = cudaMalloc(&s->warena, total);
+    if (e != cudaSuccess) {
+        s->warena = NULL;
+        st = ember_cuda_fail(e, "cudaMalloc(&s->warena, total)", __func__, __FILE__, __LINE__);
+        ember_fail_context(st, "uploading %zu bytes of weights to device %d", total, s->device);
+        goto done;
+    }
+    s->wbytes = total;
+    if (stage_n) {
+        e = cudaMalloc((void **)&stage, stage_n * sizeof(float));
+        if (e != cudaSuccess) {
+            stage = NULL;
+            st = ember_cuda_fail(e, "cudaMalloc(&stage)", __func__, __FILE__, __LINE__);
+            goto done;
+        }
+    }
+    for (int i = 0; i < k && st == EMBER_OK; i++) {
+        void *dst = (char *)s->warena + u[i].off;
+        *u[i].dst = dst;
+        const size_t bytes = u[i].n * sizeof(float);
+        if (u[i].keep_f32 || s->dt == EMBER_DTYPE_F32) {
+            e = cudaMemcpy(dst, u[i].src, bytes, cudaMemcpyHostToDevice);
+            if (e != cudaSuccess)
+                st = ember_cuda_fail(e, "cudaMemcpy(weights)", __func__, __FILE__, __LINE__);
+        } else {
+            /* Pageable cudaMemcpy waits for the previous conversion on the legacy stream
+             * before it overwrites the staging buffer. */
+            e = cudaMemcpy(stage, u[i].src, bytes, cudaMemcpyHostToDevice);
+            if (e != cudaSuccess)
+                st = ember_cuda_fail(e, "cudaMemcpy(stage)", __func__, __FILE__, __LINE__);
+            else
+                st = ember_cuda_convert(dst, s->dt, stage, EMBER_DTYPE_F32, (int64_t)u[i].n, 0);
+        }
+    }
+    if (st == EMBER_OK) {
+        e = cudaStreamSynchronize(0);
+        if (e != cudaSuccess)
+            st = ember_cuda_fail(e, "cudaStreamSynchronize(0)", __func__, __FILE__, __LINE__);
+    }
+done:
+    if (stage) cudaFree(stage);
+    free(u);
+    return st;
+}
+
+static ember_status check_supported(const ember_model *m) {
+    const ember_config *c = &m->cfg;
+    const int HD = c->hidden_size / c->num_attention_heads;
+    if (HD > EMBER_CUDA_MAX_HEAD_SIZE)
+        return ember_fail(EMBER_ERR_UNSUPPORTED,
+                          "attention head size %d (hidden_size %d / %d heads): the CUDA backend "
+                          "supports head sizes up to %d", HD, c->hidden_size,
+                          c->num_attention_heads, EMBER_CUDA_MAX_HEAD_SIZE);
+    if (m->dtype != EMBER_DTYPE_F32 && m->dtype != EMBER_DTYPE_F16 && m->dtype != EMBER_DTYPE_BF16)
+        return ember_fail(EMBER_ERR_UNSUPPORTED, "compute dtype %d", (int)m->dtype);
+    if (c->hidden_act != EMBER_ACT_GELU && c->hidden_act != EMBER_ACT_GELU_TANH &&
+        c->hidden_act != EMBER_ACT_RELU)
+        return ember_fail(EMBER_ERR_UNSUPPORTED, "activation %d", (int)c->hidden_act);
+    /* The LayerNorm kernels stage one f32 row of H in shared memory. */
+    int smem = 0;
+    EMBER_CUDA_CHECK(cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                                            m->device));
+    if ((size_t)c->hidden_size * sizeof(float) + 256 > (size_t)smem)
+        return ember_fail(EMBER_ERR_UNSUPPORTED,
+                          "hidden_size %d: a LayerNorm row needs %zu bytes of shared memory, device "
+                          "%d has %d per block", c->hidden_size,
+                          (size_t)c->hidden_size * sizeof(float), m->device, smem);
+    return EMBER_OK;
+}
+
+static ember_status init_state(ember_model *m, cuda_state *s, ember_weights *w) {
+    EMBER_TRY(check_supported(m));
+    s->layers = calloc((size_t)(m->cfg.num_hidden_layers > 0 ? m->cfg.num_hidden_layers : 1),
+                       sizeof *s->layers);
+    if (!s->layers) return ember_fail(EMBER_ERR_OUT_OF_MEMORY, "cannot allocate the layer table");
+    EMBER_TRY(upload_weights(m, s, w));
+    EMBER_CUDA_CHECK(cudaMalloc(&s->lt_ws, LT_WORKSPACE_BYTES));
+    EMBER_CUDA_CHECK(cudaMalloc((void **)&s->d_err, sizeof(int)));
+    EMBER_CUDA_CHECK(cudaMallocHost((void **)&s->h_err, sizeof(int)));
+    EMBER_TRY(ember_cuda_gemm_create(&s->gemm, s->lt_ws, LT_WORKSPACE_BYTES));
+    return EMBER_OK;
+}
+
+static ember_status cuda_init(ember_model *m, ember_weights *w) {
+    m->impl = NULL;
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        (void)cudaGetLastError();
+        return ember_fail(EMBER_ERR_NO_DEVICE, "no CUDA device: cudaGetDeviceCount returned %s (%s)%s",
+                          cudaGetErrorName(e), cudaGetErrorString(e),
+                          e == cudaSuccess ? " with 0 devices" : "");
+    }
+    if (m->device < 0 || m->device >= n)
+        return ember_fail(EMBER_ERR_NO_DEVICE,
+                          "no CUDA device %d: %d device(s) visible (check CUDA_VISIBLE_DEVICES)",
+                          m->device, n);
+    cuda_state *s = calloc(1, sizeof *s);
+    if (!s) return ember_fail(EMBER_ERR_OUT_OF_MEMORY, "cannot allocate the CUDA backend state");
+    s->device = m->device;
+    s->dt = m->dtype;
+    s->esize = m->dtype == EMBER_DTYPE_F32 ? 4 : 2;
+    int prev = -1;
+    ember_status st = enter(s, &prev);
+    if (st == EMBER_OK) st = init_state(m, s, w);
+    leave(s, prev, st);
+    if (st != EMBER_OK) {
+        free_state(s);
+        return ember_fail_context(st, "CUDA backend on device %d", m->device);
+    }
+    m->impl = s;
+    return EMBER_OK;
+}
+
+static void cuda_destroy(ember_model *m) {
+    cuda_state *s = m->impl;
+    if (!s) return;
+    int cur = -1;
+    if (cudaGetDevice(&cur) == cudaSuccess && cur != s->device) (void)cudaSetDevice(s->device);
+    free_state(s);
+    if (cur >= 0 && cur != m->device) (void)cudaSetDevice(cur);
+    (void)cudaGetLastError();
+    m->impl = NULL;
+}
+
+/* ---- workspace ---------------------------------------------------------------------------------- */
+
+static ember_status reserve_impl(ember_model *m, cuda_state *s, int64_t T) {
+    const size_t H = (size_t)m->cfg.hidden_size, I = (size_t)m->cfg.intermediate_size;
+    const size_t wide = 3 * H > I ? 3 * H : I;
+    const size_t act = align_up((size_t)T * H * s->esize);
+    const size_t total = 4 * act + align_up((size_t)T * wide * s->esize);
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, total);
+    if (e != cudaSuccess) {
+        ember_status st = ember_cuda_fail(e, "cudaMalloc(&workspace, total)", __func__, __FILE__,
+                                          __LINE__);
+        return ember_fail_context(st, "workspace of %zu bytes for %lld tokens (the model keeps "
+                                  "its previous workspace)", total, (long long)T);
+    }
+    if (s->ws) EMBER_CUDA_CHECK(cudaFree(s->ws)); /* waits for work still using it */
+    s->ws = p;
+    s->ws_bytes = total;
+    s->cap_tokens = T;
+    char *b = p;
+    s->x = b;
+    s->x1 = b + act;
+    s->ctx = b + 2 * act;
+    s->tmp = b + 3 * act;
+    s->big = b + 4 * act;
+    return EMBER_OK;
+}
+
+static ember_status cuda_reserve(ember_model *m, int max_batch, int max_seq_len) {
+    cuda_state *s = m->impl;
+    const int64_t T = (int64_t)max_batch * max_seq_len;
+    int prev;
+    ember_status st = enter(s, &prev);
+    if (st == EMBER_OK && T > s->cap_tokens) st = reserve_impl(m, s, T);
+    return leave(s, prev, st);
+}
+
+/* ---- forward ------------------------------------------------------------------------------------ */
+
+/* Turn the device error flag into a status naming every kind of bad value seen. */
+static ember_status report_flag(const ember_config *c, int flag, const char *call) {
+    if (!flag) return EMBER_OK;
+    char what[512] = "";
+    size_t n = 0;
+    if (flag & EMBER_BAD_ID)
+        n += (size_t)snprintf(what + n, sizeof what - n, "%sinput_ids outside [0, vocab_size = %d)",
+                              n ? "; " : "", c->vocab_size);
+    if ((flag & EMBER_BAD_TOKEN_TYPE) && n < sizeof what)
+        n += (size_t)snprintf(what + n, sizeof what - n,
+                              "%stoken_type_ids outside [0, type_vocab_size = %d)", n ? "; " : "",
+                              c->type_vocab_size);
+    if ((flag & EMBER_BAD_POSITION) && n < sizeof what)
+        n += (size_t)snprintf(what + n, sizeof what - n,
+                              "%sposition_ids outside [0, max_position_embeddings = %d)",
+                              n ? "; " : "", c->max_position_embeddings);
+    if ((flag & EMBER_BAD_MASK) && n < sizeof what)
+        snprintf(what + n, sizeof what - n, "%sattention_mask values other than 0 and 1",
+                 n ? "; " : "");
+    const ember_status st = (flag & (EMBER_BAD_ID | EMBER_BAD_TOKEN_TYPE | EMBER_BAD_POSITION))
+                                ? EMBER_ERR_OUT_OF_RANGE
+                                : EMBER_ERR_INVALID_ARGUMENT;
+    return ember_fail(st, "%s: the device found %s (clamped; the outputs of this call are not "
+                      "valid, the model is still usable)", call, what);
+}
+
+/* Wait for the stream and read the error flag. */
+static ember_status finish(const ember_config *c, cuda_state *s, cudaStream_t stream,
+                           const char *call) {
+    EMBER_CUDA_CHECK(
+        cudaMemcpyAsync(s->h_err, s->d_err, sizeof(int), cudaMemcpyDeviceToHost, stream));
+    EMBER_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return report_flag(c, *s->h_err, call);
+}
+
+static ember_status forward_impl(ember_model *m, cuda_state *s, const ember_inputs *in,
+                                 const ember_outputs *out, cudaStream_t stream) {
+    const ember_config *c = &m->cfg;
+    const int B = in->batch, S = in->seq_len, H = c->hidden_size, I = c->intermediate_size;
+    const int NH = c->num_attention_heads, HD = H / NH, L = c->num_hidden_layers;
+    const int N = B * S;
+    const int64_t NHs = (int64_t)N * H;
+    const double eps = c->layer_norm_eps;
+    const ember_dtype dt = s->dt;
+    float *hs = out->hidden_states; /* (L+1,N,H) f32 or NULL */
+    if (N > s->cap_tokens)
+        return ember_fail(EMBER_ERR_INTERNAL, "forward: %d tokens exceed the workspace (%lld)", N,
+                          (long long)s->cap_tokens);
+
+    EMBER_CUDA_CHECK(cudaMemsetAsync(s->d_err, 0, sizeof(int), stream));
+    EMBER_TRY(ember_cuda_check_mask(in->attention_mask, N, s->d_err, stream));
+    if (in->embedding_output)
+        EMBER_TRY(ember_cuda_convert(s->x, dt, in->embedding_output, EMBER_DTYPE_F32, NHs, stream));
+    else
+        EMBER_TRY(ember_cuda_embed_layernorm(
+            s->x, in->input_ids, in->inputs_embeds, in->token_type_ids, in->position_ids, s->word,
+            s->pos, s->type, s->emb_g, s->emb_b, B, S, H, c->vocab_size,
+            c->max_position_embeddings, c->type_vocab_size, eps, dt, s->d_err, stream));
+    if (hs) EMBER_TRY(ember_cuda_convert(hs, EMBER_DTYPE_F32, s->x, dt, NHs, stream));
+
+    for (int l = 0; l < L; l++) {
+        const cuda_layer *w = &s->layers[l];
+        /* The layer's f32 output: hidden_states[l+1], or last_hidden_state after the last. */
+        float *f32_out = hs ? hs + (size_t)(l + 1) * NHs : l == L - 1 ? out->last_hidden_state
+                                                                        : NULL;
+        EMBER_TRY(ember_cuda_linear(s->big, s->x, w->qkv_w, w->qkv_b, N, H, 3 * H, H, dt, s->gemm,
+                                    stream));
+        EMBER_TRY(ember_cuda_attention(s->ctx, s->big, in->attention_mask, B, S, NH, HD, dt,
+                                       stream));
+        EMBER_TRY(ember_cuda_linear(s->tmp, s->ctx, w->ao_w, NULL, N, H, H, H, dt, s->gemm, stream));
+        EMBER_TRY(ember_cuda_bias_residual_layernorm(s->x1, NULL, s->tmp, w->ao_b, s->x, w->ln1_g,
+                                                     w->ln1_b, N, H, eps, dt, stream));
+        EMBER_TRY(ember_cuda_linear(s->big, s->x1, w->i_w, w->i_b, N, H, I, H, dt, s->gemm, stream));
+        EMBER_TRY(ember_cuda_bias_act(s->big, NULL, N, I, (int)c->hidden_act, dt, stream));
+        EMBER_TRY(ember_cuda_linear(s->tmp, s->big, w->o_w, NULL, N, I, H, I, dt, s->gemm, stream));
+        EMBER_TRY(ember_cuda_bias_residual_layernorm(s->x, f32_out, s->tmp, w->o_b, s->x1, w->ln2_g,
+                                                     w->ln2_b, N, H, eps, dt, stream));
+    }
+    if (L == 0)
+        EMBER_TRY(ember_cuda_convert(out->last_hidden_state, EMBER_DTYPE_F32, s->x, dt, NHs, stream));
+    else if (hs)
+        EMBER_CUDA_CHECK(cudaMemcpyAsync(out->last_hidden_state, hs + (size_t)L * NHs,
+                                         sizeof(float) * (size_t)NHs, cudaMemcpyDeviceToDevice,
+                                         stream));
+    if (out->pooler_output) {
+        if (!s->pool_w)
+            return ember_fail(EMBER_ERR_UNSUPPORTED, "pooler_output requested without a pooler");
+        EMBER_TRY(ember_cuda_pooler(out->pooler_output, s->x, s->pool_w, s->pool_b, B, S, H,
+                                    s->tmp, dt, s->gemm, stream));
+    }
+    return finish(c, s, stream, "forward");
+}
+
+static ember_status cuda_forward(ember_model *m, const ember_inputs *in, const ember_outputs *out,
+                                 ember_stream stream) {
+    cuda_state *s = m->impl;
+    int prev;
+    ember_status st = enter(s, &prev);
+    if (st == EMBER_OK) st = forward_impl(m, s, in, out, (cudaStream_t)stream);
+    return leave(s, prev, st);
+}
+
+static ember_status cuda_embed(ember_model *m, const int32_t *ids, int64_t n, float *out,
+                               ember_stream stream) {
+    cuda_state *s = m->impl;
+    cudaStream_t st_ = (cudaStream_t)stream;
+    int prev;
+    ember_status st = enter(s, &prev);
+    if (st == EMBER_OK) {
+        cudaError_t e = cudaMemsetAsync(s->d_err, 0, sizeof(int), st_);
+        if (e != cudaSuccess) st = ember_cuda_fail(e, "cudaMemsetAsync(d_err)", __func__, __FILE__, __LINE__);
+    }
+    if (st == EMBER_OK)
+        st = ember_cuda_gather(out, ids, n, s->word, m->cfg.hidden_size, m->cfg.vocab_size, s->dt,
+                               s->d_err, st_);
+    if (st == EMBER_OK) st = finish(&m->cfg, s, st_, "embed_tokens");
+    return leave(s, prev, st);
+}
+
+static ember_status cuda_table_copy(const ember_model *m, ember_table t, float *dst,
+                                    ember_stream stream) {
+    cuda_state *s = m->impl;
+    const ember_config *c = &m->cfg;
+    const void *src = t == EMBER_TABLE_WORD ? s->word : t == EMBER_TABLE_POSITION ? s->pos : s->type;
+    const int64_t rows = t == EMBER_TABLE_WORD       ? c->vocab_size
+                         : t == EMBER_TABLE_POSITION ? c->max_position_embeddings
+                                                     : c->type_vocab_size;
+    int prev;
+    ember_status st = enter(s, &prev);
+    if (st == EMBER_OK)
+        st = ember_cuda_convert(dst, EMBER_DTYPE_F32, src, s->dt, rows * c->hidden_size,
+                                (cudaStream_t)stream);
+    return leave(s, prev, st);
+}
+
+static ember_status cuda_memory(const ember_model *m, size_t *weight_bytes,
+                                size_t *workspace_bytes) {
+    const cuda_state *s = m->impl;
+    *weight_bytes = s->wbytes;
+    *workspace_bytes = s->ws_bytes + LT_WORKSPACE_BYTES + sizeof(int);
+    return EMBER_OK;
+}
+
+const ember_backend_ops ember_cuda_backend = {
+    .name = "cuda",
+    .init = cuda_init,
+    .destroy = cuda_destroy,
+    .reserve = cuda_reserve,
+    .forward = cuda_forward,
+    .embed = cuda_embed,
+    .table_copy = cuda_table_copy,
+    .memory = cuda_memory,
+};

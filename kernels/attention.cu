@@ -1,0 +1,237 @@
+/* Multi-head self-attention with HF eager semantics, never materialising (B,NH,S,S).
+ *
+ * version 1 (SIMT, FlashAttention-style online softmax): a block of 128 threads takes QPB
+ * queries of one (batch, head); each query is owned by G threads that hold DPT = 16 of its
+ * head dimensions in registers (q slice and f32 output accumulator). K and V tiles of KT keys
+ * are staged in shared memory as f32; scores are computed 16 keys at a time (partial dots
+ * summed across the G threads with xor shuffles), then one running-max rescale per 16 keys.
+ * The head size is a template bucket (16, 32, 64, 128, 256); sizes below a bucket (8, 12, 36,
+ * ...) run the same code with zero-padded dimensions. Each thread's dimensions are interleaved
+ * in float4 groups (group i of thread s is float4 i*G + s of the row) so that a warp's 16-byte
+ * shared-memory reads fall in distinct banks. A tensor-core (mma.sync / wgmma) kernel can
+ * replace attention_cuda's dispatch without changing the entry point.
+ *
+ * Masking follows HF eager: a masked key gets score + (-FLT_MAX). Scores are kept in the log2
+ * domain (scaled by log2 e) and the mask is added after that scaling, so a masked score is
+ * -FLT_MAX in both domains: a fully masked row has all scores equal to -FLT_MAX, every weight
+ * exp2(0) = 1, and the output is the plain average of V over all S keys, never NaN. Keys
+ * past S in the last tile get -inf and weight 0. */
+#include <float.h>
+#include <math.h>
+
+#include "kernels/cuda_common.cuh"
+
+using namespace ember_cuda;
+
+static constexpr int kThreads = 128;
+static constexpr int kChunk = 16; /* keys per online-softmax step */
+
+template <int HDMAX> struct AttnShape {
+    static constexpr int DPT = 16;                /* head dims per thread            */
+    static constexpr int G = HDMAX / DPT;         /* threads per query               */
+    static constexpr int QPB = kThreads / G;      /* queries per block               */
+    static constexpr int KT = HDMAX <= 64 ? 64 : 4096 / HDMAX; /* keys per tile: <= 32 KB */
+    static_assert(HDMAX % DPT == 0 && G <= 32 && 32 % G == 0, "head-size bucket");
+    static_assert(KT % kChunk == 0, "tile holds whole chunks");
+};
+
+/* Column of dimension i (0 <= i < DPT) of thread slice s. */
+template <int G> __device__ __forceinline__ int dim_of(int s, int i) {
+    return ((i >> 2) * G + s) * 4 + (i & 3);
+}
+
+/* qkv (B,S,3H): query at column h*HD, key at H + h*HD, value at 2H + h*HD of each token.
+ * out (B,S,H). EXACT: hd == HDMAX and qkv is 16-byte aligned (16-byte tile loads). */
+template <typename T, int HDMAX, bool EXACT>
+__global__ void __launch_bounds__(kThreads, 4)
+attention_kernel(T *out, const T *qkv, const int32_t *mask, int S, int NH, int hd,
+                 float scale_log2) {
+    using Sh = AttnShape<HDMAX>;
+    constexpr int DPT = Sh::DPT, G = Sh::G, QPB = Sh::QPB, KT = Sh::KT;
+    __shared__ __align__(16) float Ks[KT][HDMAX];
+    __shared__ __align__(16) float Vs[KT][HDMAX];
+    __shared__ float Madd[KT]; /* additive mask per key of the tile: 0, -FLT_MAX, or -inf */
+
+    const int qblocks = (S + QPB - 1) / QPB;
+    const int qb = blockIdx.x % qblocks;
+    const int h = (blockIdx.x / qblocks) % NH;
+    const int b = blockIdx.x / qblocks / NH;
+    const int H = NH * hd;
+    const int64_t row = 3 * (int64_t)H;
+    const T *base = qkv + (int64_t)b * S * row;
+
+    const int slice = threadIdx.x % G;
+    const int qi = qb * QPB + threadIdx.x / G;
+    const bool active = qi < S;
+
+    float q[DPT], acc[DPT];
+#pragma unroll
+    for (int i = 0; i < DPT; i++) {
+        const int d = dim_of<G>(slice, i);
+        q[i] = active && (EXACT || d < hd) ? to_f32(base[qi * row + h * hd + d]) : 0.f;
+        acc[i] = 0.f;
+    }
+    float m = -INFINITY, l = 0.f;
+
+    for (int k0 = 0; k0 < S; k0 += KT) {
+        const int kn = min(KT, S - k0);
+        __syncthreads(); /* the previous tile is consumed */
+        if constexpr (EXACT) {
+            constexpr int VE = Vec<T>::N, VPR = HDMAX / VE;
+            for (int idx = threadIdx.x; idx < KT * VPR; idx += kThreads) {
+                const int j = idx / VPR, c = (idx % VPR) * VE;
+                Vec<T> kv{}, vv{};
+                if (j < kn) {
+                    const T *tok = base + (int64_t)(k0 + j) * row + h * hd + c;
+                    kv = load_vec(tok + H);
+                    vv = load_vec(tok + 2 * H);
+                }
+#pragma unroll
+                for (int e = 0; e < VE; e += 4) {
+                    *reinterpret_cast<float4 *>(&Ks[j][c + e]) =
+                        make_float4(to_f32(kv.v[e]), to_f32(kv.v[e + 1]), to_f32(kv.v[e + 2]),
+                                    to_f32(kv.v[e + 3]));
+                    *reinterpret_cast<float4 *>(&Vs[j][c + e]) =
+                        make_float4(to_f32(vv.v[e]), to_f32(vv.v[e + 1]), to_f32(vv.v[e + 2]),
+                                    to_f32(vv.v[e + 3]));
+                }
+            }
+        } else {
+            for (int idx = threadIdx.x; idx < KT * HDMAX; idx += kThreads) {
+                const int j = idx / HDMAX, d = idx % HDMAX;
+                float kx = 0.f, vx = 0.f;
+                if (j < kn && d < hd) {
+                    const T *tok = base + (int64_t)(k0 + j) * row + h * hd + d;
+                    kx = to_f32(tok[H]);
+                    vx = to_f32(tok[2 * H]);
+                }
+                Ks[j][d] = kx;
+                Vs[j][d] = vx;
+            }
+        }
+        for (int j = threadIdx.x; j < KT; j += kThreads)
+            Madd[j] = j >= kn ? -INFINITY
+                      : mask && mask[(int64_t)b * S + k0 + j] == 0 ? -FLT_MAX : 0.f;
+        __syncthreads();
+
+        for (int c0 = 0; c0 < kn; c0 += kChunk) {
+            float s[kChunk];
+#pragma unroll
+            for (int c = 0; c < kChunk; c++) {
+                const float4 *kr = reinterpret_cast<const float4 *>(Ks[c0 + c]);
+                float dot = 0.f;
+#pragma unroll
+                for (int i = 0; i < DPT / 4; i++) {
+                    const float4 k4 = kr[i * G + slice];
+                    dot = fmaf(q[4 * i + 0], k4.x, dot);
+                    dot = fmaf(q[4 * i + 1], k4.y, dot);
+                    dot = fmaf(q[4 * i + 2], k4.z, dot);
+                    dot = fmaf(q[4 * i + 3], k4.w, dot);
+                }
+                s[c] = dot;
+            }
+#pragma unroll
+            for (int c = 0; c < kChunk; c++) {
+#pragma unroll
+                for (int o = G / 2; o > 0; o >>= 1) s[c] += __shfl_xor_sync(0xffffffffu, s[c], o);
+            }
+            float cmax = -INFINITY;
+#pragma unroll
+            for (int c = 0; c < kChunk; c++) {
+                s[c] = s[c] * scale_log2 + Madd[c0 + c];
+                cmax = fmaxf(cmax, s[c]);
+            }
+            /* cmax is finite: the chunk starts below kn, so it holds a real key. */
+            const float m_new = fmaxf(m, cmax);
+            const float corr = exp2f(m - m_new); /* 0 on the first chunk (m = -inf) */
+            l *= corr;
+#pragma unroll
+            for (int i = 0; i < DPT; i++) acc[i] *= corr;
+#pragma unroll
+            for (int c = 0; c < kChunk; c++) {
+                const float p = exp2f(s[c] - m_new);
+                l += p;
+                const float4 *vr = reinterpret_cast<const float4 *>(Vs[c0 + c]);
+#pragma unroll
+                for (int i = 0; i < DPT / 4; i++) {
+                    const float4 v4 = vr[i * G + slice];
+                    acc[4 * i + 0] = fmaf(p, v4.x, acc[4 * i + 0]);
+                    acc[4 * i + 1] = fmaf(p, v4.y, acc[4 * i + 1]);
+                    acc[4 * i + 2] = fmaf(p, v4.z, acc[4 * i + 2]);
+                    acc[4 * i + 3] = fmaf(p, v4.w, acc[4 * i + 3]);
+                }
+            }
+            m = m_new;
+        }
+    }
+
+    if (!active) return;
+    const float inv = 1.f / l; /* l >= 1: the maximum key contributes exp2(0) */
+    T *o = out + ((int64_t)b * S + qi) * H + h * hd;
+#pragma unroll
+    for (int i = 0; i < DPT; i++) {
+        const int d = dim_of<G>(slice, i);
+        if (EXACT || d < hd) o[d] = from_f32<T>(acc[i] * inv);
+    }
+}
+
+template <typename T, int HDMAX>
+static cudaError_t launch(T *out, const T *qkv, const int32_t *mask, int B, int S, int NH, int HD,
+                          cudaStream_t stream) {
+    using Sh = AttnShape<HDMAX>;
+    const int64_t blocks = (int64_t)((S + Sh::QPB - 1) / Sh::QPB) * NH * B;
+    if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
+    /* softmax(x * scale) = exp2 of (x * scale * log2 e), normalised */
+    const float scale_log2 = (float)(1.4426950408889634 / sqrt((double)HD));
+    if (HD == HDMAX && aligned16(qkv))
+        attention_kernel<T, HDMAX, true>
+            <<<(unsigned)blocks, kThreads, 0, stream>>>(out, qkv, mask, S, NH, HD, scale_log2);
+    else
+        attention_kernel<T, HDMAX, false>
+            <<<(unsigned)blocks, kThreads, 0, stream>>>(out, qkv, mask, S, NH, HD, scale_log2);
+    return cudaGetLastError();
+}
+
+template <typename T>
+static cudaError_t attention_cuda(T *out, const T *qkv, const int32_t *mask, int B, int S, int NH,
+                                  int HD, cudaStream_t stream) {
+    if (HD <= 16) return launch<T, 16>(out, qkv, mask, B, S, NH, HD, stream);
+    if (HD <= 32) return launch<T, 32>(out, qkv, mask, B, S, NH, HD, stream);
+    if (HD <= 64) return launch<T, 64>(out, qkv, mask, B, S, NH, HD, stream);
+    if (HD <= 128) return launch<T, 128>(out, qkv, mask, B, S, NH, HD, stream);
+    return launch<T, 256>(out, qkv, mask, B, S, NH, HD, stream);
+}
+
+extern "C" ember_status ember_cuda_attention(void *out, const void *qkv, const int32_t *mask,
+                                             int B, int S, int NH, int HD, ember_dtype dt,
+                                             cudaStream_t stream) {
+    if (B <= 0 || S <= 0 || NH <= 0) return EMBER_OK;
+    if (HD < 1 || HD > EMBER_CUDA_MAX_HEAD_SIZE)
+        return ember_fail(EMBER_ERR_UNSUPPORTED,
+                          "attention head size %d: the CUDA kernel supports 1..%d", HD,
+                          EMBER_CUDA_MAX_HEAD_SIZE);
+    return dispatch(dt, [&](auto tag) {
+        using T = decltype(tag);
+        EMBER_CUDA_CHECK(attention_cuda((T *)out, (const T *)qkv, mask, B, S, NH, HD, stream));
+        return EMBER_OK;
+    });
+}
+
+/* ---- mask check: values other than 0/1 are an invalid argument ----------------------------- */
+
+static __global__ void check_mask_kernel(const int32_t *mask, int64_t n, int *err_flag) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    int bad = 0;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        bad |= mask[i] != 0 && mask[i] != 1;
+    if (bad) atomicOr(err_flag, EMBER_BAD_MASK);
+}
+
+extern "C" ember_status ember_cuda_check_mask(const int32_t *mask, int64_t n, int *err_flag,
+                                              cudaStream_t stream) {
+    if (n <= 0 || !mask) return EMBER_OK;
+    const int threads = 256;
+    check_mask_kernel<<<grid_blocks(n, threads), threads, 0, stream>>>(mask, n, err_flag);
+    EMBER_CUDA_CHECK(cudaGetLastError());
+    return EMBER_OK;
+}

@@ -1,0 +1,140 @@
+/* Embeddings on the GPU: the word gather (ember_embed_tokens) and the fused
+ * word + token type + position + LayerNorm that starts a forward.
+ *
+ * version 1: one block per token; the f32 sum row is staged in shared memory, LayerNorm
+ * statistics in f32 with two passes (mean, then mean of squared deviations) like the
+ * reference. Caller indices are clamped into their table and reported through the error
+ * flag, never trapped, so a bad id costs one forward, not the CUDA context.
+ *
+ * Bit identity of the two entry points: the ids path widens word[id] to f32 and the embeds
+ * path reads the caller's f32; ember_cuda_gather writes exactly that widened value, so both
+ * paths add the same f32 numbers in the same order, for every storage type. */
+#include "kernels/cuda_common.cuh"
+
+using namespace ember_cuda;
+
+__device__ __forceinline__ int clamp_index(int v, int limit, int bit, int *bad) {
+    if (v < 0 || v >= limit) {
+        *bad |= bit;
+        return v < 0 ? 0 : limit - 1;
+    }
+    return v;
+}
+
+/* ---- gather: out (n,H) f32 = word[ids[t]] ------------------------------------------------- */
+
+template <typename T>
+static __global__ void gather_kernel(float *out, const int32_t *ids, int64_t n, const T *word,
+                                     int H, int V, int *err_flag) {
+    for (int64_t t = blockIdx.x; t < n; t += gridDim.x) {
+        int bad = 0;
+        const int id = clamp_index(ids[t], V, EMBER_BAD_ID, &bad);
+        if (bad && threadIdx.x == 0) atomicOr(err_flag, bad);
+        const T *w = word + (int64_t)id * H;
+        float *o = out + t * H;
+        for (int k = threadIdx.x; k < H; k += blockDim.x) o[k] = to_f32(w[k]);
+    }
+}
+
+template <typename T>
+static cudaError_t gather_cuda(float *out, const int32_t *ids, int64_t n, const T *word, int H,
+                               int V, int *err_flag, cudaStream_t stream) {
+    const int threads = row_threads(H, 4);
+    const int blocks = n < 65536 ? (int)n : 65536;
+    gather_kernel<T><<<blocks, threads, 0, stream>>>(out, ids, n, word, H, V, err_flag);
+    return cudaGetLastError();
+}
+
+extern "C" ember_status ember_cuda_gather(float *out, const int32_t *ids, int64_t n,
+                                          const void *word, int H, int V, ember_dtype dt,
+                                          int *err_flag, cudaStream_t stream) {
+    if (n <= 0) return EMBER_OK;
+    return dispatch(dt, [&](auto tag) {
+        using T = decltype(tag);
+        EMBER_CUDA_CHECK(gather_cuda(out, ids, n, (const T *)word, H, V, err_flag, stream));
+        return EMBER_OK;
+    });
+}
+
+/* ---- embeddings + LayerNorm: out (B*S,H) ---------------------------------------------------- */
+
+template <typename T>
+static __global__ void embed_layernorm_kernel(T *out, const int32_t *ids, const float *embeds,
+                                              const int32_t *type_ids, const int32_t *pos_ids,
+                                              const T *word, const T *pos, const T *type,
+                                              const float *gamma, const float *beta, int S, int H,
+                                              int V, int P, int TV, float eps, int *err_flag) {
+    extern __shared__ float row[]; /* (H) f32 sum, read back by the thread that wrote it */
+    __shared__ float red[32];
+    const int64_t t = blockIdx.x;
+
+    int bad = 0;
+    const float *e = nullptr;
+    const T *w = nullptr;
+    if (ids)
+        w = word + (int64_t)clamp_index(ids[t], V, EMBER_BAD_ID, &bad) * H;
+    else
+        e = embeds + t * H;
+    const T *ty = type + (int64_t)clamp_index(type_ids ? type_ids[t] : 0, TV, EMBER_BAD_TOKEN_TYPE,
+                                              &bad) * H;
+    const T *ps = pos + (int64_t)clamp_index(pos_ids ? pos_ids[t] : (int)(t % S), P,
+                                             EMBER_BAD_POSITION, &bad) * H;
+    if (bad && threadIdx.x == 0) atomicOr(err_flag, bad);
+
+    float sum = 0.f;
+    for (int k = threadIdx.x; k < H; k += blockDim.x) {
+        /* HF order: (inputs_embeds + token_type) + position, in f32. */
+        const float x = ((w ? to_f32(w[k]) : e[k]) + to_f32(ty[k])) + to_f32(ps[k]);
+        row[k] = x;
+        sum += x;
+    }
+    const float mean = block_sum(sum, red) / (float)H;
+    float sq = 0.f;
+    for (int k = threadIdx.x; k < H; k += blockDim.x) {
+        const float d = row[k] - mean;
+        sq += d * d;
+    }
+    const float var = block_sum(sq, red) / (float)H;
+    const float rstd = 1.f / sqrtf(var + eps);
+    T *o = out + t * H;
+    for (int k = threadIdx.x; k < H; k += blockDim.x)
+        o[k] = from_f32<T>((row[k] - mean) * rstd * gamma[k] + beta[k]);
+}
+
+template <typename T>
+static cudaError_t embed_layernorm_cuda(T *out, const int32_t *ids, const float *embeds,
+                                        const int32_t *type_ids, const int32_t *pos_ids,
+                                        const T *word, const T *pos, const T *type,
+                                        const float *gamma, const float *beta, int B, int S,
+                                        int H, int V, int P, int TV, float eps, int *err_flag,
+                                        cudaStream_t stream) {
+    const int threads = row_threads(H, 4);
+    const size_t smem = sizeof(float) * (size_t)H;
+    cudaError_t e = allow_smem(embed_layernorm_kernel<T>, smem);
+    if (e != cudaSuccess) return e;
+    embed_layernorm_kernel<T><<<(unsigned)((int64_t)B * S), threads, smem, stream>>>(
+        out, ids, embeds, type_ids, pos_ids, word, pos, type, gamma, beta, S, H, V, P, TV, eps,
+        err_flag);
+    return cudaGetLastError();
+}
+
+extern "C" ember_status ember_cuda_embed_layernorm(void *out, const int32_t *ids,
+                                                   const float *embeds, const int32_t *type_ids,
+                                                   const int32_t *pos_ids, const void *word,
+                                                   const void *pos, const void *type,
+                                                   const float *gamma, const float *beta, int B,
+                                                   int S, int H, int V, int P, int T, double eps,
+                                                   ember_dtype dt, int *err_flag,
+                                                   cudaStream_t stream) {
+    if ((int64_t)B * S <= 0) return EMBER_OK;
+    if (!ids && !embeds)
+        return ember_fail(EMBER_ERR_INTERNAL, "ember_cuda_embed_layernorm: ids and embeds are NULL");
+    return dispatch(dt, [&](auto tag) {
+        using E = decltype(tag);
+        EMBER_CUDA_CHECK(embed_layernorm_cuda((E *)out, ids, embeds, type_ids, pos_ids,
+                                              (const E *)word, (const E *)pos, (const E *)type,
+                                              gamma, beta, B, S, H, V, P, T, (float)eps, err_flag,
+                                              stream));
+        return EMBER_OK;
+    });
+}
