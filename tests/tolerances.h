@@ -12,4 +12,15 @@ namespace ember_tol {
 constexpr double kHfAbs = 2e-5;
 constexpr double kHfRel = 1e-5;
 
+// CUDA backend, f32 storage, vs the CPU reference (double accumulators), on O(1) outputs: the
+// GPU rounds every op to fp32 (cuBLASLt fp32 GEMMs without TF32, fp32 softmax and LayerNorm
+// statistics), which is ~1e-6..1e-5 here; 1e-4 absolute is the bound.
+constexpr double kCudaF32Abs = 1e-4;
+// CUDA backend, f16 storage (weights and activations rounded to half, f32 accumulation), vs
+// the f32 reference: relative L2 of the whole output. Half's unit roundoff is 4.9e-4 and a
+// few roundings per layer compound to ~1e-3.
+constexpr double kCudaF16RelL2 = 2e-3;
+// Same for bf16, whose unit roundoff (3.9e-3) is 8x half's.
+constexpr double kCudaBf16RelL2 = 1e-2;
+
 }  // namespace ember_tol
