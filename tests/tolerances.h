@@ -23,4 +23,11 @@ constexpr double kCudaF16RelL2 = 2e-3;
 // Same for bf16, whose unit roundoff (3.9e-3) is 8x half's.
 constexpr double kCudaBf16RelL2 = 1e-2;
 
+// CUDA f16 / bf16 on the HF goldens (tests/data, HF-initialised checkpoints) vs HF float32:
+// HF's own eager forward in f16 / bf16 (transformers 5.24, CPU) is off its f32 goldens by up
+// to 3.24e-3 / 2.51e-2 relative L2 on these checkpoints; FlashAttention's rule allows twice
+// the error of the reference computed in the same precision.
+constexpr double kCudaGoldenF16RelL2 = 6.5e-3;
+constexpr double kCudaGoldenBf16RelL2 = 5e-2;
+
 }  // namespace ember_tol
