@@ -152,6 +152,15 @@ static ember_status check_options(const ember_load_options *opt) {
     return EMBER_OK;
 }
 
+/* NULL options mean the defaults (written into *def); then check them. */
+static ember_status resolve_options(const ember_load_options **opt, ember_load_options *def) {
+    if (!*opt) {
+        ember_load_options_init(def);
+        *opt = def;
+    }
+    return check_options(*opt);
+}
+
 /* Create the model object around host weights (consumed: freed or kept by the backend). */
 static ember_status model_create(const ember_config *cfg, ember_weights *w,
                                  const ember_load_options *opt, ember_model **out) {
@@ -187,11 +196,7 @@ ember_status ember_model_load(const char *model_dir, const ember_load_options *o
     if (!model_dir) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "model_dir is NULL");
     if (!out) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "out is NULL");
     ember_load_options def;
-    if (!opt) {
-        ember_load_options_init(&def);
-        opt = &def;
-    }
-    EMBER_TRY(check_options(opt));
+    EMBER_TRY(resolve_options(&opt, &def));
     ember_config cfg;
     ember_weights w;
     EMBER_TRY(ember_bert_load_dir(model_dir, &cfg, &w));
@@ -207,11 +212,7 @@ ember_status ember_model_init_random(const ember_config *cfg, uint64_t seed,
     if (!cfg) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "cfg is NULL");
     if (!out) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "out is NULL");
     ember_load_options def;
-    if (!opt) {
-        ember_load_options_init(&def);
-        opt = &def;
-    }
-    EMBER_TRY(check_options(opt));
+    EMBER_TRY(resolve_options(&opt, &def));
     EMBER_TRY(ember_config_check(cfg, "ember_config"));
     ember_config c = *cfg;
     c.has_pooler = cfg->has_pooler ? 1 : 0;
