@@ -418,7 +418,7 @@ TEST(CudaOps, BiasResidualLayerNormMatchesReference) {
     } cases[] = {{1, 768, true, false, true},    {97, 384, true, true, false},
                  {384, 768, false, false, true}, {7, 36, true, false, true},
                  {5, 100, true, true, true},     {32, 1024, true, false, false},
-                 {3, 4096, true, false, true}};
+                 {3, 4096, true, false, true},   {2, 16384, true, true, true}};  // > 48 KB row
     uint32_t seed = 300;
     for (auto c : cases)
         for (ember_dtype dt : kDtypes) {
