@@ -17,6 +17,7 @@ void ember_load_options_init(ember_load_options *opt) {
     opt->device = 0;
     opt->max_batch = 8;
     opt->max_seq_len = 128;
+    opt->cuda_graphs = 1;
 }
 
 /* ---- host weights --------------------------------------------------------------------- */
@@ -170,6 +171,7 @@ static ember_status model_create(const ember_config *cfg, ember_weights *w,
     m->backend = opt->backend;
     m->dtype = opt->compute_dtype;
     m->device = opt->device;
+    m->cuda_graphs = opt->cuda_graphs;
     m->cap_seq = opt->max_seq_len < cfg->max_position_embeddings ? opt->max_seq_len
                                                                   : cfg->max_position_embeddings;
     m->cap_batch = opt->max_batch;
@@ -343,6 +345,19 @@ ember_status ember_forward(ember_model *m, const ember_inputs *in, const ember_o
         EMBER_TRY(check_host_values(m, in));
     }
     return m->ops->forward(m, in, out, stream);
+}
+
+ember_status ember_model_sync(ember_model *m, ember_stream stream) {
+    ember_clear_error();
+    if (!m) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "model is NULL");
+    if (m->backend == EMBER_BACKEND_CPU) {
+        if (stream)
+            return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "stream must be NULL for the CPU backend");
+        return EMBER_OK;
+    }
+    if (!m->ops->sync)
+        return ember_fail(EMBER_ERR_INTERNAL, "backend %s has no sync", m->ops->name);
+    return m->ops->sync(m, stream);
 }
 
 ember_status ember_embed_tokens(ember_model *m, const int32_t *ids, int64_t n, float *out,

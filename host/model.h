@@ -56,6 +56,9 @@ typedef struct ember_backend_ops {
     ember_status (*table_copy)(const ember_model *m, ember_table t, float *dst,
                                ember_stream stream);
     ember_status (*memory)(const ember_model *m, size_t *weight_bytes, size_t *workspace_bytes);
+    /* Wait for `stream`; report device-detected input errors of EMBER_FORWARD_ASYNC calls.
+     * NULL for backends that check inputs on the host. */
+    ember_status (*sync)(ember_model *m, ember_stream stream);
 } ember_backend_ops;
 
 struct ember_model {
@@ -65,6 +68,7 @@ struct ember_model {
     int device;
     int cap_batch;   /* workspace holds cap_batch * cap_seq tokens ...        */
     int cap_seq;     /* ... and sequences up to cap_seq long                  */
+    int cuda_graphs; /* ember_load_options.cuda_graphs                        */
     const ember_backend_ops *ops;
     void *impl;      /* backend state */
 };

@@ -139,6 +139,8 @@ typedef struct ember_load_options {
     int device;                /* CUDA device ordinal, default 0                            */
     int max_batch;             /* workspace sizing, default 8                               */
     int max_seq_len;           /* workspace sizing, default 128 (clamped to max positions)  */
+    int cuda_graphs;           /* CUDA: 1 (default) = capture a CUDA graph per repeated
+                                * forward shape and replay it; 0 = launch kernels each call */
 } ember_load_options;
 
 typedef struct ember_model ember_model;
@@ -170,6 +172,19 @@ EMBER_API ember_status ember_model_reserve(ember_model *model, int max_batch, in
 EMBER_API ember_status ember_model_memory(const ember_model *model, size_t *weight_bytes,
                                           size_t *workspace_bytes);
 
+/* ember_inputs.flags (bitwise OR; 0 = exact HF semantics, synchronous) */
+/* Padding removal: tokens whose attention_mask is 0 are dropped before the encoder and the
+ * valid tokens of each sequence are packed; every projection, FFN and attention runs on
+ * valid tokens only. Outputs of unmasked tokens are HF's (masked keys get zero weight in HF
+ * too); the rows of masked tokens in last_hidden_state / hidden_states are written as 0
+ * (HF computes values there that no consumer should read), and a sequence with no valid
+ * token gets a pooler_output of tanh(bias). Without attention_mask the flag changes nothing. */
+#define EMBER_FORWARD_SKIP_MASKED 0x1u
+/* CUDA: return as soon as the work is enqueued (no host synchronisation). Values that the
+ * device finds out of range are then reported by ember_model_sync(), and the outputs of
+ * such a call are not valid. CPU: no effect (the CPU backend checks on the host). */
+#define EMBER_FORWARD_ASYNC 0x2u
+
 /* Forward inputs. Exactly one of input_ids / inputs_embeds / embedding_output is non-NULL. */
 typedef struct ember_inputs {
     int batch;   /* B >= 1 */
@@ -180,6 +195,7 @@ typedef struct ember_inputs {
     const int32_t *attention_mask;  /* [B,S] of 0/1, NULL = all ones; any pattern            */
     const int32_t *token_type_ids;  /* [B,S], NULL = zeros; ignored with embedding_output   */
     const int32_t *position_ids;    /* [B,S], NULL = 0..S-1; ignored with embedding_output  */
+    unsigned flags;                 /* EMBER_FORWARD_*, 0 by default                         */
 } ember_inputs;
 
 /* Forward outputs, always F32. last_hidden_state is required; the others are optional. */
@@ -191,10 +207,17 @@ typedef struct ember_outputs {
 
 /* Run the encoder. Attention follows HF eager semantics: mask 0 adds float32 min to the
  * score, so a fully masked row attends uniformly over its S keys (never NaN).
- * CUDA: enqueued on `stream`; the call waits for the stream before it returns so that
- * out-of-range ids found on the device are reported as EMBER_ERR_OUT_OF_RANGE. */
+ * CUDA: enqueued on `stream`; unless in->flags has EMBER_FORWARD_ASYNC the call waits for
+ * the stream before it returns so that out-of-range ids found on the device are reported as
+ * EMBER_ERR_OUT_OF_RANGE. Repeated calls with the same shape may replay a CUDA graph
+ * (see ember_load_options.cuda_graphs). */
 EMBER_API ember_status ember_forward(ember_model *model, const ember_inputs *in,
                                      const ember_outputs *out, ember_stream stream);
+
+/* Wait for `stream` and report what the device found in the inputs of the EMBER_FORWARD_ASYNC
+ * calls since the last check (EMBER_ERR_OUT_OF_RANGE / EMBER_ERR_INVALID_ARGUMENT), then
+ * clear it. CPU: returns EMBER_OK. */
+EMBER_API ember_status ember_model_sync(ember_model *model, ember_stream stream);
 
 /* The word-embedding gather alone: out[n,:] = word_embeddings[ids[n],:], n < n_tokens.
  * Feeding the result as inputs_embeds gives bit-identical outputs to input_ids. */
@@ -213,7 +236,8 @@ EMBER_API ember_status ember_table_shape(const ember_model *model, ember_table t
 
 /* Copy an embedding table as F32 into `dst` (host for CPU, device for CUDA), which holds
  * dst_count floats (>= rows x cols). Values are the model's weights in its compute dtype,
- * widened to F32. */
+ * widened to F32. CUDA: enqueued on `stream` and not waited for; synchronise the stream
+ * before reading dst. */
 EMBER_API ember_status ember_table_copy(const ember_model *model, ember_table table, float *dst,
                                         size_t dst_count, ember_stream stream);
 

@@ -42,3 +42,15 @@ void ember_ref_attention(float *out, const float *qkv, const int32_t *mask, int 
         }
     }
 }
+
+void ember_ref_attention_packed(float *out, const float *qkv, const int32_t *cu_seqlens, int B,
+                                int NH, int HD, double *scratch) {
+    const int H = NH * HD;
+    for (int b = 0; b < B; b++) {
+        const int len = cu_seqlens[b + 1] - cu_seqlens[b];
+        /* a packed sequence is a batch of one with no mask */
+        if (len > 0)
+            ember_ref_attention(out + (int64_t)cu_seqlens[b] * H, qkv + (int64_t)cu_seqlens[b] * 3 * H,
+                                NULL, 1, len, NH, HD, scratch);
+    }
+}

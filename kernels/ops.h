@@ -51,6 +51,13 @@ void ember_ref_bias_residual_layernorm(float *out, const float *x, const float *
 void ember_ref_attention(float *out, const float *qkv, const int32_t *mask, int B, int S, int NH,
                          int HD, double *scratch);
 
+/* Packed attention (padding removed): qkv is (T,3H) with T = cu_seqlens[B] valid tokens,
+ * sequence b in rows cu_seqlens[b] .. cu_seqlens[b+1]-1 (cu_seqlens[0] = 0, non-decreasing;
+ * an empty sequence has no rows). Every key of a sequence is attended (no mask). out is
+ * (T,H). scratch holds max sequence length doubles. */
+void ember_ref_attention_packed(float *out, const float *qkv, const int32_t *cu_seqlens, int B,
+                                int NH, int HD, double *scratch);
+
 /* out is (B,H) = tanh(w @ hidden[b,0,:] + b); hidden (B,S,H); w (H,H). */
 void ember_ref_pooler(float *out, const float *hidden, const float *w, const float *b, int B,
                       int S, int H);
@@ -127,6 +134,12 @@ ember_status ember_cuda_check_mask(const int32_t *mask, int64_t n, int *err_flag
 ember_status ember_cuda_attention(void *out, const void *qkv, const int32_t *mask, int B, int S,
                                   int NH, int HD, ember_dtype dt, cudaStream_t stream);
 #define EMBER_CUDA_MAX_HEAD_SIZE 256
+
+/* Twin of ember_ref_attention_packed: qkv (T,3H), out (T,H) in dt, T = cu_seqlens[B];
+ * cu_seqlens (B+1) device int32; max_len >= every sequence length (sizes the grid). */
+ember_status ember_cuda_attention_packed(void *out, const void *qkv, const int32_t *cu_seqlens,
+                                         int B, int max_len, int NH, int HD, ember_dtype dt,
+                                         cudaStream_t stream);
 
 /* Twin of ember_ref_pooler: out (B,H) f32 = tanh(w @ hidden[b,0,:] + b). hidden (B,S,H), w
  * (H,H), b (H) in dt; scratch holds B*H elements of dt. */
