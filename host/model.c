@@ -328,6 +328,13 @@ ember_status ember_forward(ember_model *m, const ember_inputs *in, const ember_o
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
                           "seq_len = %d exceeds max_position_embeddings = %d", in->seq_len,
                           c->max_position_embeddings);
+    const unsigned known = EMBER_FORWARD_SKIP_MASKED | EMBER_FORWARD_ASYNC;
+    if (in->flags & ~known)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "inputs.flags = 0x%x has unknown bits 0x%x (known: "
+                          "EMBER_FORWARD_SKIP_MASKED 0x%x, EMBER_FORWARD_ASYNC 0x%x)",
+                          in->flags, in->flags & ~known, EMBER_FORWARD_SKIP_MASKED,
+                          EMBER_FORWARD_ASYNC);
     if (!out->last_hidden_state)
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "outputs.last_hidden_state is NULL");
     if (out->pooler_output && !c->has_pooler)

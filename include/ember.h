@@ -139,10 +139,21 @@ typedef struct ember_load_options {
     int device;                /* CUDA device ordinal, default 0                            */
     int max_batch;             /* workspace sizing, default 8                               */
     int max_seq_len;           /* workspace sizing, default 128 (clamped to max positions)  */
-    int cuda_graphs;           /* CUDA: 1 (default) = capture a CUDA graph per repeated
-                                * forward shape and replay it; 0 = launch kernels each call */
+    int cuda_graphs;           /* CUDA: 1 (default) = replay CUDA graphs for repeated shapes;
+                                * 0 = launch every kernel on every call. See below.       */
 } ember_load_options;
 
+/* CUDA graphs (cuda_graphs = 1). A BERT forward is ~8 launches per layer; for small batches
+ * launching them costs more than running them. The encoder layers of a forward (everything
+ * between the embeddings and the last LayerNorm) are therefore captured into a CUDA graph
+ * the second time a shape (batch, seq_len, attention_mask present or not) is seen, and the
+ * graph is replayed on every later call of that shape; the first call of a shape runs with
+ * ordinary launches. The embeddings, the last LayerNorm and the pooler, which read or write
+ * the caller's buffers, are always ordinary launches; the graph reads an internal copy of the
+ * mask. Up to 8 shapes are kept (least recently used dropped); ember_model_reserve drops
+ * them all. Calls with hidden_states or EMBER_FORWARD_SKIP_MASKED are never captured.
+ * Replayed and launched forwards run the same kernels with the same GEMM algorithms, so their
+ * outputs are bit-identical. */
 typedef struct ember_model ember_model;
 
 EMBER_API void ember_load_options_init(ember_load_options *opt);
@@ -172,17 +183,37 @@ EMBER_API ember_status ember_model_reserve(ember_model *model, int max_batch, in
 EMBER_API ember_status ember_model_memory(const ember_model *model, size_t *weight_bytes,
                                           size_t *workspace_bytes);
 
-/* ember_inputs.flags (bitwise OR; 0 = exact HF semantics, synchronous) */
-/* Padding removal: tokens whose attention_mask is 0 are dropped before the encoder and the
- * valid tokens of each sequence are packed; every projection, FFN and attention runs on
- * valid tokens only. Outputs of unmasked tokens are HF's (masked keys get zero weight in HF
- * too); the rows of masked tokens in last_hidden_state / hidden_states are written as 0
- * (HF computes values there that no consumer should read), and a sequence with no valid
- * token gets a pooler_output of tanh(bias). Without attention_mask the flag changes nothing. */
+/* ember_inputs.flags: bitwise OR of EMBER_FORWARD_*; 0 = exact HF semantics, synchronous.
+ * Unknown bits are rejected with EMBER_ERR_INVALID_ARGUMENT. */
+
+/* Padding removal. Tokens whose attention_mask is 0 are dropped before the encoder: the valid
+ * tokens of each sequence are packed together, and every projection, FFN and attention runs
+ * on valid tokens only (each sequence attends over its own valid tokens). Token types and
+ * positions are those of the padded layout (position s of a row is still s, or the caller's
+ * position_ids), so masks with holes, left padding and empty rows are all fine. Outputs:
+ *   - rows of valid tokens in last_hidden_state and in every hidden_states layer are HF's
+ *     (HF gives masked keys zero weight too), within the usual tolerance;
+ *   - rows of masked tokens are written as exactly 0 (HF computes values there that no
+ *     consumer should read), hidden_states[0] included;
+ *   - pooler_output is tanh(dense(row 0)) of the written last_hidden_state, as always: HF's
+ *     value when token 0 of the sequence is valid, tanh(pooler bias) when it is masked (in
+ *     particular for a sequence with no valid token).
+ * Without attention_mask the flag changes nothing. On the CPU the valid rows are bit-identical
+ * to a call without the flag.
+ * CUDA: the number of valid tokens sizes every GEMM but is only known on the device (the mask
+ * is device memory), so padding removal costs one host synchronisation per call, right after
+ * a small packing kernel (also under EMBER_FORWARD_ASYNC: the host waits for the stream up to
+ * that kernel, then enqueues the rest without waiting), and such calls are never captured in
+ * a CUDA graph. It pays for batches with much padding, not for short full batches. */
 #define EMBER_FORWARD_SKIP_MASKED 0x1u
-/* CUDA: return as soon as the work is enqueued (no host synchronisation). Values that the
- * device finds out of range are then reported by ember_model_sync(), and the outputs of
- * such a call are not valid. CPU: no effect (the CPU backend checks on the host). */
+/* CUDA: return as soon as the work is enqueued, without waiting for the stream. Values the
+ * device finds out of range (ids, token types, positions, mask values other than 0/1) are
+ * then not reported by the call: they accumulate in the model's error flag until
+ * ember_model_sync() reports them, and the outputs of such a call are not valid. As with any
+ * stream work, the inputs must stay unchanged and the outputs unread until the stream has
+ * passed the call. Calls on one model stay ordered across streams: a call on another stream
+ * waits (on the device) for the model's previous call, whose workspace it reuses.
+ * CPU: no effect (the CPU backend checks inputs on the host and returns when done). */
 #define EMBER_FORWARD_ASYNC 0x2u
 
 /* Forward inputs. Exactly one of input_ids / inputs_embeds / embedding_output is non-NULL. */
@@ -209,14 +240,16 @@ typedef struct ember_outputs {
  * score, so a fully masked row attends uniformly over its S keys (never NaN).
  * CUDA: enqueued on `stream`; unless in->flags has EMBER_FORWARD_ASYNC the call waits for
  * the stream before it returns so that out-of-range ids found on the device are reported as
- * EMBER_ERR_OUT_OF_RANGE. Repeated calls with the same shape may replay a CUDA graph
- * (see ember_load_options.cuda_graphs). */
+ * EMBER_ERR_OUT_OF_RANGE. Repeated calls with the same shape replay a CUDA graph (see
+ * ember_load_options.cuda_graphs). */
 EMBER_API ember_status ember_forward(ember_model *model, const ember_inputs *in,
                                      const ember_outputs *out, ember_stream stream);
 
-/* Wait for `stream` and report what the device found in the inputs of the EMBER_FORWARD_ASYNC
- * calls since the last check (EMBER_ERR_OUT_OF_RANGE / EMBER_ERR_INVALID_ARGUMENT), then
- * clear it. CPU: returns EMBER_OK. */
+/* Wait for `stream` (pass the stream of the EMBER_FORWARD_ASYNC calls) and report what the
+ * device found in the inputs of the ASYNC calls since the last ember_model_sync
+ * (EMBER_ERR_OUT_OF_RANGE / EMBER_ERR_INVALID_ARGUMENT, naming every kind of bad value), then
+ * clear it. Synchronous calls report their own bad inputs and never those of ASYNC calls.
+ * CPU: returns EMBER_OK (stream must be NULL). */
 EMBER_API ember_status ember_model_sync(ember_model *model, ember_stream stream);
 
 /* The word-embedding gather alone: out[n,:] = word_embeddings[ids[n],:], n < n_tokens.
