@@ -1,4 +1,11 @@
-/* CPU reference backend: the encoder as HF BertModel computes it, op by op (kernels/<op>.c). */
+/* CPU reference backend: the encoder as HF BertModel computes it, op by op (kernels/<op>.c).
+ *
+ * EMBER_FORWARD_SKIP_MASKED really packs (kernels/packing.c) rather than zeroing the rows of a
+ * padded run: the CPU is the oracle of the CUDA packed path, so the plan, the packed
+ * embedding and ember_ref_attention_packed are exercised by every CPU test. The valid rows
+ * come out bit-identical to the padded run: the projections, FFN and LayerNorms are per row,
+ * and in ember_ref_attention a masked key's weight is exp(-FLT_MAX - max) = 0 exactly in
+ * double, so dropping those keys changes no sum. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +23,7 @@ typedef struct cpu_state {
     float *tmp;   /* (T,H) projection before residual LayerNorm */
     float *inter; /* (T,I)                                      */
     double *scores; /* (S) one attention row                    */
+    int32_t *cu_seqlens, *index, *inverse; /* packing plan: (T+1), (T), (T) */
     int64_t cap_tokens;
     int cap_seq;
     size_t ws_bytes;
@@ -29,8 +37,12 @@ static void free_workspace(cpu_state *s) {
     free(s->tmp);
     free(s->inter);
     free(s->scores);
+    free(s->cu_seqlens);
+    free(s->index);
+    free(s->inverse);
     s->x = s->x1 = s->qkv = s->ctx = s->tmp = s->inter = NULL;
     s->scores = NULL;
+    s->cu_seqlens = s->index = s->inverse = NULL;
     s->cap_tokens = 0;
     s->ws_bytes = 0;
 }
@@ -65,7 +77,12 @@ static ember_status cpu_reserve(ember_model *m, int max_batch, int max_seq_len) 
     n.tmp = malloc(sizeof(float) * T * H);
     n.inter = malloc(sizeof(float) * T * I);
     n.scores = malloc(sizeof(double) * (size_t)max_seq_len);
-    if (!n.x || !n.x1 || !n.qkv || !n.ctx || !n.tmp || !n.inter || !n.scores) {
+    /* a forward has at most T sequences (seq_len >= 1) and T tokens */
+    n.cu_seqlens = malloc(sizeof(int32_t) * (size_t)(T + 1));
+    n.index = malloc(sizeof(int32_t) * (size_t)T);
+    n.inverse = malloc(sizeof(int32_t) * (size_t)T);
+    if (!n.x || !n.x1 || !n.qkv || !n.ctx || !n.tmp || !n.inter || !n.scores || !n.cu_seqlens ||
+        !n.index || !n.inverse) {
         free_workspace(&n); /* the old workspace in *s stays valid */
         return ember_fail(EMBER_ERR_OUT_OF_MEMORY,
                           "cannot allocate the CPU workspace for %d x %d tokens", max_batch,
@@ -75,8 +92,15 @@ static ember_status cpu_reserve(ember_model *m, int max_batch, int max_seq_len) 
     *s = n;
     s->cap_tokens = T;
     s->cap_seq = max_seq_len;
-    s->ws_bytes = sizeof(float) * (size_t)T * (7 * H + I) + sizeof(double) * (size_t)max_seq_len;
+    s->ws_bytes = sizeof(float) * (size_t)T * (7 * H + I) + sizeof(double) * (size_t)max_seq_len +
+                  sizeof(int32_t) * (size_t)(3 * T + 1);
     return EMBER_OK;
+}
+
+/* dst (N,H) = the current hidden state in the padded layout; masked rows 0 when packed. */
+static void emit(float *dst, const cpu_state *s, int packed, int N, int H) {
+    if (packed) ember_ref_unpack_rows(dst, s->x, s->inverse, N, H);
+    else memcpy(dst, s->x, sizeof(float) * (size_t)N * H);
 }
 
 static ember_status cpu_forward(ember_model *m, const ember_inputs *in, const ember_outputs *out,
@@ -86,34 +110,49 @@ static ember_status cpu_forward(ember_model *m, const ember_inputs *in, const em
     const ember_weights *w = &s->w;
     const int B = in->batch, S = in->seq_len, H = c->hidden_size, I = c->intermediate_size;
     const int N = B * S, NH = c->num_attention_heads, HD = H / NH;
-    const size_t act_bytes = sizeof(float) * (size_t)N * H;
     float *hs = out->hidden_states; /* (L+1,N,H) or NULL */
+    /* Padding removal: the encoder runs on the T valid tokens only (T = N otherwise). */
+    const int packed = (in->flags & EMBER_FORWARD_SKIP_MASKED) && in->attention_mask;
+    const int T = packed ? (int)ember_ref_pack_plan(in->attention_mask, B, S, s->cu_seqlens,
+                                                    s->index, s->inverse)
+                         : N;
 
-    if (in->embedding_output)
-        memcpy(s->x, in->embedding_output, act_bytes);
-    else
+    if (in->embedding_output) {
+        if (packed) ember_ref_gather_rows(s->x, in->embedding_output, s->index, T, H);
+        else memcpy(s->x, in->embedding_output, sizeof(float) * (size_t)N * H);
+    } else if (packed) {
+        ember_ref_embed_layernorm_packed(s->x, s->index, T, in->input_ids, in->inputs_embeds,
+                                         in->token_type_ids, in->position_ids, w->word,
+                                         w->position, w->token_type, w->emb_ln_g, w->emb_ln_b, S,
+                                         H, c->layer_norm_eps);
+    } else {
         ember_ref_embed_layernorm(s->x, in->input_ids, in->inputs_embeds, in->token_type_ids,
                                   in->position_ids, w->word, w->position, w->token_type,
                                   w->emb_ln_g, w->emb_ln_b, B, S, H, c->layer_norm_eps);
-    if (hs) memcpy(hs, s->x, act_bytes);
+    }
+    if (hs) emit(hs, s, packed, N, H);
 
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const ember_layer_weights *L = &w->layers[l];
-        ember_ref_linear(s->qkv, s->x, L->qkv_w, L->qkv_b, N, H, 3 * H);
-        ember_ref_attention(s->ctx, s->qkv, in->attention_mask, B, S, NH, HD, s->scores);
-        ember_ref_linear(s->tmp, s->ctx, L->attn_out_w, NULL, N, H, H);
+        ember_ref_linear(s->qkv, s->x, L->qkv_w, L->qkv_b, T, H, 3 * H);
+        if (packed)
+            ember_ref_attention_packed(s->ctx, s->qkv, s->cu_seqlens, B, NH, HD, s->scores);
+        else
+            ember_ref_attention(s->ctx, s->qkv, in->attention_mask, B, S, NH, HD, s->scores);
+        ember_ref_linear(s->tmp, s->ctx, L->attn_out_w, NULL, T, H, H);
         ember_ref_bias_residual_layernorm(s->x1, s->tmp, L->attn_out_b, s->x, L->attn_ln_g,
-                                          L->attn_ln_b, N, H, c->layer_norm_eps);
-        ember_ref_linear(s->inter, s->x1, L->inter_w, NULL, N, H, I);
-        ember_ref_bias_act(s->inter, L->inter_b, N, I, c->hidden_act);
-        ember_ref_linear(s->tmp, s->inter, L->out_w, NULL, N, I, H);
+                                          L->attn_ln_b, T, H, c->layer_norm_eps);
+        ember_ref_linear(s->inter, s->x1, L->inter_w, NULL, T, H, I);
+        ember_ref_bias_act(s->inter, L->inter_b, T, I, c->hidden_act);
+        ember_ref_linear(s->tmp, s->inter, L->out_w, NULL, T, I, H);
         ember_ref_bias_residual_layernorm(s->x, s->tmp, L->out_b, s->x1, L->out_ln_g,
-                                          L->out_ln_b, N, H, c->layer_norm_eps);
-        if (hs) memcpy(hs + (size_t)(l + 1) * N * H, s->x, act_bytes);
+                                          L->out_ln_b, T, H, c->layer_norm_eps);
+        if (hs) emit(hs + (size_t)(l + 1) * N * H, s, packed, N, H);
     }
-    memcpy(out->last_hidden_state, s->x, act_bytes);
+    emit(out->last_hidden_state, s, packed, N, H);
+    /* From the written rows: with padding removal a masked first token reads a zero row. */
     if (out->pooler_output)
-        ember_ref_pooler(out->pooler_output, s->x, w->pool_w, w->pool_b, B, S, H);
+        ember_ref_pooler(out->pooler_output, out->last_hidden_state, w->pool_w, w->pool_b, B, S, H);
     return EMBER_OK;
 }
 

@@ -22,20 +22,39 @@ static void layernorm_row(float *out, const double *x, const float *gamma, const
     for (int i = 0; i < H; i++) out[i] = (float)((x[i] - mean) * rstd * gamma[i] + beta[i]);
 }
 
+/* Row `out` is the embedding of padded token t of a batch with rows of S tokens. */
+static void embed_row(float *out, int64_t t, const int32_t *ids, const float *embeds,
+                      const int32_t *type_ids, const int32_t *pos_ids, const float *word,
+                      const float *pos, const float *type, const float *gamma, const float *beta,
+                      int S, int H, double eps, double *row) {
+    /* HF: inputs_embeds + token_type_embeddings, then + position_embeddings (fp32 there;
+     * the sum is exact in double here). */
+    const float *w = ids ? word + (int64_t)ids[t] * H : embeds + t * H;
+    const float *ty = type + (int64_t)(type_ids ? type_ids[t] : 0) * H;
+    const float *p = pos + (int64_t)(pos_ids ? pos_ids[t] : (int32_t)(t % S)) * H;
+    for (int i = 0; i < H; i++) row[i] = (double)w[i] + (double)ty[i] + (double)p[i];
+    layernorm_row(out, row, gamma, beta, H, eps);
+}
+
 void ember_ref_embed_layernorm(float *out, const int32_t *ids, const float *embeds,
                                const int32_t *type_ids, const int32_t *pos_ids,
                                const float *word, const float *pos, const float *type,
                                const float *gamma, const float *beta, int B, int S, int H,
                                double eps) {
     double row[H];
-    int64_t n = (int64_t)B * S;
-    for (int64_t t = 0; t < n; t++) {
-        /* HF: inputs_embeds + token_type_embeddings, then + position_embeddings (fp32 there;
-         * the sum is exact in double here). */
-        const float *w = ids ? word + (int64_t)ids[t] * H : embeds + t * H;
-        const float *ty = type + (int64_t)(type_ids ? type_ids[t] : 0) * H;
-        const float *p = pos + (int64_t)(pos_ids ? pos_ids[t] : (int32_t)(t % S)) * H;
-        for (int i = 0; i < H; i++) row[i] = (double)w[i] + (double)ty[i] + (double)p[i];
-        layernorm_row(out + t * H, row, gamma, beta, H, eps);
-    }
+    for (int64_t t = 0; t < (int64_t)B * S; t++)
+        embed_row(out + t * H, t, ids, embeds, type_ids, pos_ids, word, pos, type, gamma, beta, S,
+                  H, eps, row);
+}
+
+void ember_ref_embed_layernorm_packed(float *out, const int32_t *index, int64_t T,
+                                      const int32_t *ids, const float *embeds,
+                                      const int32_t *type_ids, const int32_t *pos_ids,
+                                      const float *word, const float *pos, const float *type,
+                                      const float *gamma, const float *beta, int S, int H,
+                                      double eps) {
+    double row[H];
+    for (int64_t r = 0; r < T; r++)
+        embed_row(out + r * H, index[r], ids, embeds, type_ids, pos_ids, word, pos, type, gamma,
+                  beta, S, H, eps, row);
 }

@@ -152,6 +152,94 @@ ember_status ember_cuda_convert(void *dst, ember_dtype dst_dt, const void *src,
                                 ember_dtype src_dt, int64_t n, cudaStream_t stream);
 #endif
 
+/* ==== Padding removal, GEMM epilogues, input checks (performance work) =====================
+ * kernels/packing.c + packing.cu, the packed embedding in embedding.c / embedding.cu,
+ * ember_cuda_linear_act in linear.cu, ember_cuda_check_indices in embedding.cu.
+ * Packed layout: the T valid tokens (mask != 0) of a (B,S) batch, sequence by sequence in
+ * their original order; sequence b is rows cu_seqlens[b] .. cu_seqlens[b+1]-1. */
+
+/* The plan. mask (B,S), nonzero = valid. cu_seqlens (B+1): cu_seqlens[0] = 0, cu_seqlens[b+1]
+ * = cu_seqlens[b] + valid tokens of sequence b. index (>= T): packed row r is padded token
+ * index[r] = b*S + s. inverse (B*S): packed row of padded token p, or -1 when p is masked.
+ * Returns T = cu_seqlens[B]. */
+int64_t ember_ref_pack_plan(const int32_t *mask, int B, int S, int32_t *cu_seqlens,
+                            int32_t *index, int32_t *inverse);
+
+/* out (T,C) = rows index[r] of in (N,C). */
+void ember_ref_gather_rows(float *out, const float *in, const int32_t *index, int64_t T, int C);
+
+/* out (N,C): row p = packed[inverse[p]] (packed is (T,C)), or zeros when inverse[p] < 0. */
+void ember_ref_unpack_rows(float *out, const float *packed, const int32_t *inverse, int64_t N,
+                           int C);
+
+/* out (B,C): row b = the packed row of token (b,0), or zeros when that token is masked. */
+void ember_ref_first_rows(float *out, const float *packed, const int32_t *inverse, int B, int S,
+                          int C);
+
+/* ember_ref_embed_layernorm for packed tokens: out row r (T,H) is the embedding of padded
+ * token t = index[r] of a batch with rows of S tokens: word[ids[t]] or embeds[t,:], type
+ * type_ids[t] (NULL = 0), position pos_ids[t] (NULL = t % S). */
+void ember_ref_embed_layernorm_packed(float *out, const int32_t *index, int64_t T,
+                                      const int32_t *ids, const float *embeds,
+                                      const int32_t *type_ids, const int32_t *pos_ids,
+                                      const float *word, const float *pos, const float *type,
+                                      const float *gamma, const float *beta, int S, int H,
+                                      double eps);
+
+#ifdef EMBER_WITH_CUDA
+/* Twin of ember_ref_pack_plan, on the device, nothing read back: mask (B,S), cu_seqlens
+ * (B+1), index (B*S; the first T entries written), inverse (B*S), all device int32; T is
+ * cu_seqlens[B] on the device. One block (B*S up to a few hundred thousand is fine). */
+ember_status ember_cuda_pack_plan(const int32_t *mask, int B, int S, int32_t *cu_seqlens,
+                                  int32_t *index, int32_t *inverse, cudaStream_t stream);
+
+/* Twin of ember_ref_gather_rows that also converts: out (T,C) in dt = rows index[r] of the
+ * f32 in (N,C). */
+ember_status ember_cuda_gather_rows(void *out, ember_dtype dt, const float *in,
+                                    const int32_t *index, int64_t T, int C, cudaStream_t stream);
+
+/* Twin of ember_ref_unpack_rows: out (N,C) f32 from packed (T,C) in dt, zero rows where
+ * inverse[p] < 0. */
+ember_status ember_cuda_unpack_rows(float *out, const void *packed, ember_dtype dt,
+                                    const int32_t *inverse, int64_t N, int C,
+                                    cudaStream_t stream);
+
+/* Twin of ember_ref_first_rows: out (B,C) and packed (T,C) in dt. */
+ember_status ember_cuda_first_rows(void *out, const void *packed, const int32_t *inverse, int B,
+                                   int S, int C, ember_dtype dt, cudaStream_t stream);
+
+/* Twin of ember_ref_embed_layernorm_packed: out (T,H) in dt, the rest as
+ * ember_cuda_embed_layernorm; bad indices of the packed tokens are clamped and flagged. */
+ember_status ember_cuda_embed_layernorm_packed(void *out, const int32_t *index, int64_t T,
+                                               const int32_t *ids, const float *embeds,
+                                               const int32_t *type_ids, const int32_t *pos_ids,
+                                               const void *word, const void *pos,
+                                               const void *type, const float *gamma,
+                                               const float *beta, int S, int H, int V, int P,
+                                               int TV, double eps, ember_dtype dt, int *err_flag,
+                                               cudaStream_t stream);
+
+/* Sets EMBER_BAD_ID / EMBER_BAD_TOKEN_TYPE / EMBER_BAD_POSITION in *err_flag if any of
+ * ids / type_ids / pos_ids [0..n) is outside [0,V) / [0,TV) / [0,P); NULL arrays are skipped.
+ * The packed path uses it so that a bad value on a masked token is reported like without
+ * padding removal. */
+ember_status ember_cuda_check_indices(const int32_t *ids, int V, const int32_t *type_ids, int TV,
+                                      const int32_t *pos_ids, int P, int64_t n, int *err_flag,
+                                      cudaStream_t stream);
+
+/* ember_cuda_linear followed by an activation: out (N,OUT) = act(in @ w^T + b), act an
+ * ember_activation or EMBER_CUDA_ACT_NONE (= ember_cuda_linear). GELU_TANH runs in the GEMM's
+ * epilogue (CUBLASLT_EPILOGUE_GELU_BIAS) when the device's cuBLASLt passed the probe of
+ * ember_cuda_gemm_create; every other case adds the bias in the BIAS epilogue and applies the
+ * activation with ember_cuda_bias_act. */
+ember_status ember_cuda_linear_act(void *out, const void *in, const void *w, const void *b,
+                                   int N, int IN, int OUT, int64_t ld_in, int act,
+                                   ember_dtype dt, ember_cuda_gemm *g, cudaStream_t stream);
+
+/* 1 if ember_cuda_linear_act(GELU_TANH) uses cuBLASLt's GELU epilogue (for tests). */
+int ember_cuda_gemm_gelu_epilogue(const ember_cuda_gemm *g);
+#endif
+
 #ifdef __cplusplus
 }
 #endif
