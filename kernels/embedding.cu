@@ -1,5 +1,8 @@
 /* Embeddings on the GPU: the word gather (ember_embed_tokens) and the fused
- * word + token type + position + LayerNorm that starts a forward.
+ * word + token type + position + LayerNorm that starts a forward, over every token of the
+ * padded batch or (padding removal) over the packed tokens only: block r embeds token
+ * index[r], keeping its padded position r % S, and writes packed row r directly, so packing
+ * costs no extra pass. ember_cuda_check_indices validates what the packed path does not read.
  *
  * version 1: one block per token; the f32 sum row is staged in shared memory, LayerNorm
  * statistics in f32 with two passes (mean, then mean of squared deviations) like the
@@ -58,15 +61,19 @@ extern "C" ember_status ember_cuda_gather(float *out, const int32_t *ids, int64_
 
 /* ---- embeddings + LayerNorm: out (B*S,H) ---------------------------------------------------- */
 
+/* Block r writes row r of out; it embeds token t = index[r] of the padded batch (index NULL:
+ * t = r). */
 template <typename T>
-static __global__ void embed_layernorm_kernel(T *out, const int32_t *ids, const float *embeds,
-                                              const int32_t *type_ids, const int32_t *pos_ids,
-                                              const T *word, const T *pos, const T *type,
-                                              const float *gamma, const float *beta, int S, int H,
-                                              int V, int P, int TV, float eps, int *err_flag) {
+static __global__ void embed_layernorm_kernel(T *out, const int32_t *index, const int32_t *ids,
+                                              const float *embeds, const int32_t *type_ids,
+                                              const int32_t *pos_ids, const T *word, const T *pos,
+                                              const T *type, const float *gamma,
+                                              const float *beta, int S, int H, int V, int P,
+                                              int TV, float eps, int *err_flag) {
     extern __shared__ float row[]; /* (H) f32 sum, read back by the thread that wrote it */
     __shared__ float red[32];
-    const int64_t t = blockIdx.x;
+    const int64_t r = blockIdx.x;
+    const int64_t t = index ? (int64_t)index[r] : r;
 
     int bad = 0;
     const float *e = nullptr;
@@ -96,25 +103,26 @@ static __global__ void embed_layernorm_kernel(T *out, const int32_t *ids, const 
     }
     const float var = block_sum(sq, red) / (float)H;
     const float rstd = 1.f / sqrtf(var + eps);
-    T *o = out + t * H;
+    T *o = out + r * H;
     for (int k = threadIdx.x; k < H; k += blockDim.x)
         o[k] = from_f32<T>((row[k] - mean) * rstd * gamma[k] + beta[k]);
 }
 
 template <typename T>
-static cudaError_t embed_layernorm_cuda(T *out, const int32_t *ids, const float *embeds,
+static cudaError_t embed_layernorm_cuda(T *out, const int32_t *index, int64_t rows,
+                                        const int32_t *ids, const float *embeds,
                                         const int32_t *type_ids, const int32_t *pos_ids,
                                         const T *word, const T *pos, const T *type,
-                                        const float *gamma, const float *beta, int B, int S,
-                                        int H, int V, int P, int TV, float eps, int *err_flag,
+                                        const float *gamma, const float *beta, int S, int H,
+                                        int V, int P, int TV, float eps, int *err_flag,
                                         cudaStream_t stream) {
     const int threads = row_threads(H, 4);
     const size_t smem = sizeof(float) * (size_t)H;
     cudaError_t e = allow_smem(embed_layernorm_kernel<T>, smem);
     if (e != cudaSuccess) return e;
-    embed_layernorm_kernel<T><<<(unsigned)((int64_t)B * S), threads, smem, stream>>>(
-        out, ids, embeds, type_ids, pos_ids, word, pos, type, gamma, beta, S, H, V, P, TV, eps,
-        err_flag);
+    embed_layernorm_kernel<T><<<(unsigned)rows, threads, smem, stream>>>(
+        out, index, ids, embeds, type_ids, pos_ids, word, pos, type, gamma, beta, S, H, V, P, TV,
+        eps, err_flag);
     return cudaGetLastError();
 }
 
@@ -131,10 +139,55 @@ extern "C" ember_status ember_cuda_embed_layernorm(void *out, const int32_t *ids
         return ember_fail(EMBER_ERR_INTERNAL, "ember_cuda_embed_layernorm: ids and embeds are NULL");
     return dispatch(dt, [&](auto tag) {
         using E = decltype(tag);
-        EMBER_CUDA_CHECK(embed_layernorm_cuda((E *)out, ids, embeds, type_ids, pos_ids,
+        EMBER_CUDA_CHECK(embed_layernorm_cuda((E *)out, nullptr, (int64_t)B * S, ids, embeds,
+                                              type_ids, pos_ids, (const E *)word, (const E *)pos,
+                                              (const E *)type, gamma, beta, S, H, V, P, T,
+                                              (float)eps, err_flag, stream));
+        return EMBER_OK;
+    });
+}
+
+extern "C" ember_status ember_cuda_embed_layernorm_packed(
+    void *out, const int32_t *index, int64_t T, const int32_t *ids, const float *embeds,
+    const int32_t *type_ids, const int32_t *pos_ids, const void *word, const void *pos,
+    const void *type, const float *gamma, const float *beta, int S, int H, int V, int P, int TV,
+    double eps, ember_dtype dt, int *err_flag, cudaStream_t stream) {
+    if (T <= 0) return EMBER_OK;
+    if ((!ids && !embeds) || !index)
+        return ember_fail(EMBER_ERR_INTERNAL,
+                          "ember_cuda_embed_layernorm_packed: ids/embeds or index is NULL");
+    return dispatch(dt, [&](auto tag) {
+        using E = decltype(tag);
+        EMBER_CUDA_CHECK(embed_layernorm_cuda((E *)out, index, T, ids, embeds, type_ids, pos_ids,
                                               (const E *)word, (const E *)pos, (const E *)type,
-                                              gamma, beta, B, S, H, V, P, T, (float)eps, err_flag,
+                                              gamma, beta, S, H, V, P, TV, (float)eps, err_flag,
                                               stream));
         return EMBER_OK;
     });
+}
+
+/* ---- index validation over every token (the packed path reads only the valid ones) ---------- */
+
+static __global__ void check_indices_kernel(const int32_t *ids, int V, const int32_t *type_ids,
+                                            int TV, const int32_t *pos_ids, int P, int64_t n,
+                                            int *err_flag) {
+    int bad = 0;
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        if (ids) clamp_index(ids[i], V, EMBER_BAD_ID, &bad);
+        if (type_ids) clamp_index(type_ids[i], TV, EMBER_BAD_TOKEN_TYPE, &bad);
+        if (pos_ids) clamp_index(pos_ids[i], P, EMBER_BAD_POSITION, &bad);
+    }
+    if (bad) atomicOr(err_flag, bad);
+}
+
+extern "C" ember_status ember_cuda_check_indices(const int32_t *ids, int V, const int32_t *type_ids,
+                                                 int TV, const int32_t *pos_ids, int P, int64_t n,
+                                                 int *err_flag, cudaStream_t stream) {
+    if (n <= 0 || (!ids && !type_ids && !pos_ids)) return EMBER_OK;
+    const int threads = 256;
+    check_indices_kernel<<<grid_blocks(n, threads), threads, 0, stream>>>(ids, V, type_ids, TV,
+                                                                           pos_ids, P, n, err_flag);
+    EMBER_CUDA_CHECK(cudaGetLastError());
+    return EMBER_OK;
 }
