@@ -7,6 +7,21 @@
  * algorithm supports the epilogue for a shape, the GEMM runs plain and ember_cuda_bias_act
  * adds the bias.
  *
+ * Activations (ember_cuda_linear_act, the FFN's intermediate GEMM): tanh GELU ("gelu_new",
+ * "gelu_pytorch_tanh") runs in the GEMM's epilogue, CUBLASLT_EPILOGUE_GELU_BIAS, which saves
+ * a read and a write of the (N, I) intermediate. Which GELU that epilogue computes is not
+ * written in cuBLAS's documentation or cublasLt.h ("apply GELU point-wise transform"); the
+ * users that depend on it treat it as the tanh approximation: PyTorch's addmm with GELU
+ * epilogue (aten/src/ATen/native/cuda/Blas.cpp) falls back to at::gelu_(result, "tanh") when
+ * the epilogue is unavailable, and XLA fuses only its approximate GELU into it (openxla/xla
+ * PR 7751, "cublasLt Fp8 Approx Gelu epilogue fusion"). Rather than trust either, the library
+ * checks: ember_cuda_gemm_create runs the epilogue once in f32 on x in [-4, 4] and uses it
+ * only if it matches tanh GELU to 2e-5 while differing from erf GELU (the two differ by up to
+ * 4.7e-4, at |x| = 2.7). Exact erf GELU ("gelu", BERT's default) keeps the BIAS epilogue and
+ * ember_cuda_bias_act's erf kernel; so does ReLU (cuBLASLt's RELU epilogue turns NaN into 0,
+ * torch.relu keeps it). Any epilogue without an algorithm for a shape falls back to the next
+ * simpler one: GELU_BIAS -> BIAS + kernel -> plain GEMM + bias/activation kernel.
+ *
  * Precision: compute type CUBLAS_COMPUTE_32F with scale type f32 for every storage type. For
  * f32 inputs this is true fp32: TF32 would need CUBLAS_COMPUTE_32F_FAST_TF32, which is never
  * used (HF's float32 reference does not use TF32 for matmuls by default either). Split-K
@@ -25,7 +40,7 @@
 namespace {
 
 struct GemmKey {
-    int dt, N, IN, OUT, bias;
+    int dt, N, IN, OUT, bias, gelu; /* gelu: the GELU_BIAS epilogue is wanted */
     int64_t ld_in;
     uint32_t align_w, align_in, align_out, align_bias;
 };
@@ -33,12 +48,13 @@ struct GemmKey {
 struct GemmEntry {
     GemmKey key;
     int valid;
-    int bias_epilogue; /* 1: the bias is added by the epilogue; 0: by ember_cuda_bias_act */
+    cublasLtEpilogue_t epi; /* GELU_BIAS, BIAS or DEFAULT: what the GEMM does itself */
     cublasLtMatmulAlgo_t algo;
 };
 
 bool same_key(const GemmKey &a, const GemmKey &b) {
     return a.dt == b.dt && a.N == b.N && a.IN == b.IN && a.OUT == b.OUT && a.bias == b.bias &&
+           a.gelu == b.gelu &&
            a.ld_in == b.ld_in && a.align_w == b.align_w && a.align_in == b.align_in &&
            a.align_out == b.align_out && a.align_bias == b.align_bias;
 }
@@ -62,8 +78,11 @@ struct ember_cuda_gemm {
     void *workspace;
     size_t workspace_bytes;
     int next; /* round-robin victim when the cache is full */
+    int gelu_epilogue; /* 1: CUBLASLT_EPILOGUE_GELU_BIAS passed the tanh probe */
     GemmEntry cache[EMBER_GEMM_CACHE];
 };
+
+static ember_status probe_gelu_epilogue(ember_cuda_gemm *g);
 
 extern "C" ember_status ember_cuda_gemm_create(ember_cuda_gemm **out, void *workspace,
                                                size_t workspace_bytes) {
@@ -77,6 +96,12 @@ extern "C" ember_status ember_cuda_gemm_create(ember_cuda_gemm **out, void *work
     }
     g->workspace = workspace;
     g->workspace_bytes = workspace_bytes;
+    ember_status st = probe_gelu_epilogue(g);
+    if (st != EMBER_OK) {
+        cublasLtDestroy(g->lt);
+        free(g);
+        return st;
+    }
     *out = g;
     return EMBER_OK;
 }
@@ -104,7 +129,7 @@ static ember_status make_descs(GemmDescs *x, ember_dtype dt, int N, int IN, int 
                                                       sizeof op_n));
     EMBER_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(&x->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
                                                       sizeof epi));
-    if (epi == CUBLASLT_EPILOGUE_BIAS)
+    if (epi == CUBLASLT_EPILOGUE_BIAS || epi == CUBLASLT_EPILOGUE_GELU_BIAS)
         EMBER_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
             &x->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
     EMBER_CUBLAS_CHECK(cublasLtMatrixLayoutInit(&x->a, ty, (uint64_t)IN, (uint64_t)OUT, IN));
@@ -150,6 +175,72 @@ static ember_status heuristic(ember_cuda_gemm *g, const GemmKey &k, ember_dtype 
     return EMBER_OK;
 }
 
+/* Which GELU does CUBLASLT_EPILOGUE_GELU_BIAS compute? out = gelu(x . I + 0) for 256 values of
+ * x in [-4, 4], in f32, compared on the host with both GELUs. The caller's workspace holds the
+ * operands (nothing uses it yet); the GEMM itself runs without workspace on the legacy stream,
+ * and the copies synchronise. Sets g->gelu_epilogue; CUDA errors are returned. */
+static ember_status probe_gelu_epilogue(ember_cuda_gemm *g) {
+    enum { K = 16, NR = 16, NX = K * NR };
+    g->gelu_epilogue = 0;
+    if (!g->workspace || g->workspace_bytes < 2304 + sizeof(float) * NX) return EMBER_OK;
+    float h_w[K * K], h_x[NX], h_b[K], h_out[NX];
+    for (int i = 0; i < K * K; i++) h_w[i] = i / K == i % K ? 1.f : 0.f;
+    for (int i = 0; i < NX; i++) h_x[i] = -4.f + 8.f * (float)i / (float)(NX - 1);
+    for (int i = 0; i < K; i++) h_b[i] = 0.f;
+    /* operands at 256-byte aligned offsets of the workspace */
+    char *base = (char *)g->workspace;
+    float *d_w = (float *)base, *d_x = (float *)(base + 1024), *d_b = (float *)(base + 2048),
+          *d_out = (float *)(base + 2304);
+    EMBER_CUDA_CHECK(cudaMemcpy(d_w, h_w, sizeof h_w, cudaMemcpyHostToDevice));
+    EMBER_CUDA_CHECK(cudaMemcpy(d_x, h_x, sizeof h_x, cudaMemcpyHostToDevice));
+    EMBER_CUDA_CHECK(cudaMemcpy(d_b, h_b, sizeof h_b, cudaMemcpyHostToDevice));
+    GemmKey k;
+    memset(&k, 0, sizeof k);
+    k.dt = EMBER_DTYPE_F32;
+    k.N = NR;
+    k.IN = K;
+    k.OUT = K;
+    k.bias = 1;
+    k.gelu = 1;
+    k.ld_in = K;
+    k.align_w = alignment(d_w);
+    k.align_in = alignment(d_x);
+    k.align_out = alignment(d_out);
+    k.align_bias = alignment(d_b);
+    cublasLtMatmulAlgo_t algo;
+    int found = 0;
+    const size_t saved = g->workspace_bytes;
+    g->workspace_bytes = 0; /* the operands live in the workspace */
+    ember_status st = heuristic(g, k, EMBER_DTYPE_F32, CUBLASLT_EPILOGUE_GELU_BIAS, d_b, &algo,
+                                &found);
+    g->workspace_bytes = saved;
+    if (st != EMBER_OK || !found) {
+        ember_clear_error();
+        return EMBER_OK; /* no GELU epilogue here: the kernel path is used */
+    }
+    GemmDescs x;
+    EMBER_TRY(make_descs(&x, EMBER_DTYPE_F32, NR, K, K, K, CUBLASLT_EPILOGUE_GELU_BIAS, d_b));
+    const float alpha = 1.f, beta = 0.f;
+    cublasStatus_t cs = cublasLtMatmul(g->lt, &x.op, &alpha, d_w, &x.a, d_x, &x.b, &beta, d_out,
+                                       &x.d, d_out, &x.d, &algo, NULL, 0, 0);
+    if (cs != CUBLAS_STATUS_SUCCESS) {
+        if (cs == CUBLAS_STATUS_EXECUTION_FAILED || cs == CUBLAS_STATUS_INTERNAL_ERROR)
+            EMBER_CUBLAS_CHECK(cs);
+        return EMBER_OK;
+    }
+    EMBER_CUDA_CHECK(cudaMemcpy(h_out, d_out, sizeof h_out, cudaMemcpyDeviceToHost));
+    double err_tanh = 0.0, err_erf = 0.0;
+    for (int i = 0; i < NX; i++) {
+        const double v = h_x[i];
+        const double t = 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+        const double e = 0.5 * v * (1.0 + erf(v * 0.7071067811865476));
+        err_tanh = fmax(err_tanh, fabs((double)h_out[i] - t));
+        err_erf = fmax(err_erf, fabs((double)h_out[i] - e));
+    }
+    g->gelu_epilogue = err_tanh <= 2e-5 && err_erf >= 1e-4;
+    return EMBER_OK;
+}
+
 static ember_status lookup(ember_cuda_gemm *g, const GemmKey &k, ember_dtype dt, const void *bias,
                            const GemmEntry **out) {
     for (int i = 0; i < EMBER_GEMM_CACHE; i++)
@@ -161,11 +252,19 @@ static ember_status lookup(ember_cuda_gemm *g, const GemmKey &k, ember_dtype dt,
     memset(&e, 0, sizeof e);
     e.key = k;
     int found = 0;
-    if (bias) {
-        EMBER_TRY(heuristic(g, k, dt, CUBLASLT_EPILOGUE_BIAS, bias, &e.algo, &found));
-        e.bias_epilogue = found;
+    /* the richest epilogue first, then simpler ones */
+    const cublasLtEpilogue_t tries[] = {CUBLASLT_EPILOGUE_GELU_BIAS, CUBLASLT_EPILOGUE_BIAS,
+                                        CUBLASLT_EPILOGUE_DEFAULT};
+    for (cublasLtEpilogue_t epi : tries) {
+        if (epi == CUBLASLT_EPILOGUE_GELU_BIAS && !(k.gelu && bias)) continue;
+        if (epi == CUBLASLT_EPILOGUE_BIAS && !bias) continue;
+        EMBER_TRY(heuristic(g, k, dt, epi, epi == CUBLASLT_EPILOGUE_DEFAULT ? NULL : bias, &e.algo,
+                            &found));
+        if (found) {
+            e.epi = epi;
+            break;
+        }
     }
-    if (!found) EMBER_TRY(heuristic(g, k, dt, CUBLASLT_EPILOGUE_DEFAULT, NULL, &e.algo, &found));
     if (!found)
         return ember_fail(EMBER_ERR_CUDA,
                           "cuBLASLt has no algorithm for linear N=%d IN=%d OUT=%d ld_in=%lld "
@@ -180,19 +279,22 @@ static ember_status lookup(ember_cuda_gemm *g, const GemmKey &k, ember_dtype dt,
     return EMBER_OK;
 }
 
-extern "C" ember_status ember_cuda_linear(void *out, const void *in, const void *w, const void *b,
-                                          int N, int IN, int OUT, int64_t ld_in, ember_dtype dt,
-                                          ember_cuda_gemm *g, cudaStream_t stream) {
+extern "C" ember_status ember_cuda_linear_act(void *out, const void *in, const void *w,
+                                              const void *b, int N, int IN, int OUT,
+                                              int64_t ld_in, int act, ember_dtype dt,
+                                              ember_cuda_gemm *g, cudaStream_t stream) {
     if (N <= 0 || OUT <= 0) return EMBER_OK;
     if (IN <= 0 || ld_in < IN)
         return ember_fail(EMBER_ERR_INTERNAL, "ember_cuda_linear: IN = %d, ld_in = %lld", IN,
                           (long long)ld_in);
     GemmKey k;
+    memset(&k, 0, sizeof k);
     k.dt = (int)dt;
     k.N = N;
     k.IN = IN;
     k.OUT = OUT;
     k.bias = b != NULL;
+    k.gelu = act == EMBER_ACT_GELU_TANH && g->gelu_epilogue;
     k.ld_in = ld_in;
     k.align_w = alignment(w);
     k.align_in = alignment(in);
@@ -201,15 +303,27 @@ extern "C" ember_status ember_cuda_linear(void *out, const void *in, const void 
     const GemmEntry *e = NULL;
     EMBER_TRY(lookup(g, k, dt, b, &e));
 
-    const int bias_epi = b && e->bias_epilogue;
     GemmDescs x;
-    EMBER_TRY(make_descs(&x, dt, N, IN, OUT, ld_in,
-                         bias_epi ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT, b));
+    EMBER_TRY(make_descs(&x, dt, N, IN, OUT, ld_in, e->epi, b));
     const float alpha = 1.f, beta = 0.f;
     EMBER_CUBLAS_CHECK(cublasLtMatmul(g->lt, &x.op, &alpha, w, &x.a, in, &x.b, &beta, out, &x.d,
                                       out, &x.d, &e->algo, g->workspace, g->workspace_bytes,
                                       stream));
-    if (b && !bias_epi)
-        EMBER_TRY(ember_cuda_bias_act(out, b, N, OUT, EMBER_CUDA_ACT_NONE, dt, stream));
+    /* what the epilogue did not do */
+    if (e->epi == CUBLASLT_EPILOGUE_GELU_BIAS) return EMBER_OK;
+    const void *rest_bias = e->epi == CUBLASLT_EPILOGUE_BIAS ? NULL : b;
+    if (rest_bias || act != EMBER_CUDA_ACT_NONE)
+        EMBER_TRY(ember_cuda_bias_act(out, rest_bias, N, OUT, act, dt, stream));
     return EMBER_OK;
+}
+
+extern "C" ember_status ember_cuda_linear(void *out, const void *in, const void *w, const void *b,
+                                          int N, int IN, int OUT, int64_t ld_in, ember_dtype dt,
+                                          ember_cuda_gemm *g, cudaStream_t stream) {
+    return ember_cuda_linear_act(out, in, w, b, N, IN, OUT, ld_in, EMBER_CUDA_ACT_NONE, dt, g,
+                                 stream);
+}
+
+extern "C" int ember_cuda_gemm_gelu_epilogue(const ember_cuda_gemm *g) {
+    return g ? g->gelu_epilogue : 0;
 }
