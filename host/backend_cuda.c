@@ -3,17 +3,36 @@
  *
  * Memory: the weights are uploaded once at init into one device arena (converted to the
  * compute dtype; LayerNorm gamma/beta stay f32). The workspace (activations for
- * cap_batch x cap_seq tokens, the cuBLASLt workspace, the device error flag and its pinned
- * host mirror) is allocated at init / reserve; forward, embed and table_copy never allocate.
+ * cap_batch x cap_seq tokens, the packing plan, the graphs' copy of the mask, the cuBLASLt
+ * workspace, the device error flags and their pinned host mirrors) is allocated at init /
+ * reserve; forward, embed and table_copy never allocate.
  *
- * Streams: all work of a call is enqueued on the caller's stream. forward and embed end with
- * one 4-byte copy of the device error flag into pinned memory and one cudaStreamSynchronize,
- * so that ids, token types or positions outside their tables (clamped on the device) and
- * mask values other than 0/1 come back as a status. table_copy does not wait.
+ * A forward is three parts. The head reads the caller's inputs: error-flag reset, mask check,
+ * embeddings (+ LayerNorm). The body is every encoder layer except the last LayerNorm; it
+ * reads only model-owned buffers, so it can be a CUDA graph (host/cuda_graphs.c) replayed
+ * for repeated shapes. The tail writes the caller's outputs: the last LayerNorm with its f32
+ * output fused, and the pooler. Calls that write hidden_states or remove padding run the
+ * body with ordinary launches.
  *
- * Threads: one model owns one cuBLASLt handle, one algorithm cache, one workspace and one
- * error flag, so a model must not be used from two threads at once (HF-style "one model per
- * thread, or serialise"); different models may run concurrently, on the same device or not.
+ * Padding removal (EMBER_FORWARD_SKIP_MASKED, kernels/packing.cu): after the mask check the
+ * plan kernel packs the valid tokens; the host reads T back (the one synchronisation of such
+ * a call, see packing.cu for why), the embedding kernel writes the T packed rows directly,
+ * every GEMM and LayerNorm runs on T rows, attention on cu_seqlens, and the f32 outputs are
+ * unpacked into the padded layout with zero rows for masked tokens.
+ *
+ * Streams: all work of a call is enqueued on the caller's stream. A forward or embed without
+ * EMBER_FORWARD_ASYNC ends with one 4-byte copy of its device error flag into pinned memory
+ * and one cudaStreamSynchronize, so that ids, token types or positions outside their tables
+ * (clamped on the device) and mask values other than 0/1 come back as a status. An ASYNC
+ * forward returns without waiting; its kernels set bits in a second flag, which only
+ * ember_model_sync reads and clears. Every forward records an event; a call on another
+ * stream than the previous ASYNC call first makes its stream wait for that event, since the
+ * two share the workspace. table_copy does not wait.
+ *
+ * Threads: one model owns one cuBLASLt handle, one algorithm cache, one workspace, one graph
+ * cache and one set of error flags, so a model must not be used from two threads at once
+ * (HF-style "one model per thread, or serialise"); different models may run concurrently,
+ * on the same device or not.
  *
  * Errors: every CUDA and cuBLAS call goes through EMBER_CUDA_CHECK / EMBER_CUBLAS_CHECK
  * (host/cuda_check.h). A sticky error (illegal address, device assert, ...) poisons the
@@ -26,6 +45,7 @@
 #include <cuda_runtime_api.h>
 
 #include "cuda_check.h"
+#include "cuda_graphs.h"
 #include "error.h"
 #include "kernels/ops.h"
 #include "model.h"
@@ -126,15 +146,26 @@ typedef struct cuda_state {
 
     void *lt_ws; /* cuBLASLt workspace */
     ember_cuda_gemm *gemm;
-    int *d_err;  /* device error flag (EMBER_BAD_* bits) */
-    int *h_err;  /* pinned mirror */
+    int *d_err;  /* device error flags (EMBER_BAD_* bits): [ERR_ASYNC], [ERR_CALL] */
+    int *h_err;  /* pinned mirrors of both, then [H_TOTAL] = T read back by padding removal */
 
     void *ws; /* activations for cap_tokens tokens */
     size_t ws_bytes;
     int64_t cap_tokens;
     void *x, *x1, *ctx, *tmp; /* (T,H) each             */
     void *big;                /* (T, max(3H, I)): qkv, then the FFN intermediate */
+    int32_t *cu_seqlens;      /* (T+1) packing plan (B <= T sequences) */
+    int32_t *index, *inverse; /* (T), (T)                              */
+    int32_t *mask_copy;       /* (T) the mask the graph body reads     */
+
+    cudaEvent_t done;         /* recorded at the end of every forward           */
+    cudaStream_t last_stream; /* stream of the last ASYNC forward, ...          */
+    int pending;              /* ... whose work may still run                   */
+    int graphs;               /* ember_load_options.cuda_graphs                 */
+    ember_graph_cache gcache;
 } cuda_state;
+
+enum { ERR_ASYNC = 0, ERR_CALL = 1, H_TOTAL = 2 };
 
 static size_t align_up(size_t n) { return (n + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN; }
 
@@ -165,6 +196,8 @@ static ember_status enter(cuda_state *s, int *prev_device) {
 static void free_state(cuda_state *s) {
     if (!s) return;
     /* Errors are ignored: after a sticky error these calls fail, and there is nothing to do. */
+    ember_graph_cache_free(&s->gcache); /* in-flight graphs are freed on completion */
+    if (s->done) cudaEventDestroy(s->done);
     ember_cuda_gemm_destroy(s->gemm);
     if (s->ws) cudaFree(s->ws);
     if (s->lt_ws) cudaFree(s->lt_ws);
@@ -309,9 +342,13 @@ static ember_status init_state(ember_model *m, cuda_state *s, ember_weights *w) 
     if (!s->layers) return ember_fail(EMBER_ERR_OUT_OF_MEMORY, "cannot allocate the layer table");
     EMBER_TRY(upload_weights(m, s, w));
     EMBER_CUDA_CHECK(cudaMalloc(&s->lt_ws, LT_WORKSPACE_BYTES));
-    EMBER_CUDA_CHECK(cudaMalloc((void **)&s->d_err, sizeof(int)));
-    EMBER_CUDA_CHECK(cudaMallocHost((void **)&s->h_err, sizeof(int)));
+    EMBER_CUDA_CHECK(cudaMalloc((void **)&s->d_err, 2 * sizeof(int)));
+    EMBER_CUDA_CHECK(cudaMemset(s->d_err, 0, 2 * sizeof(int)));
+    EMBER_CUDA_CHECK(cudaMallocHost((void **)&s->h_err, 3 * sizeof(int)));
     EMBER_TRY(ember_cuda_gemm_create(&s->gemm, s->lt_ws, LT_WORKSPACE_BYTES));
+    EMBER_CUDA_CHECK(cudaEventCreateWithFlags(&s->done, cudaEventDisableTiming));
+    EMBER_TRY(ember_graph_cache_init(&s->gcache));
+    s->graphs = m->cuda_graphs != 0;
     return EMBER_OK;
 }
 
@@ -363,7 +400,9 @@ static ember_status reserve_impl(ember_model *m, cuda_state *s, int64_t T) {
     const size_t H = (size_t)m->cfg.hidden_size, I = (size_t)m->cfg.intermediate_size;
     const size_t wide = 3 * H > I ? 3 * H : I;
     const size_t act = align_up((size_t)T * H * s->esize);
-    const size_t total = 4 * act + align_up((size_t)T * wide * s->esize);
+    const size_t big = align_up((size_t)T * wide * s->esize);
+    const size_t ints = align_up(sizeof(int32_t) * (size_t)T);
+    const size_t total = 4 * act + big + align_up(sizeof(int32_t) * (size_t)(T + 1)) + 3 * ints;
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, total);
     if (e != cudaSuccess) {
@@ -373,6 +412,7 @@ static ember_status reserve_impl(ember_model *m, cuda_state *s, int64_t T) {
                                   "its previous workspace)", total, (long long)T);
     }
     if (s->ws) EMBER_CUDA_CHECK(cudaFree(s->ws)); /* waits for work still using it */
+    ember_graph_cache_clear(&s->gcache);          /* the graphs point into the old one */
     s->ws = p;
     s->ws_bytes = total;
     s->cap_tokens = T;
@@ -382,6 +422,12 @@ static ember_status reserve_impl(ember_model *m, cuda_state *s, int64_t T) {
     s->ctx = b + 2 * act;
     s->tmp = b + 3 * act;
     s->big = b + 4 * act;
+    b += 4 * act + big;
+    s->cu_seqlens = (int32_t *)b;
+    b += align_up(sizeof(int32_t) * (size_t)(T + 1));
+    s->index = (int32_t *)b;
+    s->inverse = (int32_t *)(b + ints);
+    s->mask_copy = (int32_t *)(b + 2 * ints);
     return EMBER_OK;
 }
 
@@ -422,69 +468,213 @@ static ember_status report_flag(const ember_config *c, int flag, const char *cal
                       "valid, the model is still usable)", call, what);
 }
 
-/* Wait for the stream and read the error flag. */
+/* Make `stream` wait (on the device) for the model's last ASYNC forward when that one ran on
+ * another stream: both use the workspace. */
+static ember_status order_after_pending(cuda_state *s, cudaStream_t stream) {
+    if (s->pending && stream != s->last_stream)
+        EMBER_CUDA_CHECK(cudaStreamWaitEvent(stream, s->done, 0));
+    return EMBER_OK;
+}
+
+/* Wait for the stream and read the call's error flag (d_err[ERR_CALL]). */
 static ember_status finish(const ember_config *c, cuda_state *s, cudaStream_t stream,
                            const char *call) {
-    EMBER_CUDA_CHECK(
-        cudaMemcpyAsync(s->h_err, s->d_err, sizeof(int), cudaMemcpyDeviceToHost, stream));
+    EMBER_CUDA_CHECK(cudaMemcpyAsync(s->h_err + ERR_CALL, s->d_err + ERR_CALL, sizeof(int),
+                                     cudaMemcpyDeviceToHost, stream));
     EMBER_CUDA_CHECK(cudaStreamSynchronize(stream));
-    return report_flag(c, *s->h_err, call);
+    s->pending = 0; /* the stream waited for the previous ASYNC call too */
+    return report_flag(c, s->h_err[ERR_CALL], call);
+}
+
+/* What one forward runs on: T rows (the packed valid tokens, or all B*S). */
+typedef struct fwd {
+    ember_model *m;
+    cuda_state *s;
+    int B, S, N, T;
+    int packed;            /* padding removal: T rows, attention by cu_seqlens */
+    const int32_t *mask;   /* the mask the attention reads (NULL = none)       */
+    float *hs;             /* hidden_states (L+1,B,S,H) f32 or NULL            */
+} fwd;
+
+/* out (B,S,H) f32 = the current hidden state s->x in the padded layout. */
+static ember_status emit_f32(const fwd *f, float *out, cudaStream_t stream) {
+    const cuda_state *s = f->s;
+    const int H = f->m->cfg.hidden_size;
+    if (f->packed)
+        return ember_cuda_unpack_rows(out, s->x, s->dt, s->inverse, f->N, H, stream);
+    return ember_cuda_convert(out, EMBER_DTYPE_F32, s->x, s->dt, (int64_t)f->N * H, stream);
+}
+
+/* The final LayerNorm of layer l alone (the tail's half of the last layer). */
+static ember_status enqueue_layer_final_ln(const fwd *f, int l, float *f32_out,
+                                           cudaStream_t stream) {
+    const ember_config *c = &f->m->cfg;
+    cuda_state *s = f->s;
+    const cuda_layer *w = &s->layers[l];
+    return ember_cuda_bias_residual_layernorm(s->x, f32_out, s->tmp, w->o_b, s->x1, w->ln2_g,
+                                              w->ln2_b, f->T, c->hidden_size, c->layer_norm_eps,
+                                              s->dt, stream);
+}
+
+/* Layer l up to (and, if final_ln, including) its last LayerNorm; f32_out (T,H) as in
+ * ember_cuda_bias_residual_layernorm. */
+static ember_status enqueue_layer(const fwd *f, int l, int final_ln, float *f32_out,
+                                  cudaStream_t stream) {
+    const ember_config *c = &f->m->cfg;
+    cuda_state *s = f->s;
+    const cuda_layer *w = &s->layers[l];
+    const int H = c->hidden_size, I = c->intermediate_size, T = f->T;
+    const int NH = c->num_attention_heads, HD = H / NH;
+    const double eps = c->layer_norm_eps;
+    const ember_dtype dt = s->dt;
+    EMBER_TRY(ember_cuda_linear(s->big, s->x, w->qkv_w, w->qkv_b, T, H, 3 * H, H, dt, s->gemm,
+                                stream));
+    if (f->packed)
+        EMBER_TRY(ember_cuda_attention_packed(s->ctx, s->big, s->cu_seqlens, f->B, f->S, NH, HD,
+                                              dt, stream));
+    else
+        EMBER_TRY(ember_cuda_attention(s->ctx, s->big, f->mask, f->B, f->S, NH, HD, dt, stream));
+    EMBER_TRY(ember_cuda_linear(s->tmp, s->ctx, w->ao_w, NULL, T, H, H, H, dt, s->gemm, stream));
+    EMBER_TRY(ember_cuda_bias_residual_layernorm(s->x1, NULL, s->tmp, w->ao_b, s->x, w->ln1_g,
+                                                 w->ln1_b, T, H, eps, dt, stream));
+    EMBER_TRY(ember_cuda_linear_act(s->big, s->x1, w->i_w, w->i_b, T, H, I, H, (int)c->hidden_act,
+                                    dt, s->gemm, stream));
+    EMBER_TRY(ember_cuda_linear(s->tmp, s->big, w->o_w, NULL, T, I, H, I, dt, s->gemm, stream));
+    if (!final_ln) return EMBER_OK;
+    return enqueue_layer_final_ln(f, l, f32_out, stream);
+}
+
+/* The body: every layer except the last one's final LayerNorm, and the hidden_states of
+ * layers 1..L-1. Reads and writes model-owned buffers only when hs is NULL. */
+static ember_status enqueue_body(void *ctx, cudaStream_t stream) {
+    const fwd *f = ctx;
+    const int L = f->m->cfg.num_hidden_layers;
+    const int64_t NHs = (int64_t)f->N * f->m->cfg.hidden_size;
+    for (int l = 0; l < L; l++) {
+        float *hs_l = f->hs ? f->hs + (size_t)(l + 1) * NHs : NULL;
+        const int last = l == L - 1;
+        EMBER_TRY(enqueue_layer(f, l, !last, f->packed ? NULL : hs_l, stream));
+        if (!last && f->packed && hs_l) EMBER_TRY(emit_f32(f, hs_l, stream));
+    }
+    return EMBER_OK;
+}
+
+/* The tail: the last LayerNorm with last_hidden_state (and hidden_states[L]) written, then the
+ * pooler. */
+static ember_status enqueue_tail(const fwd *f, const ember_outputs *out, cudaStream_t stream) {
+    const ember_config *c = &f->m->cfg;
+    cuda_state *s = f->s;
+    const int H = c->hidden_size, L = c->num_hidden_layers;
+    const int64_t NHs = (int64_t)f->N * H;
+    float *hs_L = f->hs ? f->hs + (size_t)L * NHs : NULL;
+    if (L > 0) {
+        float *f32 = f->packed ? NULL : hs_L ? hs_L : out->last_hidden_state;
+        EMBER_TRY(enqueue_layer_final_ln(f, L - 1, f32, stream));
+    }
+    if (f->packed || L == 0) {
+        if (hs_L && L > 0) EMBER_TRY(emit_f32(f, hs_L, stream));
+        EMBER_TRY(emit_f32(f, out->last_hidden_state, stream));
+    } else if (hs_L) {
+        EMBER_CUDA_CHECK(cudaMemcpyAsync(out->last_hidden_state, hs_L, sizeof(float) * (size_t)NHs,
+                                         cudaMemcpyDeviceToDevice, stream));
+    }
+    if (!out->pooler_output) return EMBER_OK;
+    if (!s->pool_w)
+        return ember_fail(EMBER_ERR_UNSUPPORTED, "pooler_output requested without a pooler");
+    if (!f->packed)
+        return ember_cuda_pooler(out->pooler_output, s->x, s->pool_w, s->pool_b, f->B, f->S, H,
+                                 s->tmp, s->dt, s->gemm, stream);
+    /* packed: row 0 of each sequence, or a zero row when token 0 is masked */
+    EMBER_TRY(ember_cuda_first_rows(s->ctx, s->x, s->inverse, f->B, f->S, H, s->dt, stream));
+    return ember_cuda_pooler(out->pooler_output, s->ctx, s->pool_w, s->pool_b, f->B, 1, H, s->tmp,
+                             s->dt, s->gemm, stream);
+}
+
+/* The head: error flag, input checks, packing plan (and T read back), embeddings. */
+static ember_status enqueue_head(fwd *f, const ember_inputs *in, int *err, int async,
+                                 cudaStream_t stream) {
+    const ember_config *c = &f->m->cfg;
+    cuda_state *s = f->s;
+    const int H = c->hidden_size;
+    const ember_dtype dt = s->dt;
+    const double eps = c->layer_norm_eps;
+    if (!async) EMBER_CUDA_CHECK(cudaMemsetAsync(err, 0, sizeof(int), stream));
+    EMBER_TRY(ember_cuda_check_mask(in->attention_mask, f->N, err, stream));
+    if (f->packed) {
+        /* the packed embedding reads only valid tokens: check every token here */
+        if (!in->embedding_output)
+            EMBER_TRY(ember_cuda_check_indices(in->input_ids, c->vocab_size, in->token_type_ids,
+                                               c->type_vocab_size, in->position_ids,
+                                               c->max_position_embeddings, f->N, err, stream));
+        EMBER_TRY(ember_cuda_pack_plan(in->attention_mask, f->B, f->S, s->cu_seqlens, s->index,
+                                       s->inverse, stream));
+        EMBER_CUDA_CHECK(cudaMemcpyAsync(s->h_err + H_TOTAL, s->cu_seqlens + f->B, sizeof(int32_t),
+                                         cudaMemcpyDeviceToHost, stream));
+        EMBER_CUDA_CHECK(cudaStreamSynchronize(stream)); /* the one synchronisation: T sizes the GEMMs */
+        f->T = s->h_err[H_TOTAL];
+        if (f->T < 0 || f->T > f->N)
+            return ember_fail(EMBER_ERR_INTERNAL, "packing plan: %d valid tokens of %d", f->T,
+                              f->N);
+        if (in->embedding_output)
+            return ember_cuda_gather_rows(s->x, dt, in->embedding_output, s->index, f->T, H,
+                                          stream);
+        return ember_cuda_embed_layernorm_packed(
+            s->x, s->index, f->T, in->input_ids, in->inputs_embeds, in->token_type_ids,
+            in->position_ids, s->word, s->pos, s->type, s->emb_g, s->emb_b, f->S, H, c->vocab_size,
+            c->max_position_embeddings, c->type_vocab_size, eps, dt, err, stream);
+    }
+    if (in->embedding_output)
+        return ember_cuda_convert(s->x, dt, in->embedding_output, EMBER_DTYPE_F32,
+                                  (int64_t)f->N * H, stream);
+    return ember_cuda_embed_layernorm(s->x, in->input_ids, in->inputs_embeds, in->token_type_ids,
+                                      in->position_ids, s->word, s->pos, s->type, s->emb_g,
+                                      s->emb_b, f->B, f->S, H, c->vocab_size,
+                                      c->max_position_embeddings, c->type_vocab_size, eps, dt, err,
+                                      stream);
 }
 
 static ember_status forward_impl(ember_model *m, cuda_state *s, const ember_inputs *in,
                                  const ember_outputs *out, cudaStream_t stream) {
     const ember_config *c = &m->cfg;
-    const int B = in->batch, S = in->seq_len, H = c->hidden_size, I = c->intermediate_size;
-    const int NH = c->num_attention_heads, HD = H / NH, L = c->num_hidden_layers;
-    const int N = B * S;
-    const int64_t NHs = (int64_t)N * H;
-    const double eps = c->layer_norm_eps;
-    const ember_dtype dt = s->dt;
-    float *hs = out->hidden_states; /* (L+1,N,H) f32 or NULL */
-    if (N > s->cap_tokens)
-        return ember_fail(EMBER_ERR_INTERNAL, "forward: %d tokens exceed the workspace (%lld)", N,
+    const int async = (in->flags & EMBER_FORWARD_ASYNC) != 0;
+    fwd f = {.m = m, .s = s, .B = in->batch, .S = in->seq_len, .mask = in->attention_mask,
+             .hs = out->hidden_states};
+    f.N = f.B * f.S;
+    f.T = f.N;
+    f.packed = (in->flags & EMBER_FORWARD_SKIP_MASKED) && in->attention_mask;
+    if (f.N > s->cap_tokens)
+        return ember_fail(EMBER_ERR_INTERNAL, "forward: %d tokens exceed the workspace (%lld)", f.N,
                           (long long)s->cap_tokens);
+    int *err = s->d_err + (async ? ERR_ASYNC : ERR_CALL);
 
-    EMBER_CUDA_CHECK(cudaMemsetAsync(s->d_err, 0, sizeof(int), stream));
-    EMBER_TRY(ember_cuda_check_mask(in->attention_mask, N, s->d_err, stream));
-    if (in->embedding_output)
-        EMBER_TRY(ember_cuda_convert(s->x, dt, in->embedding_output, EMBER_DTYPE_F32, NHs, stream));
-    else
-        EMBER_TRY(ember_cuda_embed_layernorm(
-            s->x, in->input_ids, in->inputs_embeds, in->token_type_ids, in->position_ids, s->word,
-            s->pos, s->type, s->emb_g, s->emb_b, B, S, H, c->vocab_size,
-            c->max_position_embeddings, c->type_vocab_size, eps, dt, s->d_err, stream));
-    if (hs) EMBER_TRY(ember_cuda_convert(hs, EMBER_DTYPE_F32, s->x, dt, NHs, stream));
-
-    for (int l = 0; l < L; l++) {
-        const cuda_layer *w = &s->layers[l];
-        /* The layer's f32 output: hidden_states[l+1], or last_hidden_state after the last. */
-        float *f32_out = hs ? hs + (size_t)(l + 1) * NHs : l == L - 1 ? out->last_hidden_state
-                                                                        : NULL;
-        EMBER_TRY(ember_cuda_linear(s->big, s->x, w->qkv_w, w->qkv_b, N, H, 3 * H, H, dt, s->gemm,
-                                    stream));
-        EMBER_TRY(ember_cuda_attention(s->ctx, s->big, in->attention_mask, B, S, NH, HD, dt,
-                                       stream));
-        EMBER_TRY(ember_cuda_linear(s->tmp, s->ctx, w->ao_w, NULL, N, H, H, H, dt, s->gemm, stream));
-        EMBER_TRY(ember_cuda_bias_residual_layernorm(s->x1, NULL, s->tmp, w->ao_b, s->x, w->ln1_g,
-                                                     w->ln1_b, N, H, eps, dt, stream));
-        EMBER_TRY(ember_cuda_linear(s->big, s->x1, w->i_w, w->i_b, N, H, I, H, dt, s->gemm, stream));
-        EMBER_TRY(ember_cuda_bias_act(s->big, NULL, N, I, (int)c->hidden_act, dt, stream));
-        EMBER_TRY(ember_cuda_linear(s->tmp, s->big, w->o_w, NULL, N, I, H, I, dt, s->gemm, stream));
-        EMBER_TRY(ember_cuda_bias_residual_layernorm(s->x, f32_out, s->tmp, w->o_b, s->x1, w->ln2_g,
-                                                     w->ln2_b, N, H, eps, dt, stream));
+    EMBER_TRY(order_after_pending(s, stream));
+    EMBER_TRY(enqueue_head(&f, in, err, async, stream));
+    if (f.hs) EMBER_TRY(emit_f32(&f, f.hs, stream));
+    const int L = c->num_hidden_layers;
+    if (f.T > 0 && L > 0) {
+        if (s->graphs && !f.packed && !f.hs) {
+            /* the graph reads the mask from a fixed copy; plain launches of the same body
+             * read that copy too, so both run exactly the same work */
+            if (f.mask) {
+                EMBER_CUDA_CHECK(cudaMemcpyAsync(s->mask_copy, f.mask, sizeof(int32_t) * (size_t)f.N,
+                                                 cudaMemcpyDeviceToDevice, stream));
+                f.mask = s->mask_copy;
+            }
+            const ember_graph_key key = {f.B, f.S, f.mask != NULL};
+            EMBER_TRY(ember_graph_run(&s->gcache, key, enqueue_body, &f, stream));
+        } else {
+            EMBER_TRY(enqueue_body(&f, stream));
+        }
+    } else if (f.hs) { /* no valid token: every hidden state is zero rows */
+        for (int l = 1; l < L; l++)
+            EMBER_TRY(emit_f32(&f, f.hs + (size_t)l * f.N * c->hidden_size, stream));
     }
-    if (L == 0)
-        EMBER_TRY(ember_cuda_convert(out->last_hidden_state, EMBER_DTYPE_F32, s->x, dt, NHs, stream));
-    else if (hs)
-        EMBER_CUDA_CHECK(cudaMemcpyAsync(out->last_hidden_state, hs + (size_t)L * NHs,
-                                         sizeof(float) * (size_t)NHs, cudaMemcpyDeviceToDevice,
-                                         stream));
-    if (out->pooler_output) {
-        if (!s->pool_w)
-            return ember_fail(EMBER_ERR_UNSUPPORTED, "pooler_output requested without a pooler");
-        EMBER_TRY(ember_cuda_pooler(out->pooler_output, s->x, s->pool_w, s->pool_b, B, S, H,
-                                    s->tmp, dt, s->gemm, stream));
+    EMBER_TRY(enqueue_tail(&f, out, stream));
+    EMBER_CUDA_CHECK(cudaEventRecord(s->done, stream));
+    if (async) {
+        s->pending = 1;
+        s->last_stream = stream;
+        return EMBER_OK;
     }
     return finish(c, s, stream, "forward");
 }
@@ -498,19 +688,55 @@ static ember_status cuda_forward(ember_model *m, const ember_inputs *in, const e
     return leave(s, prev, st);
 }
 
+/* Report and clear what the ASYNC calls' kernels flagged (d_err[ERR_ASYNC]). */
+static ember_status cuda_sync(ember_model *m, ember_stream stream_) {
+    cuda_state *s = m->impl;
+    cudaStream_t stream = (cudaStream_t)stream_;
+    int prev;
+    ember_status st = enter(s, &prev);
+    if (st != EMBER_OK) return leave(s, prev, st);
+    cudaError_t e = cudaSuccess;
+    if (s->pending && stream != s->last_stream) e = cudaStreamWaitEvent(stream, s->done, 0);
+    if (e == cudaSuccess)
+        e = cudaMemcpyAsync(s->h_err + ERR_ASYNC, s->d_err + ERR_ASYNC, sizeof(int),
+                            cudaMemcpyDeviceToHost, stream);
+    if (e == cudaSuccess) e = cudaMemsetAsync(s->d_err + ERR_ASYNC, 0, sizeof(int), stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(stream);
+    if (e != cudaSuccess) {
+        st = ember_cuda_fail(e, "waiting for the stream", __func__, __FILE__, __LINE__);
+        return leave(s, prev, st);
+    }
+    s->pending = 0;
+    st = report_flag(&m->cfg, s->h_err[ERR_ASYNC], "forward (EMBER_FORWARD_ASYNC, since the last "
+                                                    "ember_model_sync)");
+    return leave(s, prev, st);
+}
+
+ember_status ember_cuda_graph_stats_get(const ember_model *m, ember_cuda_graph_stats *out) {
+    if (!m || !out || m->backend != EMBER_BACKEND_CUDA || !m->impl)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "ember_cuda_graph_stats_get: not a CUDA model");
+    const cuda_state *s = m->impl;
+    out->cached = ember_graph_cache_count(&s->gcache);
+    out->captured = s->gcache.captured;
+    out->replayed = s->gcache.replayed;
+    out->failed = s->gcache.failed;
+    return EMBER_OK;
+}
+
 static ember_status cuda_embed(ember_model *m, const int32_t *ids, int64_t n, float *out,
                                ember_stream stream) {
     cuda_state *s = m->impl;
     cudaStream_t st_ = (cudaStream_t)stream;
     int prev;
     ember_status st = enter(s, &prev);
+    if (st == EMBER_OK) st = order_after_pending(s, st_);
     if (st == EMBER_OK) {
-        cudaError_t e = cudaMemsetAsync(s->d_err, 0, sizeof(int), st_);
+        cudaError_t e = cudaMemsetAsync(s->d_err + ERR_CALL, 0, sizeof(int), st_);
         if (e != cudaSuccess) st = ember_cuda_fail(e, "cudaMemsetAsync(d_err)", __func__, __FILE__, __LINE__);
     }
     if (st == EMBER_OK)
         st = ember_cuda_gather(out, ids, n, s->word, m->cfg.hidden_size, m->cfg.vocab_size, s->dt,
-                               s->d_err, st_);
+                               s->d_err + ERR_CALL, st_);
     if (st == EMBER_OK) st = finish(&m->cfg, s, st_, "embed_tokens");
     return leave(s, prev, st);
 }
@@ -535,7 +761,7 @@ static ember_status cuda_memory(const ember_model *m, size_t *weight_bytes,
                                 size_t *workspace_bytes) {
     const cuda_state *s = m->impl;
     *weight_bytes = s->wbytes;
-    *workspace_bytes = s->ws_bytes + LT_WORKSPACE_BYTES + sizeof(int);
+    *workspace_bytes = s->ws_bytes + LT_WORKSPACE_BYTES + 2 * sizeof(int);
     return EMBER_OK;
 }
 
@@ -548,4 +774,5 @@ const ember_backend_ops ember_cuda_backend = {
     .embed = cuda_embed,
     .table_copy = cuda_table_copy,
     .memory = cuda_memory,
+    .sync = cuda_sync,
 };

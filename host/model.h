@@ -76,6 +76,15 @@ struct ember_model {
 extern const ember_backend_ops ember_cpu_backend;
 #ifdef EMBER_WITH_CUDA
 extern const ember_backend_ops ember_cuda_backend;
+
+/* What the CUDA graph cache of a model did (host/cuda_graphs.c), for tests and benchmarks. */
+typedef struct ember_cuda_graph_stats {
+    int cached;    /* executable graphs held now                      */
+    long captured; /* shapes captured (each then launched once)        */
+    long replayed; /* graph launches of an already captured shape      */
+    long failed;   /* captures that failed (those shapes keep ordinary launches) */
+} ember_cuda_graph_stats;
+ember_status ember_cuda_graph_stats_get(const ember_model *m, ember_cuda_graph_stats *out);
 #endif
 
 #ifdef __cplusplus
