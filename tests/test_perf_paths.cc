@@ -1,0 +1,1175 @@
+// The performance paths: EMBER_FORWARD_SKIP_MASKED (padding removal), EMBER_FORWARD_ASYNC +
+// ember_model_sync, CUDA graphs, the cuBLASLt GELU epilogue, and the flags validation.
+//
+// CPU part (runs everywhere): the packing plan, and padding removal on the CPU reference
+// against the padded run (bit-identical valid rows, exact zero rows) and against the HF
+// goldens. CUDA part (skips without a device): every packing kernel against its CPU twin,
+// padding removal on the GPU against the CPU reference in f32/f16/bf16, ASYNC error
+// reporting, CUDA graph replay bit-identical to plain launches, GEMM + activation epilogues.
+#include <jansson.h>
+
+#include <algorithm>
+#include <random>
+
+#include "host/model.h"
+#include "kernels/ops.h"
+#include "tests/ember_test.h"
+
+using namespace ember_test;
+
+namespace {
+
+// ---- inputs, outputs, checks shared by the CPU and CUDA tests --------------------------------
+
+struct Batch {
+    std::string name;
+    int B = 0, S = 0;
+    std::vector<int32_t> ids, mask, types, positions;  // empty = absent
+    std::vector<float> embeds, embedding_output;        // set = that entry point instead of ids
+};
+
+struct Outs {
+    std::vector<float> last, pooled, hidden;
+};
+
+bool Valid(const Batch &x, int64_t p) { return x.mask.empty() || x.mask[(size_t)p] != 0; }
+
+// The rows of `v` (layers x B*S rows of H) whose token is valid (want_valid) or masked.
+std::vector<float> Rows(const std::vector<float> &v, const Batch &x, int H, bool want_valid) {
+    std::vector<float> r;
+    const int64_t N = (int64_t)x.B * x.S;
+    const int64_t layers = N ? (int64_t)v.size() / (N * H) : 0;
+    for (int64_t l = 0; l < layers; l++)
+        for (int64_t p = 0; p < N; p++)
+            if (Valid(x, p) == want_valid)
+                r.insert(r.end(), v.begin() + (l * N + p) * H, v.begin() + (l * N + p + 1) * H);
+    return r;
+}
+
+// Every masked row is +0.0 exactly (bit pattern 0).
+::testing::AssertionResult MaskedRowsAreZero(const std::vector<float> &v, const Batch &x, int H) {
+    std::vector<float> m = Rows(v, x, H, false);
+    for (size_t i = 0; i < m.size(); i++) {
+        uint32_t bits;
+        memcpy(&bits, &m[i], 4);
+        if (bits != 0)
+            return ::testing::AssertionFailure()
+                   << "masked element " << i << " of " << m.size() << " is " << m[i];
+    }
+    return ::testing::AssertionSuccess();
+}
+
+// Rows of the pooler output (B,H) whose first token is valid / masked.
+std::vector<float> PoolRows(const std::vector<float> &v, const Batch &x, int H, bool first_valid) {
+    std::vector<float> r;
+    for (int b = 0; b < x.B; b++)
+        if (Valid(x, (int64_t)b * x.S) == first_valid)
+            r.insert(r.end(), v.begin() + (size_t)b * H, v.begin() + (size_t)(b + 1) * H);
+    return r;
+}
+
+ember_config TinyConfig(ember_activation act = EMBER_ACT_GELU, bool pooler = true) {
+    ember_config c{};
+    c.vocab_size = 50;
+    c.hidden_size = 32;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 4;
+    c.intermediate_size = 48;
+    c.max_position_embeddings = 40;
+    c.type_vocab_size = 3;
+    c.layer_norm_eps = 1e-12;
+    c.hidden_act = act;
+    c.has_pooler = pooler;
+    return c;
+}
+
+Model MakeModel(const ember_config &c, ember_backend backend, ember_dtype dt, int max_batch,
+                int max_seq, int graphs = 1, uint64_t seed = 7) {
+    ember_load_options opt;
+    ember_load_options_init(&opt);
+    opt.backend = backend;
+    opt.compute_dtype = dt;
+    opt.max_batch = max_batch;
+    opt.max_seq_len = max_seq;
+    opt.cuda_graphs = graphs;
+    ember_model *m = nullptr;
+    ember_status st = ember_model_init_random(&c, seed, &opt, &m);
+    EXPECT_EQ(st, EMBER_OK) << Why(st);
+    return Model(m);
+}
+
+std::vector<int32_t> Ints(size_t n, int limit, uint32_t seed) {
+    std::mt19937 g(seed);
+    std::uniform_int_distribution<int> u(0, limit - 1);
+    std::vector<int32_t> v(n);
+    for (auto &x : v) x = u(g);
+    return v;
+}
+
+std::vector<float> Floats(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {
+    std::mt19937 g(seed);
+    std::uniform_real_distribution<float> u(lo, hi);
+    std::vector<float> v(n);
+    for (auto &x : v) x = u(g);
+    return v;
+}
+
+// Mask (B,S) from per-row strings of '1' and '0'.
+std::vector<int32_t> MaskOf(const std::vector<std::string> &rows) {
+    std::vector<int32_t> m;
+    for (const std::string &r : rows)
+        for (char ch : r) m.push_back(ch == '1');
+    return m;
+}
+
+std::vector<int32_t> RightPadded(const std::vector<int> &lengths, int S) {
+    std::vector<int32_t> m;
+    for (int len : lengths)
+        for (int s = 0; s < S; s++) m.push_back(s < len);
+    return m;
+}
+
+std::vector<int32_t> RandomHoles(int B, int S, double keep, uint32_t seed) {
+    std::mt19937 g(seed);
+    std::bernoulli_distribution k(keep);
+    std::vector<int32_t> m((size_t)B * S);
+    for (auto &v : m) v = k(g);
+    return m;
+}
+
+Batch WithIds(std::string name, int B, int S, std::vector<int32_t> mask, const ember_config &c,
+              uint32_t seed) {
+    Batch x;
+    x.name = std::move(name);
+    x.B = B;
+    x.S = S;
+    x.ids = Ints((size_t)B * S, c.vocab_size, seed);
+    x.mask = std::move(mask);
+    return x;
+}
+
+// The edge cases of padding removal for a model with max_position_embeddings >= 40.
+std::vector<Batch> EdgeCases(const ember_config &c) {
+    std::vector<Batch> v;
+    v.push_back(WithIds("no_mask", 3, 7, {}, c, 1));
+    v.push_back(WithIds("all_ones", 3, 7, std::vector<int32_t>(21, 1), c, 2));
+    v.push_back(WithIds("one_token", 1, 1, {1}, c, 3));
+    v.push_back(WithIds("one_token_masked", 1, 1, {0}, c, 4));
+    v.push_back(WithIds("len1_and_max", 2, 40, RightPadded({1, 40}, 40), c, 5));
+    v.push_back(WithIds("right_padding", 4, 13, RightPadded({13, 9, 1, 6}, 13), c, 6));
+    v.push_back(WithIds("left_padding", 2, 8, MaskOf({"00011111", "00000001"}), c, 7));
+    v.push_back(WithIds("fully_masked_middle", 3, 6, MaskOf({"111100", "000000", "110111"}), c, 8));
+    v.push_back(WithIds("all_masked", 2, 5, std::vector<int32_t>(10, 0), c, 9));
+    Batch h = WithIds("holes_types_positions", 3, 9,
+                      MaskOf({"011010111", "101010101", "111111110"}), c, 10);
+    h.types = Ints(27, c.type_vocab_size, 11);
+    std::vector<int32_t> pos(27);
+    for (int b = 0; b < 3; b++) {  // distinct random positions per row
+        std::vector<int32_t> perm(c.max_position_embeddings);
+        for (int i = 0; i < (int)perm.size(); i++) perm[i] = i;
+        std::shuffle(perm.begin(), perm.end(), std::mt19937(12 + b));
+        std::copy_n(perm.begin(), 9, pos.begin() + b * 9);
+    }
+    h.positions = pos;
+    v.push_back(h);
+    Batch r = WithIds("random_holes", 5, 33, RandomHoles(5, 33, 0.6, 13), c, 14);
+    r.types = Ints(5 * 33, c.type_vocab_size, 15);
+    v.push_back(r);
+    // inputs_embeds and embedding_output entries with holes
+    Batch e = h;
+    e.name = "holes_inputs_embeds";
+    e.ids.clear();
+    e.embeds = Floats((size_t)27 * c.hidden_size, 16);
+    v.push_back(e);
+    Batch eo = h;
+    eo.name = "holes_embedding_output";
+    eo.ids.clear();
+    eo.types.clear();
+    eo.positions.clear();
+    eo.embedding_output = Floats((size_t)27 * c.hidden_size, 17, -2.f, 2.f);
+    v.push_back(eo);
+    return v;
+}
+
+// ---- CPU --------------------------------------------------------------------------------------
+
+// One CPU forward with host buffers; outputs start as NaN.
+ember_status RunCpu(ember_model *m, const Batch &x, unsigned flags, bool pooler, bool hidden,
+                    Outs *o) {
+    ember_config c;
+    ember_model_config(m, &c);
+    const size_t N = (size_t)x.B * x.S, H = (size_t)c.hidden_size;
+    ember_inputs in{};
+    in.batch = x.B;
+    in.seq_len = x.S;
+    in.input_ids = x.ids.empty() ? nullptr : x.ids.data();
+    in.inputs_embeds = x.embeds.empty() ? nullptr : x.embeds.data();
+    in.embedding_output = x.embedding_output.empty() ? nullptr : x.embedding_output.data();
+    in.attention_mask = x.mask.empty() ? nullptr : x.mask.data();
+    in.token_type_ids = x.types.empty() ? nullptr : x.types.data();
+    in.position_ids = x.positions.empty() ? nullptr : x.positions.data();
+    in.flags = flags;
+    o->last = Poisoned(N * H);
+    o->pooled = pooler ? Poisoned(x.B * H) : std::vector<float>();
+    o->hidden = hidden ? Poisoned((c.num_hidden_layers + 1) * N * H) : std::vector<float>();
+    ember_outputs out{};
+    out.last_hidden_state = o->last.data();
+    out.pooler_output = pooler ? o->pooled.data() : nullptr;
+    out.hidden_states = hidden ? o->hidden.data() : nullptr;
+    return ember_forward(m, &in, &out, nullptr);
+}
+
+TEST(ForwardFlags, UnknownBitsAreRejectedByName) {
+    ember_config c = TinyConfig();
+    Model m = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 2, 8);
+    ASSERT_TRUE(m);
+    Batch x = WithIds("x", 2, 5, RightPadded({5, 3}, 5), c, 1);
+    for (unsigned bad : {0x4u, 0x80000000u, 0x3u | 0x100u}) {
+        Outs o;
+        ember_status st = RunCpu(m.get(), x, bad, false, false, &o);
+        EXPECT_EQ(st, EMBER_ERR_INVALID_ARGUMENT) << Why(st);
+        char hex[32];
+        snprintf(hex, sizeof hex, "0x%x", bad & ~3u);
+        EXPECT_NE(std::string(ember_last_error()).find(hex), std::string::npos)
+            << ember_last_error();
+        EXPECT_NE(std::string(ember_last_error()).find("flags"), std::string::npos);
+    }
+    Outs o;
+    EXPECT_EQ(RunCpu(m.get(), x, EMBER_FORWARD_SKIP_MASKED | EMBER_FORWARD_ASYNC, true, false, &o),
+              EMBER_OK)
+        << ember_last_error();
+    EXPECT_EQ(ember_model_sync(m.get(), nullptr), EMBER_OK);
+}
+
+TEST(PackPlan, SmallExampleByHand) {
+    // rows: two valid then padding; empty; holes
+    std::vector<int32_t> mask = MaskOf({"1100", "0000", "0101"});
+    std::vector<int32_t> cu(4, -7), index(12, -7), inverse(12, -7);
+    int64_t T = ember_ref_pack_plan(mask.data(), 3, 4, cu.data(), index.data(), inverse.data());
+    EXPECT_EQ(T, 4);
+    EXPECT_EQ(cu, (std::vector<int32_t>{0, 2, 2, 4}));
+    EXPECT_EQ(std::vector<int32_t>(index.begin(), index.begin() + 4),
+              (std::vector<int32_t>{0, 1, 9, 11}));
+    EXPECT_EQ(inverse, (std::vector<int32_t>{0, 1, -1, -1, -1, -1, -1, -1, -1, 2, -1, 3}));
+}
+
+TEST(PackPlan, RandomMasksAreConsistent) {
+    for (int trial = 0; trial < 20; trial++) {
+        const int B = 1 + trial % 7, S = 1 + (trial * 13) % 37;
+        std::vector<int32_t> mask = RandomHoles(B, S, trial % 3 == 0 ? 1.0 : 0.5, 100 + trial);
+        std::vector<int32_t> cu(B + 1), index((size_t)B * S), inverse((size_t)B * S);
+        const int64_t T = ember_ref_pack_plan(mask.data(), B, S, cu.data(), index.data(),
+                                              inverse.data());
+        int64_t ones = 0;
+        for (int32_t v : mask) ones += v;
+        ASSERT_EQ(T, ones);
+        ASSERT_EQ(cu[0], 0);
+        for (int b = 0; b < B; b++) {
+            int len = 0;
+            for (int s = 0; s < S; s++) len += mask[(size_t)b * S + s];
+            ASSERT_EQ(cu[b + 1] - cu[b], len);
+            for (int r = cu[b]; r < cu[b + 1]; r++) ASSERT_EQ(index[r] / S, b);
+        }
+        for (int64_t r = 0; r < T; r++) {
+            ASSERT_EQ(inverse[index[r]], r);
+            if (r > 0) {
+                ASSERT_LT(index[r - 1], index[r]);
+            }
+        }
+        for (int64_t p = 0; p < (int64_t)B * S; p++) ASSERT_EQ(inverse[p] >= 0, mask[p] != 0);
+    }
+}
+
+TEST(PackPlan, RowMovesAreExact) {
+    std::vector<int32_t> mask = MaskOf({"0110", "1111", "0000"});
+    const int B = 3, S = 4, C = 5, N = 12;
+    std::vector<int32_t> cu(4), index(12), inverse(12);
+    const int64_t T = ember_ref_pack_plan(mask.data(), B, S, cu.data(), index.data(), inverse.data());
+    std::vector<float> in = Floats((size_t)N * C, 1), packed(T * C), back = Poisoned((size_t)N * C);
+    ember_ref_gather_rows(packed.data(), in.data(), index.data(), T, C);
+    ember_ref_unpack_rows(back.data(), packed.data(), inverse.data(), N, C);
+    for (int p = 0; p < N; p++)
+        for (int k = 0; k < C; k++)
+            EXPECT_EQ(back[(size_t)p * C + k], mask[p] ? in[(size_t)p * C + k] : 0.f);
+    std::vector<float> first = Poisoned((size_t)B * C);
+    ember_ref_first_rows(first.data(), packed.data(), inverse.data(), B, S, C);
+    for (int k = 0; k < C; k++) {
+        EXPECT_EQ(first[k], 0.f);                  // token (0,0) masked
+        EXPECT_EQ(first[C + k], in[4 * C + k]);    // token (1,0)
+        EXPECT_EQ(first[2 * C + k], 0.f);          // empty sequence
+    }
+}
+
+// Padding removal on the CPU against the padded run: valid rows bit-identical (see
+// host/backend_cpu.c for why), masked rows exactly 0, pooler from the written row 0.
+TEST(SkipMaskedCpu, EdgeCasesMatchThePaddedRun) {
+    ember_config c = TinyConfig();
+    Model m = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 8, 40);
+    ASSERT_TRUE(m);
+    const int H = c.hidden_size;
+    // tanh(pooler bias): the pooler of a sequence whose only token is masked.
+    Outs z;
+    ASSERT_EQ(RunCpu(m.get(), WithIds("z", 1, 1, {0}, c, 1), EMBER_FORWARD_SKIP_MASKED, true, false,
+                     &z),
+              EMBER_OK)
+        << ember_last_error();
+    const std::vector<float> tanh_b = z.pooled;
+    for (const Batch &x : EdgeCases(c)) {
+        SCOPED_TRACE(x.name);
+        Outs plain, packed;
+        ASSERT_EQ(RunCpu(m.get(), x, 0, true, true, &plain), EMBER_OK) << ember_last_error();
+        ASSERT_EQ(RunCpu(m.get(), x, EMBER_FORWARD_SKIP_MASKED, true, true, &packed), EMBER_OK)
+            << ember_last_error();
+        EXPECT_TRUE(BitIdentical(Rows(packed.last, x, H, true), Rows(plain.last, x, H, true)));
+        EXPECT_TRUE(BitIdentical(Rows(packed.hidden, x, H, true), Rows(plain.hidden, x, H, true)));
+        EXPECT_TRUE(MaskedRowsAreZero(packed.last, x, H));
+        EXPECT_TRUE(MaskedRowsAreZero(packed.hidden, x, H));
+        EXPECT_TRUE(BitIdentical(PoolRows(packed.pooled, x, H, true), PoolRows(plain.pooled, x, H, true)));
+        std::vector<float> masked_first = PoolRows(packed.pooled, x, H, false);
+        for (size_t i = 0; i < masked_first.size(); i++)
+            ASSERT_EQ(masked_first[i], tanh_b[i % H]) << "pooler of a masked first token, " << i;
+        if (x.mask.empty()) {
+            EXPECT_TRUE(BitIdentical(packed.last, plain.last));
+            EXPECT_TRUE(BitIdentical(packed.hidden, plain.hidden));
+            EXPECT_TRUE(BitIdentical(packed.pooled, plain.pooled));
+        }
+    }
+}
+
+// Without the pooler and hidden_states, and with a workspace exactly the batch's size.
+TEST(SkipMaskedCpu, OnlyLastHiddenStateAtFullCapacity) {
+    ember_config c = TinyConfig(EMBER_ACT_RELU, false);
+    Model m = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 4, 13);
+    Batch x = WithIds("rp", 4, 13, RightPadded({13, 9, 1, 6}, 13), c, 3);
+    Outs plain, packed;
+    ASSERT_EQ(RunCpu(m.get(), x, 0, false, false, &plain), EMBER_OK);
+    ASSERT_EQ(RunCpu(m.get(), x, EMBER_FORWARD_SKIP_MASKED, false, false, &packed), EMBER_OK)
+        << ember_last_error();
+    EXPECT_TRUE(BitIdentical(Rows(packed.last, x, c.hidden_size, true),
+                             Rows(plain.last, x, c.hidden_size, true)));
+    EXPECT_TRUE(MaskedRowsAreZero(packed.last, x, c.hidden_size));
+}
+
+// ---- HF goldens with padding removal (CPU here, CUDA below) --------------------------------
+
+struct GoldenCase {
+    std::string file, model_dir, entry;
+    bool pooler = false, hidden = false;
+};
+
+std::vector<GoldenCase> Manifest() {
+    std::vector<GoldenCase> v;
+    json_error_t err;
+    json_t *root = json_load_file(DataPath("goldens/manifest.json").c_str(), 0, &err);
+    if (!root) return v;
+    size_t i;
+    json_t *c;
+    json_array_foreach(root, i, c) {
+        GoldenCase g;
+        g.file = json_string_value(json_object_get(c, "file"));
+        g.model_dir = json_string_value(json_object_get(c, "model_dir"));
+        g.entry = json_string_value(json_object_get(c, "entry"));
+        g.pooler = json_is_true(json_object_get(c, "has_pooler"));
+        g.hidden = json_is_true(json_object_get(c, "has_hidden_states"));
+        v.push_back(g);
+    }
+    json_decref(root);
+    return v;
+}
+
+Batch GoldenBatch(ember_st_file *f, const GoldenCase &g) {
+    Batch x;
+    x.name = g.file;
+    const ember_st_tensor *t = ember_st_find(f, g.entry.c_str());
+    if (!t) {
+        ADD_FAILURE() << g.file << ": no " << g.entry;
+        return x;
+    }
+    x.B = (int)t->shape[0];
+    x.S = (int)t->shape[1];
+    x.mask = ReadI32(f, "attention_mask");
+    x.types = ReadI32(f, "token_type_ids");
+    x.positions = ReadI32(f, "position_ids");
+    if (g.entry == "input_ids") x.ids = ReadI32(f, "input_ids");
+    else if (g.entry == "inputs_embeds") x.embeds = ReadF32(f, "inputs_embeds");
+    else x.embedding_output = ReadF32(f, "embedding_output");
+    if (g.entry == "embedding_output") x.types.clear(), x.positions.clear();
+    return x;
+}
+
+// tanh of the checkpoint's pooler bias, straight from the safetensors file.
+std::vector<float> TanhPoolerBias(const std::string &model_dir) {
+    StFile f = OpenSt(DataPath(model_dir + "/model.safetensors"));
+    if (!f) return {};
+    std::vector<float> b;
+    for (const char *name : {"pooler.dense.bias", "bert.pooler.dense.bias"})
+        if (Has(f.get(), name)) b = ReadF32(f.get(), name);
+    for (float &v : b) v = (float)std::tanh((double)v);
+    return b;
+}
+
+// Valid rows against HF's expected outputs, masked rows 0, pooler as documented.
+void CheckAgainstGolden(ember_st_file *f, const GoldenCase &g, const Batch &x, const Outs &o,
+                        int H, double abs_tol, double rel_tol) {
+    std::vector<float> want = ReadF32(f, "expected.last_hidden_state");
+    EXPECT_TRUE(AllClose(Rows(o.last, x, H, true), Rows(want, x, H, true), abs_tol, rel_tol))
+        << "valid rows of last_hidden_state";
+    EXPECT_TRUE(MaskedRowsAreZero(o.last, x, H));
+    if (g.hidden) {
+        std::vector<float> wh = ReadF32(f, "expected.hidden_states");
+        EXPECT_TRUE(AllClose(Rows(o.hidden, x, H, true), Rows(wh, x, H, true), abs_tol, rel_tol))
+            << "valid rows of hidden_states";
+        EXPECT_TRUE(MaskedRowsAreZero(o.hidden, x, H));
+    }
+    if (g.pooler) {
+        std::vector<float> wp = ReadF32(f, "expected.pooler_output");
+        EXPECT_TRUE(AllClose(PoolRows(o.pooled, x, H, true), PoolRows(wp, x, H, true), abs_tol,
+                             rel_tol))
+            << "pooler of sequences whose first token is valid";
+        std::vector<float> tb = TanhPoolerBias(g.model_dir);
+        ASSERT_EQ((int)tb.size(), H);
+        std::vector<float> got = PoolRows(o.pooled, x, H, false), exp;
+        for (size_t i = 0; i < got.size(); i++) exp.push_back(tb[i % H]);
+        EXPECT_TRUE(AllClose(got, exp, abs_tol, rel_tol)) << "pooler of a masked first token";
+    }
+}
+
+TEST(SkipMaskedCpu, HfGoldensValidRowsStillMatch) {
+    std::vector<GoldenCase> cases = Manifest();
+    ASSERT_GE(cases.size(), 40u);
+    int with_masked_tokens = 0;
+    for (const GoldenCase &g : cases) {
+        SCOPED_TRACE(g.file);
+        StFile f = OpenSt(DataPath(g.file));
+        ASSERT_TRUE(f);
+        Batch x = GoldenBatch(f.get(), g);
+        Model m = LoadCpu(DataPath(g.model_dir), x.B, x.S);
+        ASSERT_TRUE(m);
+        ember_config c;
+        ember_model_config(m.get(), &c);
+        Outs o;
+        ASSERT_EQ(RunCpu(m.get(), x, EMBER_FORWARD_SKIP_MASKED, g.pooler, g.hidden, &o), EMBER_OK)
+            << ember_last_error();
+        CheckAgainstGolden(f.get(), g, x, o, c.hidden_size, ember_tol::kHfAbs, ember_tol::kHfRel);
+        with_masked_tokens += !Rows(o.last, x, c.hidden_size, false).empty();
+    }
+    // right_padding, holes_mask, fully_masked_row, ... of every model
+    EXPECT_GE(with_masked_tokens, 20);
+}
+
+}  // namespace
+
+// ==== CUDA ===================================================================================
+
+#ifdef EMBER_WITH_CUDA
+
+#include <cuda_runtime_api.h>
+
+namespace {
+
+#define REQUIRE_CUDA_DEVICE() \
+    if (ember_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device"
+
+#define CUDA_OK(expr)                                                                          \
+    do {                                                                                       \
+        cudaError_t e_ = (expr);                                                               \
+        if (e_ != cudaSuccess) {                                                               \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
+            abort();                                                                           \
+        }                                                                                      \
+    } while (0)
+
+const ember_dtype kDtypes[] = {EMBER_DTYPE_F32, EMBER_DTYPE_F16, EMBER_DTYPE_BF16};
+const char *DtName(ember_dtype dt) {
+    return dt == EMBER_DTYPE_F32 ? "f32" : dt == EMBER_DTYPE_F16 ? "f16" : "bf16";
+}
+size_t DtSize(ember_dtype dt) { return dt == EMBER_DTYPE_F32 ? 4 : 2; }
+
+// Device buffer poisoned with 0xFF bytes (NaN in every float type, -1 in int32).
+struct Dev {
+    void *p = nullptr;
+    size_t bytes = 0;
+    Dev() = default;
+    explicit Dev(size_t b) : bytes(b) {
+        CUDA_OK(cudaMalloc(&p, std::max<size_t>(b, 1)));
+        CUDA_OK(cudaMemset(p, 0xFF, std::max<size_t>(b, 1)));
+    }
+    Dev(const Dev &) = delete;
+    Dev &operator=(const Dev &) = delete;
+    Dev(Dev &&o) noexcept : p(o.p), bytes(o.bytes) { o.p = nullptr; }
+    Dev &operator=(Dev &&o) noexcept {
+        std::swap(p, o.p);
+        std::swap(bytes, o.bytes);
+        return *this;
+    }
+    ~Dev() {
+        if (p) cudaFree(p);
+    }
+    template <typename T> T *as() const { return static_cast<T *>(p); }
+};
+
+template <typename T> Dev Up(const std::vector<T> &h) {
+    Dev d(h.size() * sizeof(T));
+    if (!h.empty()) CUDA_OK(cudaMemcpy(d.p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
+    return d;
+}
+
+template <typename T> std::vector<T> Down(const void *p, size_t n) {
+    std::vector<T> h(n);
+    CUDA_OK(cudaDeviceSynchronize());
+    if (n) CUDA_OK(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return h;
+}
+
+// Device array in dt holding `h` rounded; *rounded = those values widened back to f32.
+Dev ToDt(const std::vector<float> &h, ember_dtype dt, std::vector<float> *rounded) {
+    Dev f = Up(h), d(h.size() * DtSize(dt)), back(h.size() * 4);
+    EXPECT_EQ(ember_cuda_convert(d.p, dt, f.p, EMBER_DTYPE_F32, (int64_t)h.size(), nullptr), EMBER_OK);
+    EXPECT_EQ(ember_cuda_convert(back.p, EMBER_DTYPE_F32, d.p, dt, (int64_t)h.size(), nullptr),
+              EMBER_OK);
+    if (rounded) *rounded = Down<float>(back.p, h.size());
+    return d;
+}
+
+std::vector<float> FromDt(const void *p, size_t n, ember_dtype dt) {
+    Dev back(n * 4);
+    EXPECT_EQ(ember_cuda_convert(back.p, EMBER_DTYPE_F32, p, dt, (int64_t)n, nullptr), EMBER_OK);
+    return Down<float>(back.p, n);
+}
+
+::testing::AssertionResult RelL2(const std::vector<float> &a, const std::vector<float> &e, double tol) {
+    if (a.size() != e.size()) return ::testing::AssertionFailure() << a.size() << " != " << e.size();
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); i++) {
+        if (std::isnan(a[i]) || std::isnan(e[i]))
+            return ::testing::AssertionFailure() << "NaN at " << i;
+        num += ((double)a[i] - e[i]) * ((double)a[i] - e[i]);
+        den += (double)e[i] * e[i];
+    }
+    const double rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+    if (rel <= tol) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "relative L2 " << rel << " > " << tol;
+}
+
+// CUDA vs the f32 CPU reference, as in tests/test_cuda.cc.
+::testing::AssertionResult Close(const std::vector<float> &a, const std::vector<float> &e,
+                                 ember_dtype dt) {
+    if (dt == EMBER_DTYPE_F32) return AllClose(a, e, ember_tol::kCudaF32Abs, 0.0);
+    return RelL2(a, e, dt == EMBER_DTYPE_F16 ? ember_tol::kCudaF16RelL2 : ember_tol::kCudaBf16RelL2);
+}
+
+// One CUDA forward: inputs uploaded to fresh device buffers (so every call sees new
+// addresses), outputs poisoned. ASYNC calls are waited for with cudaStreamSynchronize only,
+// so the device error flag stays for ember_model_sync.
+ember_status RunCuda(ember_model *m, const Batch &x, unsigned flags, bool pooler, bool hidden,
+                     Outs *o, cudaStream_t stream = nullptr) {
+    ember_config c;
+    ember_model_config(m, &c);
+    const size_t N = (size_t)x.B * x.S, H = (size_t)c.hidden_size;
+    const size_t NL = (size_t)(c.num_hidden_layers + 1);
+    Dev ids = Up(x.ids), mask = Up(x.mask), types = Up(x.types), pos = Up(x.positions),
+        emb = Up(x.embeds), eo = Up(x.embedding_output);
+    Dev last(N * H * 4), pool(pooler ? x.B * H * 4 : 0), hs(hidden ? NL * N * H * 4 : 0);
+    ember_inputs in{};
+    in.batch = x.B;
+    in.seq_len = x.S;
+    in.input_ids = x.ids.empty() ? nullptr : ids.as<int32_t>();
+    in.inputs_embeds = x.embeds.empty() ? nullptr : emb.as<float>();
+    in.embedding_output = x.embedding_output.empty() ? nullptr : eo.as<float>();
+    in.attention_mask = x.mask.empty() ? nullptr : mask.as<int32_t>();
+    in.token_type_ids = x.types.empty() ? nullptr : types.as<int32_t>();
+    in.position_ids = x.positions.empty() ? nullptr : pos.as<int32_t>();
+    in.flags = flags;
+    ember_outputs out{};
+    out.last_hidden_state = last.as<float>();
+    out.pooler_output = pooler ? pool.as<float>() : nullptr;
+    out.hidden_states = hidden ? hs.as<float>() : nullptr;
+    ember_status st = ember_forward(m, &in, &out, (ember_stream)stream);
+    CUDA_OK(cudaStreamSynchronize(stream));
+    if (st == EMBER_OK) {
+        o->last = Down<float>(last.p, N * H);
+        o->pooled = pooler ? Down<float>(pool.p, x.B * H) : std::vector<float>();
+        o->hidden = hidden ? Down<float>(hs.p, NL * N * H) : std::vector<float>();
+    }
+    return st;
+}
+
+// ---- packing kernels against their CPU twins ----------------------------------------------
+
+struct PlanCase {
+    const char *name;
+    int B, S;
+    std::vector<int32_t> mask;
+};
+
+std::vector<PlanCase> PlanCases() {
+    std::vector<PlanCase> v;
+    v.push_back({"by_hand", 3, 4, MaskOf({"1100", "0000", "0101"})});
+    v.push_back({"one_masked", 1, 1, {0}});
+    v.push_back({"one_valid", 1, 1, {1}});
+    v.push_back({"len1_and_512", 2, 512, RightPadded({1, 512}, 512)});
+    v.push_back({"all_masked", 5, 7, std::vector<int32_t>(35, 0)});
+    v.push_back({"all_valid", 4, 33, std::vector<int32_t>(132, 1)});
+    v.push_back({"holes", 7, 97, RandomHoles(7, 97, 0.5, 3)});
+    v.push_back({"many_sequences", 3000, 3, RandomHoles(3000, 3, 0.7, 4)});
+    std::vector<int> lens(16);
+    std::mt19937 g(5);
+    for (int &l : lens) l = std::uniform_int_distribution<int>(103, 512)(g);
+    v.push_back({"b16_uniform_512", 16, 512, RightPadded(lens, 512)});
+    return v;
+}
+
+TEST(CudaPacking, PlanMatchesReference) {
+    REQUIRE_CUDA_DEVICE();
+    for (const PlanCase &c : PlanCases()) {
+        SCOPED_TRACE(c.name);
+        const size_t N = (size_t)c.B * c.S;
+        std::vector<int32_t> cu(c.B + 1), index(N), inverse(N);
+        const int64_t T = ember_ref_pack_plan(c.mask.data(), c.B, c.S, cu.data(), index.data(),
+                                              inverse.data());
+        Dev dm = Up(c.mask), dcu((c.B + 1) * 4), dix(N * 4), dinv(N * 4);
+        ASSERT_EQ(ember_cuda_pack_plan(dm.as<int32_t>(), c.B, c.S, dcu.as<int32_t>(),
+                                       dix.as<int32_t>(), dinv.as<int32_t>(), nullptr),
+                  EMBER_OK)
+            << ember_last_error();
+        EXPECT_EQ(Down<int32_t>(dcu.p, c.B + 1), cu);
+        EXPECT_EQ(Down<int32_t>(dinv.p, N), inverse);
+        std::vector<int32_t> gi = Down<int32_t>(dix.p, N);
+        EXPECT_TRUE(std::equal(index.begin(), index.begin() + T, gi.begin()));
+    }
+}
+
+TEST(CudaPacking, RowMovesMatchReference) {
+    REQUIRE_CUDA_DEVICE();
+    const int B = 5, S = 33, C = 72, N = B * S;
+    std::vector<int32_t> mask = RandomHoles(B, S, 0.6, 9);
+    mask[0] = 0;      // a masked first token
+    mask[S] = 1;      // a valid one
+    for (int s = 0; s < S; s++) mask[2 * S + s] = 0;  // an empty sequence
+    std::vector<int32_t> cu(B + 1), index(N), inverse(N);
+    const int64_t T = ember_ref_pack_plan(mask.data(), B, S, cu.data(), index.data(), inverse.data());
+    Dev dix = Up(index), dinv = Up(inverse);
+    std::vector<float> in = Floats((size_t)N * C, 10, -3.f, 3.f);
+    Dev din = Up(in);
+    for (ember_dtype dt : kDtypes) {
+        SCOPED_TRACE(DtName(dt));
+        // gather (f32 -> dt): the packed rows, rounded to dt
+        Dev packed(T * C * DtSize(dt));
+        ASSERT_EQ(ember_cuda_gather_rows(packed.p, dt, din.as<float>(), dix.as<int32_t>(), T, C,
+                                         nullptr),
+                  EMBER_OK)
+            << ember_last_error();
+        std::vector<float> want((size_t)T * C), rounded;
+        ember_ref_gather_rows(want.data(), in.data(), index.data(), T, C);
+        ToDt(want, dt, &rounded);
+        std::vector<float> got = FromDt(packed.p, (size_t)T * C, dt);
+        EXPECT_TRUE(BitIdentical(got, rounded)) << "gather_rows";
+        // unpack (dt -> f32 padded, zero rows)
+        Dev out(N * C * 4);
+        ASSERT_EQ(ember_cuda_unpack_rows(out.as<float>(), packed.p, dt, dinv.as<int32_t>(), N, C,
+                                         nullptr),
+                  EMBER_OK)
+            << ember_last_error();
+        std::vector<float> ref((size_t)N * C);
+        ember_ref_unpack_rows(ref.data(), got.data(), inverse.data(), N, C);
+        EXPECT_TRUE(BitIdentical(Down<float>(out.p, (size_t)N * C), ref)) << "unpack_rows";
+        // first rows (dt -> dt)
+        Dev first(B * C * DtSize(dt));
+        ASSERT_EQ(ember_cuda_first_rows(first.p, packed.p, dinv.as<int32_t>(), B, S, C, dt, nullptr),
+                  EMBER_OK)
+            << ember_last_error();
+        std::vector<float> fr((size_t)B * C);
+        ember_ref_first_rows(fr.data(), got.data(), inverse.data(), B, S, C);
+        EXPECT_TRUE(BitIdentical(FromDt(first.p, (size_t)B * C, dt), fr)) << "first_rows";
+    }
+}
+
+TEST(CudaPacking, PackedEmbeddingRowsEqualPaddedRows) {
+    REQUIRE_CUDA_DEVICE();
+    const int B = 4, S = 37, H = 96, V = 120, P = 64, TV = 3, N = B * S;
+    std::vector<int32_t> mask = RandomHoles(B, S, 0.5, 20);
+    std::vector<int32_t> cu(B + 1), index(N), inverse(N);
+    const int64_t T = ember_ref_pack_plan(mask.data(), B, S, cu.data(), index.data(), inverse.data());
+    std::vector<int32_t> ids = Ints(N, V, 21), types = Ints(N, TV, 22), pos = Ints(N, P, 23);
+    std::vector<float> embeds = Floats((size_t)N * H, 24);
+    Dev dix = Up(index), did = Up(ids), dty = Up(types), dps = Up(pos), dem = Up(embeds);
+    std::vector<float> gamma = Floats(H, 25, 0.8f, 1.2f), beta = Floats(H, 26);
+    Dev dg = Up(gamma), db = Up(beta);
+    Dev err(4);
+    for (ember_dtype dt : kDtypes)
+        for (int variant = 0; variant < 3; variant++) {
+            SCOPED_TRACE(::testing::Message() << DtName(dt) << " variant " << variant);
+            std::vector<float> word, ptab, ttab;
+            Dev dword = ToDt(Floats((size_t)V * H, 27), dt, &word);
+            Dev dpos = ToDt(Floats((size_t)P * H, 28, -.5f, .5f), dt, &ptab);
+            Dev dtype = ToDt(Floats((size_t)TV * H, 29, -.5f, .5f), dt, &ttab);
+            const bool use_embeds = variant == 1, explicit_pos = variant != 2;
+            const int32_t *i_ids = use_embeds ? nullptr : did.as<int32_t>();
+            const float *i_emb = use_embeds ? dem.as<float>() : nullptr;
+            const int32_t *i_pos = explicit_pos ? dps.as<int32_t>() : nullptr;
+            CUDA_OK(cudaMemset(err.p, 0, 4));
+            Dev padded(N * H * DtSize(dt)), packed(T * H * DtSize(dt));
+            ASSERT_EQ(ember_cuda_embed_layernorm(padded.p, i_ids, i_emb, dty.as<int32_t>(), i_pos,
+                                                 dword.p, dpos.p, dtype.p, dg.as<float>(),
+                                                 db.as<float>(), B, S, H, V, P, TV, 1e-12, dt,
+                                                 err.as<int>(), nullptr),
+                      EMBER_OK);
+            ASSERT_EQ(ember_cuda_embed_layernorm_packed(packed.p, dix.as<int32_t>(), T, i_ids, i_emb,
+                                                        dty.as<int32_t>(), i_pos, dword.p, dpos.p,
+                                                        dtype.p, dg.as<float>(), db.as<float>(), S,
+                                                        H, V, P, TV, 1e-12, dt, err.as<int>(),
+                                                        nullptr),
+                      EMBER_OK)
+                << ember_last_error();
+            EXPECT_EQ(Down<int>(err.p, 1)[0], 0);
+            // the same kernel code per row: packed row r is padded row index[r], bit for bit
+            std::vector<float> pad = FromDt(padded.p, (size_t)N * H, dt);
+            std::vector<float> pk = FromDt(packed.p, (size_t)T * H, dt), sel((size_t)T * H);
+            ember_ref_gather_rows(sel.data(), pad.data(), index.data(), T, H);
+            EXPECT_TRUE(BitIdentical(pk, sel));
+            std::vector<float> ref((size_t)T * H);
+            ember_ref_embed_layernorm_packed(ref.data(), index.data(), T, use_embeds ? nullptr : ids.data(),
+                                             use_embeds ? embeds.data() : nullptr, types.data(),
+                                             explicit_pos ? pos.data() : nullptr, word.data(),
+                                             ptab.data(), ttab.data(), gamma.data(), beta.data(),
+                                             S, H, 1e-12);
+            EXPECT_TRUE(Close(pk, ref, dt));
+        }
+}
+
+TEST(CudaPacking, CheckIndicesFlagsEachKind) {
+    REQUIRE_CUDA_DEVICE();
+    const int n = 1000, V = 30, TV = 2, P = 16;
+    std::vector<int32_t> ids = Ints(n, V, 1), types = Ints(n, TV, 2), pos = Ints(n, P, 3);
+    Dev err(4);
+    auto run = [&](const std::vector<int32_t> &a, const std::vector<int32_t> &b,
+                   const std::vector<int32_t> &c, bool skip_types) {
+        Dev da = Up(a), dbb = Up(b), dc = Up(c);
+        CUDA_OK(cudaMemset(err.p, 0, 4));
+        EXPECT_EQ(ember_cuda_check_indices(da.as<int32_t>(), V, skip_types ? nullptr : dbb.as<int32_t>(),
+                                           TV, dc.as<int32_t>(), P, n, err.as<int>(), nullptr),
+                  EMBER_OK);
+        return Down<int>(err.p, 1)[0];
+    };
+    EXPECT_EQ(run(ids, types, pos, false), 0);
+    auto bad_ids = ids;
+    bad_ids[999] = V;
+    EXPECT_EQ(run(bad_ids, types, pos, false), EMBER_BAD_ID);
+    auto bad_types = types;
+    bad_types[0] = -1;
+    EXPECT_EQ(run(ids, bad_types, pos, false), EMBER_BAD_TOKEN_TYPE);
+    EXPECT_EQ(run(ids, bad_types, pos, true), 0);
+    auto bad_pos = pos;
+    bad_pos[500] = P;
+    EXPECT_EQ(run(bad_ids, types, bad_pos, false), EMBER_BAD_ID | EMBER_BAD_POSITION);
+}
+
+// ---- GEMM + activation (cuBLASLt epilogues) --------------------------------------------------
+
+TEST(CudaLinearAct, MatchesReferenceForEveryActivation) {
+    REQUIRE_CUDA_DEVICE();
+    Dev ws(32 << 20);
+    ember_cuda_gemm *g = nullptr;
+    ASSERT_EQ(ember_cuda_gemm_create(&g, ws.p, 32 << 20), EMBER_OK) << ember_last_error();
+    printf("    cuBLASLt GELU epilogue for gelu_new / gelu_pytorch_tanh: %s\n",
+           ember_cuda_gemm_gelu_epilogue(g) ? "used (passed the tanh probe)" : "NOT used");
+    struct {
+        int N, IN, OUT;
+    } shapes[] = {{1, 768, 3072}, {97, 384, 1536}, {13, 37, 101}, {256, 64, 256}};
+    const int acts[] = {EMBER_CUDA_ACT_NONE, EMBER_ACT_GELU, EMBER_ACT_GELU_TANH, EMBER_ACT_RELU};
+    uint32_t seed = 1;
+    for (auto sh : shapes)
+        for (int act : acts)
+            for (ember_dtype dt : kDtypes) {
+                SCOPED_TRACE(::testing::Message() << DtName(dt) << " N=" << sh.N << " IN=" << sh.IN
+                                                  << " OUT=" << sh.OUT << " act=" << act);
+                const float wr = std::sqrt(3.f / sh.IN);
+                std::vector<float> in, w, b;
+                Dev din = ToDt(Floats((size_t)sh.N * sh.IN, seed++, -2.f, 2.f), dt, &in);
+                Dev dw = ToDt(Floats((size_t)sh.OUT * sh.IN, seed++, -wr, wr), dt, &w);
+                Dev dbias = ToDt(Floats(sh.OUT, seed++, -0.5f, 0.5f), dt, &b);
+                Dev out((size_t)sh.N * sh.OUT * DtSize(dt));
+                ASSERT_EQ(ember_cuda_linear_act(out.p, din.p, dw.p, dbias.p, sh.N, sh.IN, sh.OUT,
+                                                sh.IN, act, dt, g, nullptr),
+                          EMBER_OK)
+                    << ember_last_error();
+                std::vector<float> ref((size_t)sh.N * sh.OUT);
+                ember_ref_linear(ref.data(), in.data(), w.data(), b.data(), sh.N, sh.IN, sh.OUT);
+                if (act != EMBER_CUDA_ACT_NONE)
+                    ember_ref_bias_act(ref.data(), nullptr, sh.N, sh.OUT, (ember_activation)act);
+                EXPECT_TRUE(Close(FromDt(out.p, ref.size(), dt), ref, dt));
+            }
+    ember_cuda_gemm_destroy(g);
+}
+
+// ---- padding removal on the GPU ----------------------------------------------------------------
+
+struct ModelCase {
+    const char *name;
+    ember_config cfg;
+};
+
+std::vector<ModelCase> ModelCases() {
+    ember_config a = TinyConfig(EMBER_ACT_GELU, true);
+    ember_config b = TinyConfig(EMBER_ACT_GELU_TANH, true);
+    b.hidden_size = 64;
+    b.num_attention_heads = 2;  // head size 32
+    b.intermediate_size = 256;
+    ember_config r = TinyConfig(EMBER_ACT_RELU, false);
+    r.hidden_size = 48;
+    r.num_attention_heads = 4;  // head size 12
+    return {{"gelu_hd8", a}, {"tanh_hd32", b}, {"relu_hd12_nopool", r}};
+}
+
+class CudaSkipMasked : public ::testing::TestWithParam<ember_dtype> {};
+
+TEST_P(CudaSkipMasked, MatchesCpuReferenceOnEdgeCases) {
+    REQUIRE_CUDA_DEVICE();
+    const ember_dtype dt = GetParam();
+    for (const ModelCase &mc : ModelCases()) {
+        SCOPED_TRACE(mc.name);
+        const ember_config &c = mc.cfg;
+        const int H = c.hidden_size;
+        const bool pooler = c.has_pooler;
+        Model cpu = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 8, 40);
+        Model gpu = MakeModel(c, EMBER_BACKEND_CUDA, dt, 8, 40);
+        ASSERT_TRUE(cpu && gpu);
+        for (const Batch &x : EdgeCases(c)) {
+            SCOPED_TRACE(x.name);
+            Outs ref, got, plain;
+            ASSERT_EQ(RunCpu(cpu.get(), x, EMBER_FORWARD_SKIP_MASKED, pooler, true, &ref), EMBER_OK);
+            ASSERT_EQ(RunCuda(gpu.get(), x, EMBER_FORWARD_SKIP_MASKED, pooler, true, &got), EMBER_OK)
+                << ember_last_error();
+            EXPECT_TRUE(MaskedRowsAreZero(got.last, x, H));
+            EXPECT_TRUE(MaskedRowsAreZero(got.hidden, x, H));
+            if (!Rows(ref.last, x, H, true).empty()) {
+                EXPECT_TRUE(Close(Rows(got.last, x, H, true), Rows(ref.last, x, H, true), dt));
+                EXPECT_TRUE(Close(Rows(got.hidden, x, H, true), Rows(ref.hidden, x, H, true), dt));
+            }
+            if (pooler) { EXPECT_TRUE(Close(got.pooled, ref.pooled, dt)) << "pooler_output"; }
+            // the flag is a no-op without a mask
+            if (x.mask.empty()) {
+                ASSERT_EQ(RunCuda(gpu.get(), x, 0, pooler, true, &plain), EMBER_OK);
+                EXPECT_TRUE(BitIdentical(got.last, plain.last));
+                EXPECT_TRUE(BitIdentical(got.hidden, plain.hidden));
+            }
+            // last_hidden_state alone, and under ASYNC
+            Outs only;
+            ASSERT_EQ(RunCuda(gpu.get(), x, EMBER_FORWARD_SKIP_MASKED | EMBER_FORWARD_ASYNC, false,
+                              false, &only),
+                      EMBER_OK)
+                << ember_last_error();
+            ASSERT_EQ(ember_model_sync(gpu.get(), nullptr), EMBER_OK) << ember_last_error();
+            EXPECT_TRUE(BitIdentical(only.last, got.last));
+        }
+    }
+}
+
+TEST_P(CudaSkipMasked, RandomMasksAtBertShapes) {
+    REQUIRE_CUDA_DEVICE();
+    const ember_dtype dt = GetParam();
+    ember_config c = TinyConfig(EMBER_ACT_GELU, true);
+    c.hidden_size = 384;
+    c.num_attention_heads = 6;  // head size 64
+    c.intermediate_size = 1536;
+    c.max_position_embeddings = 512;
+    c.vocab_size = 1000;
+    Model cpu = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 16, 256);
+    Model gpu = MakeModel(c, EMBER_BACKEND_CUDA, dt, 16, 256);
+    ASSERT_TRUE(cpu && gpu);
+    for (int trial = 0; trial < 3; trial++) {
+        const int B = trial == 0 ? 16 : trial == 1 ? 3 : 1, S = trial == 0 ? 256 : trial == 1 ? 97 : 200;
+        std::vector<int> lens(B);
+        std::mt19937 g(40 + trial);
+        for (int &l : lens) l = std::uniform_int_distribution<int>((S + 4) / 5, S)(g);
+        Batch x = WithIds("uniform", B, S, RightPadded(lens, S), c, 50 + trial);
+        if (trial == 1) x.mask = RandomHoles(B, S, 0.5, 60);
+        SCOPED_TRACE(::testing::Message() << "B=" << B << " S=" << S);
+        Outs ref, got;
+        ASSERT_EQ(RunCpu(cpu.get(), x, EMBER_FORWARD_SKIP_MASKED, true, false, &ref), EMBER_OK);
+        ASSERT_EQ(RunCuda(gpu.get(), x, EMBER_FORWARD_SKIP_MASKED, true, false, &got), EMBER_OK)
+            << ember_last_error();
+        EXPECT_TRUE(Close(Rows(got.last, x, c.hidden_size, true), Rows(ref.last, x, c.hidden_size, true), dt));
+        EXPECT_TRUE(MaskedRowsAreZero(got.last, x, c.hidden_size));
+        EXPECT_TRUE(Close(got.pooled, ref.pooled, dt));
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, CudaSkipMasked, ::testing::ValuesIn(kDtypes),
+                         [](const ::testing::TestParamInfo<ember_dtype> &i) {
+                             return std::string(DtName(i.param));
+                         });
+
+TEST(CudaSkipMaskedGolden, F32ValidRowsMatchHf) {
+    REQUIRE_CUDA_DEVICE();
+    for (const GoldenCase &g : Manifest()) {
+        SCOPED_TRACE(g.file);
+        StFile f = OpenSt(DataPath(g.file));
+        ASSERT_TRUE(f);
+        Batch x = GoldenBatch(f.get(), g);
+        ember_load_options opt;
+        ember_load_options_init(&opt);
+        opt.backend = EMBER_BACKEND_CUDA;
+        opt.max_batch = x.B;
+        opt.max_seq_len = x.S;
+        ember_model *m = nullptr;
+        ASSERT_EQ(ember_model_load(DataPath(g.model_dir).c_str(), &opt, &m), EMBER_OK)
+            << ember_last_error();
+        Model gpu(m);
+        ember_config c;
+        ember_model_config(m, &c);
+        Outs o;
+        ASSERT_EQ(RunCuda(m, x, EMBER_FORWARD_SKIP_MASKED, g.pooler, g.hidden, &o), EMBER_OK)
+            << ember_last_error();
+        CheckAgainstGolden(f.get(), g, x, o, c.hidden_size, ember_tol::kHfAbs, ember_tol::kHfRel);
+    }
+}
+
+// Bad values on masked tokens are still reported (as without padding removal).
+TEST(CudaSkipMaskedErrors, BadValuesOnMaskedTokensAreReported) {
+    REQUIRE_CUDA_DEVICE();
+    ember_config c = TinyConfig();
+    Model gpu = MakeModel(c, EMBER_BACKEND_CUDA, EMBER_DTYPE_F32, 4, 16);
+    ASSERT_TRUE(gpu);
+    Batch x = WithIds("x", 2, 6, MaskOf({"111000", "110000"}), c, 3);
+    x.ids[5] = c.vocab_size;  // masked token
+    Outs o;
+    ember_status st = RunCuda(gpu.get(), x, EMBER_FORWARD_SKIP_MASKED, true, false, &o);
+    EXPECT_EQ(st, EMBER_ERR_OUT_OF_RANGE) << Why(st);
+    EXPECT_NE(std::string(ember_last_error()).find("input_ids"), std::string::npos);
+    x.ids[5] = 0;
+    x.mask[7] = 3;  // not 0/1
+    st = RunCuda(gpu.get(), x, EMBER_FORWARD_SKIP_MASKED, true, false, &o);
+    EXPECT_EQ(st, EMBER_ERR_INVALID_ARGUMENT) << Why(st);
+    x.mask[7] = 1;
+    EXPECT_EQ(RunCuda(gpu.get(), x, EMBER_FORWARD_SKIP_MASKED, true, false, &o), EMBER_OK)
+        << ember_last_error();
+}
+
+// ---- EMBER_FORWARD_ASYNC + ember_model_sync ----------------------------------------------------
+
+TEST(CudaAsync, ErrorsAccumulateUntilSync) {
+    REQUIRE_CUDA_DEVICE();
+    ember_config c = TinyConfig();
+    for (int graphs : {0, 1}) {
+        SCOPED_TRACE(graphs ? "graphs" : "no graphs");
+        Model gpu = MakeModel(c, EMBER_BACKEND_CUDA, EMBER_DTYPE_F32, 4, 16, graphs);
+        ASSERT_TRUE(gpu);
+        cudaStream_t s;
+        CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+        Batch good = WithIds("good", 3, 9, RandomHoles(3, 9, 0.7, 1), c, 2);
+        good.types = Ints(27, c.type_vocab_size, 3);
+        Outs sync_out, async_out;
+        ASSERT_EQ(RunCuda(gpu.get(), good, 0, true, false, &sync_out, s), EMBER_OK);
+        for (int i = 0; i < 4; i++) {  // repeated: launched, captured, replayed
+            ASSERT_EQ(RunCuda(gpu.get(), good, EMBER_FORWARD_ASYNC, true, false, &async_out, s),
+                      EMBER_OK);
+            EXPECT_TRUE(BitIdentical(async_out.last, sync_out.last)) << "call " << i;
+            EXPECT_TRUE(BitIdentical(async_out.pooled, sync_out.pooled)) << "call " << i;
+        }
+        EXPECT_EQ(ember_model_sync(gpu.get(), (ember_stream)s), EMBER_OK) << ember_last_error();
+
+        Batch bad = good;
+        bad.ids[4] = -1;
+        Batch bad_type = good;
+        bad_type.types[2] = c.type_vocab_size;
+        Outs o;
+        EXPECT_EQ(RunCuda(gpu.get(), bad, EMBER_FORWARD_ASYNC, true, false, &o, s), EMBER_OK);
+        // a synchronous call in between reports only its own inputs
+        EXPECT_EQ(RunCuda(gpu.get(), good, 0, true, false, &o, s), EMBER_OK) << ember_last_error();
+        EXPECT_EQ(RunCuda(gpu.get(), bad_type, EMBER_FORWARD_ASYNC, true, false, &o, s), EMBER_OK);
+        ember_status st = ember_model_sync(gpu.get(), (ember_stream)s);
+        EXPECT_EQ(st, EMBER_ERR_OUT_OF_RANGE) << Why(st);
+        EXPECT_NE(std::string(ember_last_error()).find("input_ids"), std::string::npos);
+        EXPECT_NE(std::string(ember_last_error()).find("token_type_ids"), std::string::npos);
+        EXPECT_EQ(ember_model_sync(gpu.get(), (ember_stream)s), EMBER_OK) << "cleared";
+        // synchronous bad call: reported at once, nothing left for sync
+        st = RunCuda(gpu.get(), bad, 0, true, false, &o, s);
+        EXPECT_EQ(st, EMBER_ERR_OUT_OF_RANGE) << Why(st);
+        EXPECT_EQ(ember_model_sync(gpu.get(), (ember_stream)s), EMBER_OK);
+        CUDA_OK(cudaStreamDestroy(s));
+    }
+}
+
+// ASYNC calls on two streams back to back: the second waits for the first on the device.
+TEST(CudaAsync, CallsOnDifferentStreamsStayOrdered) {
+    REQUIRE_CUDA_DEVICE();
+    ember_config c = TinyConfig();
+    c.hidden_size = 256;
+    c.num_attention_heads = 4;
+    c.intermediate_size = 1024;
+    Model gpu = MakeModel(c, EMBER_BACKEND_CUDA, EMBER_DTYPE_F32, 8, 40);
+    ASSERT_TRUE(gpu);
+    const int H = c.hidden_size;
+    Batch a = WithIds("a", 8, 40, RandomHoles(8, 40, 0.8, 1), c, 2);
+    Batch b = WithIds("b", 8, 40, {}, c, 3);
+    Outs wa, wb;
+    ASSERT_EQ(RunCuda(gpu.get(), a, 0, true, false, &wa), EMBER_OK);
+    ASSERT_EQ(RunCuda(gpu.get(), b, 0, true, false, &wb), EMBER_OK);
+    cudaStream_t s1, s2;
+    CUDA_OK(cudaStreamCreateWithFlags(&s1, cudaStreamNonBlocking));
+    CUDA_OK(cudaStreamCreateWithFlags(&s2, cudaStreamNonBlocking));
+    const size_t N = 8 * 40;
+    for (int round = 0; round < 5; round++) {
+        Dev ia = Up(a.ids), ma = Up(a.mask), ib = Up(b.ids);
+        Dev oa(N * H * 4), ob(N * H * 4), pa(8 * H * 4), pb(8 * H * 4);
+        ember_inputs in{};
+        in.batch = 8;
+        in.seq_len = 40;
+        in.flags = EMBER_FORWARD_ASYNC | (round % 2 ? EMBER_FORWARD_SKIP_MASKED : 0u);
+        in.input_ids = ia.as<int32_t>();
+        in.attention_mask = ma.as<int32_t>();
+        ember_outputs out{};
+        out.last_hidden_state = oa.as<float>();
+        out.pooler_output = pa.as<float>();
+        ASSERT_EQ(ember_forward(gpu.get(), &in, &out, (ember_stream)s1), EMBER_OK);
+        in.input_ids = ib.as<int32_t>();
+        in.attention_mask = nullptr;
+        out.last_hidden_state = ob.as<float>();
+        out.pooler_output = pb.as<float>();
+        ASSERT_EQ(ember_forward(gpu.get(), &in, &out, (ember_stream)s2), EMBER_OK);
+        CUDA_OK(cudaStreamSynchronize(s1));
+        CUDA_OK(cudaStreamSynchronize(s2));
+        std::vector<float> la = Down<float>(oa.p, N * H), lb = Down<float>(ob.p, N * H);
+        if (round % 2) {
+            EXPECT_TRUE(Close(Rows(la, a, H, true), Rows(wa.last, a, H, true), EMBER_DTYPE_F32));
+        } else {
+            EXPECT_TRUE(BitIdentical(la, wa.last)) << "round " << round;
+        }
+        EXPECT_TRUE(BitIdentical(lb, wb.last)) << "round " << round;
+    }
+    EXPECT_EQ(ember_model_sync(gpu.get(), (ember_stream)s1), EMBER_OK);
+    CUDA_OK(cudaStreamDestroy(s1));
+    CUDA_OK(cudaStreamDestroy(s2));
+}
+
+// ---- CUDA graphs ------------------------------------------------------------------------------
+
+struct GraphShape {
+    int B, S;
+    bool mask, types_pos, pooler;
+};
+
+Batch ShapeBatch(const GraphShape &g, const ember_config &c, uint32_t seed) {
+    Batch x = WithIds("g", g.B, g.S, g.mask ? RandomHoles(g.B, g.S, 0.7, seed) : std::vector<int32_t>(),
+                      c, seed + 1);
+    if (g.types_pos) {
+        x.types = Ints((size_t)g.B * g.S, c.type_vocab_size, seed + 2);
+        x.positions = Ints((size_t)g.B * g.S, c.max_position_embeddings, seed + 3);
+    }
+    return x;
+}
+
+void ExpectSame(const Outs &a, const Outs &b, const char *what) {
+    EXPECT_TRUE(BitIdentical(a.last, b.last)) << what << ": sum |diff| " << SumAbsDiff(a.last, b.last);
+    EXPECT_TRUE(BitIdentical(a.pooled, b.pooled)) << what << " pooler";
+    EXPECT_TRUE(BitIdentical(a.hidden, b.hidden)) << what << " hidden_states";
+}
+
+TEST(CudaGraphs, ReplayIsBitIdenticalToPlainLaunches) {
+    REQUIRE_CUDA_DEVICE();
+    ember_config c = TinyConfig(EMBER_ACT_GELU_TANH, true);
+    c.hidden_size = 128;
+    c.num_attention_heads = 2;
+    c.intermediate_size = 512;
+    c.max_position_embeddings = 128;
+    for (ember_dtype dt : {EMBER_DTYPE_F16, EMBER_DTYPE_F32}) {
+        SCOPED_TRACE(DtName(dt));
+        Model graphs = MakeModel(c, EMBER_BACKEND_CUDA, dt, 4, 128, 1);
+        Model plain = MakeModel(c, EMBER_BACKEND_CUDA, dt, 4, 128, 0);
+        ASSERT_TRUE(graphs && plain);
+        cudaStream_t s;
+        CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+        const GraphShape shapes[] = {{1, 128, true, false, true}, {1, 128, false, false, true},
+                                     {4, 33, true, true, true},   {2, 7, false, true, false},
+                                     {3, 97, true, false, true},  {1, 1, true, false, true}};
+        uint32_t seed = 100;
+        auto check_all = [&](const char *phase) {
+            for (const GraphShape &g : shapes)
+                for (int call = 0; call < 4; call++) {  // launched, captured, replayed, replayed
+                    SCOPED_TRACE(::testing::Message() << phase << " B=" << g.B << " S=" << g.S
+                                                      << " mask=" << g.mask << " call " << call);
+                    Batch x = ShapeBatch(g, c, seed += 10);  // new contents, new addresses
+                    Outs a, b;
+                    ASSERT_EQ(RunCuda(graphs.get(), x, 0, g.pooler, false, &a, s), EMBER_OK)
+                        << ember_last_error();
+                    ASSERT_EQ(RunCuda(plain.get(), x, 0, g.pooler, false, &b, s), EMBER_OK);
+                    ExpectSame(a, b, "graph vs plain");
+                    // the same shape with the other entry point and types reuses the graph
+                    if (call == 3 && !x.ids.empty()) {
+                        Batch e = x;
+                        e.ids.clear();
+                        e.embeds = Floats((size_t)g.B * g.S * c.hidden_size, seed);
+                        ASSERT_EQ(RunCuda(graphs.get(), e, 0, g.pooler, false, &a, s), EMBER_OK);
+                        ASSERT_EQ(RunCuda(plain.get(), e, 0, g.pooler, false, &b, s), EMBER_OK);
+                        ExpectSame(a, b, "inputs_embeds");
+                    }
+                }
+        };
+        check_all("first");
+        ember_cuda_graph_stats st{};
+        ASSERT_EQ(ember_cuda_graph_stats_get(graphs.get(), &st), EMBER_OK);
+        printf("    %s: %d graphs cached, %ld captured, %ld replayed, %ld capture failures\n",
+               DtName(dt), st.cached, st.captured, st.replayed, st.failed);
+        EXPECT_EQ(st.failed, 0);
+        EXPECT_EQ(st.captured, 6);
+        EXPECT_GE(st.replayed, 6 * 2);
+        // reserve drops the graphs (the workspace moved); replay must still be identical
+        ASSERT_EQ(ember_model_reserve(graphs.get(), 8, 128), EMBER_OK);
+        ASSERT_EQ(ember_model_reserve(plain.get(), 8, 128), EMBER_OK);
+        ASSERT_EQ(ember_cuda_graph_stats_get(graphs.get(), &st), EMBER_OK);
+        EXPECT_EQ(st.cached, 0);
+        check_all("after reserve");
+        // more shapes than the cache holds: evicted shapes are captured again
+        for (int round = 0; round < 2; round++)
+            for (int S = 2; S < 14; S++) {
+                GraphShape g{2, S, true, false, true};
+                for (int call = 0; call < 3; call++) {
+                    Batch x = ShapeBatch(g, c, seed += 10);
+                    Outs a, b;
+                    ASSERT_EQ(RunCuda(graphs.get(), x, 0, true, false, &a, s), EMBER_OK);
+                    ASSERT_EQ(RunCuda(plain.get(), x, 0, true, false, &b, s), EMBER_OK);
+                    ExpectSame(a, b, "many shapes");
+                }
+            }
+        ASSERT_EQ(ember_cuda_graph_stats_get(graphs.get(), &st), EMBER_OK);
+        EXPECT_LE(st.cached, 8);
+        // hidden_states and SKIP_MASKED run without graphs and agree too
+        Batch x = ShapeBatch({3, 97, true, true, true}, c, 7);
+        for (int call = 0; call < 3; call++) {
+            Outs a, b;
+            ASSERT_EQ(RunCuda(graphs.get(), x, 0, true, true, &a, s), EMBER_OK);
+            ASSERT_EQ(RunCuda(plain.get(), x, 0, true, true, &b, s), EMBER_OK);
+            ExpectSame(a, b, "hidden_states");
+            ASSERT_EQ(RunCuda(graphs.get(), x, EMBER_FORWARD_SKIP_MASKED, true, false, &a, s), EMBER_OK);
+            ASSERT_EQ(RunCuda(plain.get(), x, EMBER_FORWARD_SKIP_MASKED, true, false, &b, s), EMBER_OK);
+            ExpectSame(a, b, "skip_masked");
+        }
+        CUDA_OK(cudaStreamDestroy(s));
+    }
+}
+
+// The legacy default stream works too (the graph is captured on an internal stream).
+TEST(CudaGraphs, LegacyStreamAndCpuParity) {
+    REQUIRE_CUDA_DEVICE();
+    ember_config c = TinyConfig();
+    Model cpu = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 4, 40);
+    Model gpu = MakeModel(c, EMBER_BACKEND_CUDA, EMBER_DTYPE_F32, 4, 40, 1);
+    ASSERT_TRUE(cpu && gpu);
+    for (int call = 0; call < 4; call++) {
+        Batch x = WithIds("x", 4, 40, RandomHoles(4, 40, 0.8, 70 + call), c, 80 + call);
+        Outs a, b;
+        ASSERT_EQ(RunCpu(cpu.get(), x, 0, true, false, &a), EMBER_OK);
+        ASSERT_EQ(RunCuda(gpu.get(), x, 0, true, false, &b, nullptr), EMBER_OK) << ember_last_error();
+        EXPECT_TRUE(Close(b.last, a.last, EMBER_DTYPE_F32)) << "call " << call;
+        EXPECT_TRUE(Close(b.pooled, a.pooled, EMBER_DTYPE_F32)) << "call " << call;
+    }
+    ember_cuda_graph_stats st{};
+    ASSERT_EQ(ember_cuda_graph_stats_get(gpu.get(), &st), EMBER_OK);
+    EXPECT_EQ(st.captured, 1);
+    EXPECT_EQ(st.replayed, 2);
+}
+
+}  // namespace
+
+#endif  // EMBER_WITH_CUDA
