@@ -7,7 +7,9 @@
  * CUDA: inputs (several rotating sets) and outputs are allocated once on the device; each
  * forward is bracketed by a cudaEvent pair on a created stream (ember_forward waits for
  * its stream before returning, so every call is one request's latency: launch gaps
- * included). Host wall time per call is reported beside it. CPU backend: clock_gettime.
+ * included). Host wall time per call is reported beside it. With --async the calls are
+ * enqueued back to back (EMBER_FORWARD_ASYNC) and the stream is waited for once at the end
+ * of the timed loop; each call still has its own event pair. CPU backend: clock_gettime.
  * The floor and its derivation are in benchmarks/README.md.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -50,6 +52,9 @@ typedef struct bench_opts {
     int ceilings, gemm_n, ceil_reps;
     long copy_mib;
     double peak_tflops, peak_gbs; /* override the nominal ceilings */
+    int skip_masked;   /* EMBER_FORWARD_SKIP_MASKED: padding removal */
+    int async;         /* EMBER_FORWARD_ASYNC: no per-call synchronisation */
+    int no_graphs;     /* ember_load_options.cuda_graphs = 0 */
 } bench_opts;
 
 static void usage(FILE *f) {
@@ -71,6 +76,10 @@ static void usage(FILE *f) {
         "  --ceilings                measure GEMM TFLOP/s and copy GB/s in this run (cuda)\n"
         "  --gemm-n N --copy-mib N --ceil-reps N   ceiling sizes (8192, 2048, 20)\n"
         "  --peak-tflops X --peak-gbs Y   replace the nominal ceilings (800, 3000)\n"
+        "  --skip-masked             padding removal (EMBER_FORWARD_SKIP_MASKED)\n"
+        "  --async                   no per-call sync (EMBER_FORWARD_ASYNC); one sync after\n"
+        "                            the timed loop, events still per call (cuda)\n"
+        "  --no-graphs               cuda_graphs = 0: plain launches every call (cuda)\n"
         "  --json FILE               also write the results as JSON\n"
         "  --save-output FILE        write last_hidden_state of input set 0 (safetensors)\n",
         f);
@@ -193,6 +202,12 @@ static void parse_args(int argc, char **argv, bench_opts *o) {
             o->peak_tflops = parse_double(a, next_arg(argc, argv, &i));
         } else if (!strcmp(a, "--peak-gbs")) {
             o->peak_gbs = parse_double(a, next_arg(argc, argv, &i));
+        } else if (!strcmp(a, "--skip-masked")) {
+            o->skip_masked = 1;
+        } else if (!strcmp(a, "--async")) {
+            o->async = 1;
+        } else if (!strcmp(a, "--no-graphs")) {
+            o->no_graphs = 1;
         } else if (!strcmp(a, "--json")) {
             o->json_path = next_arg(argc, argv, &i);
         } else if (!strcmp(a, "--save-output")) {
@@ -340,6 +355,11 @@ static void save_output(const char *path, const float *h, const float *pool, int
     bench_check(ember_st_write(path, t, pool ? 2 : 1, NULL, NULL, 0), "--save-output");
 }
 
+/* The EMBER_FORWARD_* flags of the timed calls (ASYNC only for the timed loop on cuda). */
+static unsigned forward_flags(const bench_opts *o) {
+    return (o->skip_masked ? EMBER_FORWARD_SKIP_MASKED : 0u) | (o->async ? EMBER_FORWARD_ASYNC : 0u);
+}
+
 static void run_cpu(ember_model *m, const bench_opts *o, const input_sets *in, int H, int pooler,
                     bench_run *r) {
     size_t bs = (size_t)in->batch * in->seq;
@@ -352,7 +372,7 @@ static void run_cpu(ember_model *m, const bench_opts *o, const input_sets *in, i
     for (int i = 0; i < o->warmup + o->iters; i++) {
         int s = i % in->sets;
         ember_inputs inp = {.batch = in->batch, .seq_len = in->seq, .input_ids = in->ids + s * bs,
-                            .attention_mask = in->mask + s * bs};
+                            .attention_mask = in->mask + s * bs, .flags = forward_flags(o)};
         double t0 = bench_now_s();
         bench_check(ember_forward(m, &inp, &outs, NULL), "ember_forward");
         double t1 = bench_now_s();
@@ -360,7 +380,8 @@ static void run_cpu(ember_model *m, const bench_opts *o, const input_sets *in, i
     }
     if (o->save_output) {
         ember_inputs inp = {.batch = in->batch, .seq_len = in->seq, .input_ids = in->ids,
-                            .attention_mask = in->mask};
+                            .attention_mask = in->mask,
+                            .flags = o->skip_masked ? EMBER_FORWARD_SKIP_MASKED : 0u};
         bench_check(ember_forward(m, &inp, &outs, NULL), "ember_forward");
         save_output(o->save_output, out, pool, in->batch, in->seq, H);
     }
@@ -402,49 +423,58 @@ static void run_cuda(ember_model *m, const bench_opts *o, const input_sets *in, 
     if (o->flush_l2 && flush_bytes) CK(cudaMalloc(&flush, flush_bytes));
 
     cudaStream_t stream;
-    cudaEvent_t ev0, ev1;
     CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-    CK(cudaEventCreate(&ev0));
-    CK(cudaEventCreate(&ev1));
+    /* one event pair per timed call: with --async nothing is read before the loop ends */
+    const int total = o->warmup + o->iters;
+    cudaEvent_t *ev = malloc(sizeof(cudaEvent_t) * 2 * (size_t)o->iters);
     r->ev_ms = calloc((size_t)o->iters, sizeof(double));
     r->wall_ms = calloc((size_t)o->iters, sizeof(double));
-    if (!r->ev_ms || !r->wall_ms) bench_die("out of host memory");
+    if (!ev || !r->ev_ms || !r->wall_ms) bench_die("out of host memory");
+    for (int i = 0; i < 2 * o->iters; i++) CK(cudaEventCreate(&ev[i]));
 
     size_t peak_taken = 0;
     ember_outputs outs = {.last_hidden_state = d_out, .pooler_output = d_pool};
-    for (int i = 0; i < o->warmup + o->iters; i++) {
+    for (int i = 0; i < total; i++) {
         int s = i % sets;
+        const int timed = i >= o->warmup, k = i - o->warmup;
         ember_inputs inp = {.batch = in->batch, .seq_len = in->seq, .input_ids = d_ids + s * bs,
-                            .attention_mask = d_mask + s * bs};
+                            .attention_mask = d_mask + s * bs, .flags = forward_flags(o)};
         if (flush) {
             CK(cudaMemsetAsync(flush, i & 0xFF, flush_bytes, stream));
-            CK(cudaStreamSynchronize(stream));
+            if (!o->async) CK(cudaStreamSynchronize(stream));
         }
         double t0 = bench_now_s();
-        CK(cudaEventRecord(ev0, stream));
+        if (timed) CK(cudaEventRecord(ev[2 * k], stream));
         bench_check(ember_forward(m, &inp, &outs, (ember_stream)stream), "ember_forward");
-        CK(cudaEventRecord(ev1, stream));
-        CK(cudaEventSynchronize(ev1));
+        if (timed) CK(cudaEventRecord(ev[2 * k + 1], stream));
+        if (!o->async && timed) CK(cudaEventSynchronize(ev[2 * k + 1]));
         double t1 = bench_now_s();
-        if (i >= o->warmup) {
-            float ms = 0.0f;
-            CK(cudaEventElapsedTime(&ms, ev0, ev1));
-            r->ev_ms[i - o->warmup] = ms;
-            r->wall_ms[i - o->warmup] = (t1 - t0) * 1e3;
-        }
-        if (i == 0 || i == o->warmup + o->iters - 1) {
+        if (timed) r->wall_ms[k] = (t1 - t0) * 1e3; /* --async: the enqueue time */
+        if (o->async && i == o->warmup - 1) /* warm-up errors surface before the timing */
+            bench_check(ember_model_sync(m, (ember_stream)stream), "ember_model_sync");
+        if (i == 0 || i == total - 1) {
             CK(cudaMemGetInfo(&free_b, &total_b));
             size_t taken = free_before_load > free_b ? free_before_load - free_b : 0;
             if (taken > peak_taken) peak_taken = taken;
         }
     }
+    /* --async: the one wait of the timed loop (and its error report) */
+    bench_check(ember_model_sync(m, (ember_stream)stream), "ember_model_sync");
+    for (int k = 0; k < o->iters; k++) {
+        float ms = 0.0f;
+        CK(cudaEventElapsedTime(&ms, ev[2 * k], ev[2 * k + 1]));
+        r->ev_ms[k] = ms;
+    }
+    for (int i = 0; i < 2 * o->iters; i++) CK(cudaEventDestroy(ev[i]));
+    free(ev);
     CK(cudaGetLastError());
     size_t bench_bufs = r->io_bytes_all + (flush ? flush_bytes : 0);
     r->meminfo_peak = (double)peak_taken - (double)bench_bufs;
 
     if (o->save_output) {
         ember_inputs inp = {.batch = in->batch, .seq_len = in->seq, .input_ids = d_ids,
-                            .attention_mask = d_mask};
+                            .attention_mask = d_mask,
+                            .flags = o->skip_masked ? EMBER_FORWARD_SKIP_MASKED : 0u};
         bench_check(ember_forward(m, &inp, &outs, (ember_stream)stream), "ember_forward");
         float *h = malloc(sizeof(float) * bs * H);
         float *p = pooler ? malloc(sizeof(float) * in->batch * H) : NULL;
@@ -455,8 +485,6 @@ static void run_cuda(ember_model *m, const bench_opts *o, const input_sets *in, 
         free(h);
         free(p);
     }
-    CK(cudaEventDestroy(ev0));
-    CK(cudaEventDestroy(ev1));
     CK(cudaStreamDestroy(stream));
     CK(cudaFree(flush));
     CK(cudaFree(d_ids));
@@ -539,6 +567,11 @@ static void print_report(const report *R) {
         printf("  lengths uniform in [%.3g, %.3g] x seq, right padding\n", R->o->len_lo, R->o->len_hi);
     printf("runs: warmup %d, timed %d, seed %llu%s\n", R->o->warmup, R->o->iters,
            (unsigned long long)R->o->seed, R->o->flush_l2 ? ", L2 flushed before each call" : "");
+    printf("forward: padding removal %s; %s; CUDA graphs %s\n",
+           R->o->skip_masked ? "on (EMBER_FORWARD_SKIP_MASKED)" : "off",
+           R->o->async ? "EMBER_FORWARD_ASYNC (one wait after the timed loop)"
+                       : "each call waits for its stream",
+           R->backend != EMBER_BACKEND_CUDA ? "n/a" : R->o->no_graphs ? "off" : "on");
 
     printf("work (FLOPs/token = L*(8H^2 + 4HI + 4SH) = L*(24H^2 + 4SH) when I = 4H):\n");
     printf("  FLOPs/token at S=%d: %.2f MFLOP\n", R->o->seq, bench_flops_per_token(c, R->o->seq) / 1e6);
@@ -698,6 +731,9 @@ static void write_json(const char *path, const report *R) {
     j_num(&w, "iters", R->o->iters);
     j_num(&w, "pooler", R->pooler);
     j_num(&w, "flush_l2", R->o->flush_l2);
+    j_num(&w, "skip_masked", R->o->skip_masked);
+    j_num(&w, "async", R->o->async);
+    j_num(&w, "cuda_graphs", R->backend == EMBER_BACKEND_CUDA && !R->o->no_graphs);
     j_num(&w, "valid_tokens", R->valid_tokens);
     j_num(&w, "padded_tokens", R->padded_tokens);
     if (R->have_dev) {
@@ -810,6 +846,7 @@ int main(int argc, char **argv) {
     lo.device = o.device;
     lo.max_batch = o.batch;
     lo.max_seq_len = o.seq;
+    lo.cuda_graphs = !o.no_graphs;
     ember_model *m = NULL;
     if (o.preset) {
         ember_config pc;

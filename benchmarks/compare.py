@@ -62,6 +62,9 @@ CASES = [
     ("base-b32-s128-bf16", "bert-base", "bf16", 32, 128, "full"),
     ("base-b32-s128-f32", "bert-base", "f32", 32, 128, "full"),
 ]
+# ember_bench options per case. The variable-length case removes padding (the target compares
+# it with the same batch padded, every token valid, run without the flag).
+EMBER_CASE_ARGS = {"base-b16-s512-uniform": ["--skip-masked"]}
 
 # The H100 figures; --ceilings replaces them by what ember_bench measured.
 NOMINAL_TFLOPS_16BIT = 800.0
@@ -250,6 +253,7 @@ def run_ember(bench, model_dir, inputs_path, dt, backend, args, work, tag):
     cmd = [bench, "--model", model_dir, "--backend", backend, "--dtype", dt,
            "--inputs", inputs_path, "--warmup", str(args.warmup), "--iters", str(args.iters),
            "--seed", str(args.seed), "--json", jpath, "--save-output", opath]
+    cmd += EMBER_CASE_ARGS.get(tag, []) + shlex.split(args.ember_args)
     if args.ceilings and backend == "cuda":
         cmd.append("--ceilings")
     p = subprocess.run(cmd, capture_output=True, text=True)
@@ -331,6 +335,9 @@ def main():
                          "per case)")
     ap.add_argument("--no-ceilings", dest="ceilings", action="store_false",
                     help="do not pass --ceilings to ember_bench")
+    ap.add_argument("--ember-args", default="",
+                    help="extra ember_bench options for every case, e.g. '--async' or "
+                         "'--no-graphs' (the variable-length case always adds --skip-masked)")
     ap.add_argument("--workdir", help="keep models, inputs and logs here (default: a temp dir)")
     ap.add_argument("--out", help="markdown output (default benchmarks/results/<gpu>-<date>.md; "
                                   "dry run: <workdir or tmp>/ember-compare-dry-run.md)")
@@ -544,8 +551,11 @@ def main():
         "- peak MiB: ember = weights + workspace (ember_model_memory) + one input set and "
         "outputs; HF = torch.cuda.max_memory_allocated over the timed calls (weights included).",
         "- the 'same batch padded' of the variable-length target is ember on the same B and S "
-        "with every token valid (case base-b16-s512-padded).",
-    ] + [f"- torch.compile {c}" for c in compile_notes]
+        "with every token valid (case base-b16-s512-padded); the variable-length case runs "
+        "ember with --skip-masked (padding removal, EMBER_FORWARD_SKIP_MASKED), so its rows of "
+        "masked tokens are 0 and its error column covers the valid tokens only.",
+    ] + ([f"- every ember run also had: {args.ember_args}"] if args.ember_args else []) + [
+        f"- torch.compile {c}" for c in compile_notes]
     doc = ["# ember vs HuggingFace BertModel" + (" (dry run)" if args.dry_run else ""), "",
            *header, "", "## Times", "", table, "", "## Targets", "", ttable, "", "## Notes", "",
            *notes, "", "## ember_bench output", ""]
