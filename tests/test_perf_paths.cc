@@ -32,6 +32,11 @@ struct Outs {
     std::vector<float> last, pooled, hidden;
 };
 
+// BitIdentical that also accepts two empty vectors (memcmp of NULL is undefined behaviour).
+bool Same(const std::vector<float> &a, const std::vector<float> &b) {
+    return a.size() == b.size() && (a.empty() || BitIdentical(a, b));
+}
+
 bool Valid(const Batch &x, int64_t p) { return x.mask.empty() || x.mask[(size_t)p] != 0; }
 
 // The rows of `v` (layers x B*S rows of H) whose token is valid (want_valid) or masked.
@@ -320,18 +325,18 @@ TEST(SkipMaskedCpu, EdgeCasesMatchThePaddedRun) {
         ASSERT_EQ(RunCpu(m.get(), x, 0, true, true, &plain), EMBER_OK) << ember_last_error();
         ASSERT_EQ(RunCpu(m.get(), x, EMBER_FORWARD_SKIP_MASKED, true, true, &packed), EMBER_OK)
             << ember_last_error();
-        EXPECT_TRUE(BitIdentical(Rows(packed.last, x, H, true), Rows(plain.last, x, H, true)));
-        EXPECT_TRUE(BitIdentical(Rows(packed.hidden, x, H, true), Rows(plain.hidden, x, H, true)));
+        EXPECT_TRUE(Same(Rows(packed.last, x, H, true), Rows(plain.last, x, H, true)));
+        EXPECT_TRUE(Same(Rows(packed.hidden, x, H, true), Rows(plain.hidden, x, H, true)));
         EXPECT_TRUE(MaskedRowsAreZero(packed.last, x, H));
         EXPECT_TRUE(MaskedRowsAreZero(packed.hidden, x, H));
-        EXPECT_TRUE(BitIdentical(PoolRows(packed.pooled, x, H, true), PoolRows(plain.pooled, x, H, true)));
+        EXPECT_TRUE(Same(PoolRows(packed.pooled, x, H, true), PoolRows(plain.pooled, x, H, true)));
         std::vector<float> masked_first = PoolRows(packed.pooled, x, H, false);
         for (size_t i = 0; i < masked_first.size(); i++)
             ASSERT_EQ(masked_first[i], tanh_b[i % H]) << "pooler of a masked first token, " << i;
         if (x.mask.empty()) {
-            EXPECT_TRUE(BitIdentical(packed.last, plain.last));
-            EXPECT_TRUE(BitIdentical(packed.hidden, plain.hidden));
-            EXPECT_TRUE(BitIdentical(packed.pooled, plain.pooled));
+            EXPECT_TRUE(Same(packed.last, plain.last));
+            EXPECT_TRUE(Same(packed.hidden, plain.hidden));
+            EXPECT_TRUE(Same(packed.pooled, plain.pooled));
         }
     }
 }
@@ -345,7 +350,7 @@ TEST(SkipMaskedCpu, OnlyLastHiddenStateAtFullCapacity) {
     ASSERT_EQ(RunCpu(m.get(), x, 0, false, false, &plain), EMBER_OK);
     ASSERT_EQ(RunCpu(m.get(), x, EMBER_FORWARD_SKIP_MASKED, false, false, &packed), EMBER_OK)
         << ember_last_error();
-    EXPECT_TRUE(BitIdentical(Rows(packed.last, x, c.hidden_size, true),
+    EXPECT_TRUE(Same(Rows(packed.last, x, c.hidden_size, true),
                              Rows(plain.last, x, c.hidden_size, true)));
     EXPECT_TRUE(MaskedRowsAreZero(packed.last, x, c.hidden_size));
 }
@@ -663,7 +668,7 @@ TEST(CudaPacking, RowMovesMatchReference) {
         ember_ref_gather_rows(want.data(), in.data(), index.data(), T, C);
         ToDt(want, dt, &rounded);
         std::vector<float> got = FromDt(packed.p, (size_t)T * C, dt);
-        EXPECT_TRUE(BitIdentical(got, rounded)) << "gather_rows";
+        EXPECT_TRUE(Same(got, rounded)) << "gather_rows";
         // unpack (dt -> f32 padded, zero rows)
         Dev out(N * C * 4);
         ASSERT_EQ(ember_cuda_unpack_rows(out.as<float>(), packed.p, dt, dinv.as<int32_t>(), N, C,
@@ -672,7 +677,7 @@ TEST(CudaPacking, RowMovesMatchReference) {
             << ember_last_error();
         std::vector<float> ref((size_t)N * C);
         ember_ref_unpack_rows(ref.data(), got.data(), inverse.data(), N, C);
-        EXPECT_TRUE(BitIdentical(Down<float>(out.p, (size_t)N * C), ref)) << "unpack_rows";
+        EXPECT_TRUE(Same(Down<float>(out.p, (size_t)N * C), ref)) << "unpack_rows";
         // first rows (dt -> dt)
         Dev first(B * C * DtSize(dt));
         ASSERT_EQ(ember_cuda_first_rows(first.p, packed.p, dinv.as<int32_t>(), B, S, C, dt, nullptr),
@@ -680,7 +685,7 @@ TEST(CudaPacking, RowMovesMatchReference) {
             << ember_last_error();
         std::vector<float> fr((size_t)B * C);
         ember_ref_first_rows(fr.data(), got.data(), inverse.data(), B, S, C);
-        EXPECT_TRUE(BitIdentical(FromDt(first.p, (size_t)B * C, dt), fr)) << "first_rows";
+        EXPECT_TRUE(Same(FromDt(first.p, (size_t)B * C, dt), fr)) << "first_rows";
     }
 }
 
@@ -726,7 +731,7 @@ TEST(CudaPacking, PackedEmbeddingRowsEqualPaddedRows) {
             std::vector<float> pad = FromDt(padded.p, (size_t)N * H, dt);
             std::vector<float> pk = FromDt(packed.p, (size_t)T * H, dt), sel((size_t)T * H);
             ember_ref_gather_rows(sel.data(), pad.data(), index.data(), T, H);
-            EXPECT_TRUE(BitIdentical(pk, sel));
+            EXPECT_TRUE(Same(pk, sel));
             std::vector<float> ref((size_t)T * H);
             ember_ref_embed_layernorm_packed(ref.data(), index.data(), T, use_embeds ? nullptr : ids.data(),
                                              use_embeds ? embeds.data() : nullptr, types.data(),
@@ -850,8 +855,8 @@ TEST_P(CudaSkipMasked, MatchesCpuReferenceOnEdgeCases) {
             // the flag is a no-op without a mask
             if (x.mask.empty()) {
                 ASSERT_EQ(RunCuda(gpu.get(), x, 0, pooler, true, &plain), EMBER_OK);
-                EXPECT_TRUE(BitIdentical(got.last, plain.last));
-                EXPECT_TRUE(BitIdentical(got.hidden, plain.hidden));
+                EXPECT_TRUE(Same(got.last, plain.last));
+                EXPECT_TRUE(Same(got.hidden, plain.hidden));
             }
             // last_hidden_state alone, and under ASYNC
             Outs only;
@@ -860,7 +865,7 @@ TEST_P(CudaSkipMasked, MatchesCpuReferenceOnEdgeCases) {
                       EMBER_OK)
                 << ember_last_error();
             ASSERT_EQ(ember_model_sync(gpu.get(), nullptr), EMBER_OK) << ember_last_error();
-            EXPECT_TRUE(BitIdentical(only.last, got.last));
+            EXPECT_TRUE(Same(only.last, got.last));
         }
     }
 }
@@ -964,8 +969,8 @@ TEST(CudaAsync, ErrorsAccumulateUntilSync) {
         for (int i = 0; i < 4; i++) {  // repeated: launched, captured, replayed
             ASSERT_EQ(RunCuda(gpu.get(), good, EMBER_FORWARD_ASYNC, true, false, &async_out, s),
                       EMBER_OK);
-            EXPECT_TRUE(BitIdentical(async_out.last, sync_out.last)) << "call " << i;
-            EXPECT_TRUE(BitIdentical(async_out.pooled, sync_out.pooled)) << "call " << i;
+            EXPECT_TRUE(Same(async_out.last, sync_out.last)) << "call " << i;
+            EXPECT_TRUE(Same(async_out.pooled, sync_out.pooled)) << "call " << i;
         }
         EXPECT_EQ(ember_model_sync(gpu.get(), (ember_stream)s), EMBER_OK) << ember_last_error();
 
@@ -1034,9 +1039,9 @@ TEST(CudaAsync, CallsOnDifferentStreamsStayOrdered) {
         if (round % 2) {
             EXPECT_TRUE(Close(Rows(la, a, H, true), Rows(wa.last, a, H, true), EMBER_DTYPE_F32));
         } else {
-            EXPECT_TRUE(BitIdentical(la, wa.last)) << "round " << round;
+            EXPECT_TRUE(Same(la, wa.last)) << "round " << round;
         }
-        EXPECT_TRUE(BitIdentical(lb, wb.last)) << "round " << round;
+        EXPECT_TRUE(Same(lb, wb.last)) << "round " << round;
     }
     EXPECT_EQ(ember_model_sync(gpu.get(), (ember_stream)s1), EMBER_OK);
     CUDA_OK(cudaStreamDestroy(s1));
@@ -1061,9 +1066,9 @@ Batch ShapeBatch(const GraphShape &g, const ember_config &c, uint32_t seed) {
 }
 
 void ExpectSame(const Outs &a, const Outs &b, const char *what) {
-    EXPECT_TRUE(BitIdentical(a.last, b.last)) << what << ": sum |diff| " << SumAbsDiff(a.last, b.last);
-    EXPECT_TRUE(BitIdentical(a.pooled, b.pooled)) << what << " pooler";
-    EXPECT_TRUE(BitIdentical(a.hidden, b.hidden)) << what << " hidden_states";
+    EXPECT_TRUE(Same(a.last, b.last)) << what << ": sum |diff| " << SumAbsDiff(a.last, b.last);
+    EXPECT_TRUE(Same(a.pooled, b.pooled)) << what << " pooler";
+    EXPECT_TRUE(Same(a.hidden, b.hidden)) << what << " hidden_states";
 }
 
 TEST(CudaGraphs, ReplayIsBitIdenticalToPlainLaunches) {
