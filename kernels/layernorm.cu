@@ -3,8 +3,10 @@
  * version 1: one block per row; the f32 row is staged in shared memory; statistics in f32,
  * two passes (mean, then mean of squared deviations), like the double reference. When H is a
  * multiple of the 16-byte vector and every pointer is 16-byte aligned, rows move as 16-byte
- * vectors (8 halves or 4 floats per access); otherwise element by element. Each thread reads
- * and writes the same columns, so out may alias residual. */
+ * vectors (8 halves or 4 floats per access); otherwise element by element. Only ember's own
+ * buffers decide the path: the caller's out_f32 is written with scalar stores when it is not
+ * 16-byte aligned, so the reduction order, and the bits, never depend on where the caller's
+ * output lies. Each thread reads and writes the same columns, so out may alias residual. */
 #include "kernels/cuda_common.cuh"
 
 using namespace ember_cuda;
@@ -13,7 +15,7 @@ template <typename T, bool VEC>
 static __global__ void bias_residual_layernorm_kernel(T *out, float *out_f32, const T *x,
                                                       const T *bias, const T *residual,
                                                       const float *gamma, const float *beta,
-                                                      int H, float eps) {
+                                                      int H, float eps, bool f32_vec) {
     extern __shared__ float row[]; /* (H) f32, read back by the thread that wrote it */
     __shared__ float red[32];
     constexpr int VE = VEC ? Vec<T>::N : 1;
@@ -72,11 +74,14 @@ static __global__ void bias_residual_layernorm_kernel(T *out, float *out_f32, co
                 f[j] = to_f32(ov.v[j]);
             }
             store_vec(out + off + k, ov);
-            if (out_f32) {
+            if (out_f32 && f32_vec) {
 #pragma unroll
                 for (int j = 0; j < VE; j += 4)
                     *reinterpret_cast<float4 *>(out_f32 + off + k + j) =
                         make_float4(f[j], f[j + 1], f[j + 2], f[j + 3]);
+            } else if (out_f32) {
+#pragma unroll
+                for (int j = 0; j < VE; j++) out_f32[off + k + j] = f[j];
             }
         } else {
             const T o = from_f32<T>((row[k] - mean) * rstd * gamma[k] + beta[k]);
@@ -95,7 +100,7 @@ static cudaError_t launch(T *out, float *out_f32, const T *x, const T *bias, con
     cudaError_t e = allow_smem(bias_residual_layernorm_kernel<T, VEC>, smem);
     if (e != cudaSuccess) return e;
     bias_residual_layernorm_kernel<T, VEC><<<N, threads, smem, stream>>>(
-        out, out_f32, x, bias, residual, gamma, beta, H, eps);
+        out, out_f32, x, bias, residual, gamma, beta, H, eps, !out_f32 || aligned16(out_f32));
     return cudaGetLastError();
 }
 
@@ -106,7 +111,7 @@ static cudaError_t bias_residual_layernorm_cuda(T *out, float *out_f32, const T 
                                                 cudaStream_t stream) {
     const bool vec = H % Vec<T>::N == 0 && aligned16(out) && aligned16(x) &&
                      aligned16(residual) && (!bias || aligned16(bias)) && aligned16(gamma) &&
-                     aligned16(beta) && (!out_f32 || aligned16(out_f32));
+                     aligned16(beta);
     if (vec) return launch<T, true>(out, out_f32, x, bias, residual, gamma, beta, N, H, eps, stream);
     return launch<T, false>(out, out_f32, x, bias, residual, gamma, beta, N, H, eps, stream);
 }

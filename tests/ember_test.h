@@ -113,7 +113,8 @@ inline double SumAbsDiff(const std::vector<float> &a, const std::vector<float> &
 }
 
 inline bool BitIdentical(const std::vector<float> &a, const std::vector<float> &b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+    return a.size() == b.size() &&
+           (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 }  // namespace ember_test

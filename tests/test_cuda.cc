@@ -763,6 +763,35 @@ TEST_P(CudaModel, RepeatedRunsAreBitIdentical) {
     if (c.pooler) { EXPECT_TRUE(BitIdentical(a.pooled, b.pooled)); }
 }
 
+// The caller's output buffers may lie anywhere (here 4 bytes past an allocation's start):
+// the bits must not depend on it (a vectorised path chosen by the caller's alignment would
+// change the reduction order).
+TEST_P(CudaModel, UnalignedOutputsGiveTheSameBits) {
+    REQUIRE_CUDA_DEVICE();
+    const ModelCase &c = GetParam().c;
+    Model gpu = MakeModel(c, EMBER_BACKEND_CUDA, GetParam().dt);
+    ASSERT_TRUE(gpu);
+    Inputs x = MakeInputs(c, 17);
+    Outputs a;
+    ASSERT_EQ(Forward(gpu.get(), x, "ids", true, false, true, &a), EMBER_OK) << ember_last_error();
+    const size_t N = (size_t)c.B * c.S, H = (size_t)c.H, L = (size_t)c.L;
+    Dev ids = Upload(x.ids), mask = Upload(x.mask), types = Upload(x.types), pos = Upload(x.positions);
+    Dev last(N * H + 1, 4), hid((L + 1) * N * H + 1, 4);
+    ember_inputs in{};
+    in.batch = c.B;
+    in.seq_len = c.S;
+    in.input_ids = ids.as<int32_t>();
+    in.attention_mask = mask.as<int32_t>();
+    in.token_type_ids = types.as<int32_t>();
+    in.position_ids = pos.as<int32_t>();
+    ember_outputs out{};
+    out.last_hidden_state = last.as<float>() + 1;
+    out.hidden_states = hid.as<float>() + 1;
+    ASSERT_EQ(ember_forward(gpu.get(), &in, &out, nullptr), EMBER_OK) << ember_last_error();
+    EXPECT_TRUE(BitIdentical(DownloadF32(out.last_hidden_state, N * H), a.last));
+    EXPECT_TRUE(BitIdentical(DownloadF32(out.hidden_states, (L + 1) * N * H), a.hidden));
+}
+
 std::vector<ModelParam> ModelParams() {
     std::vector<ModelParam> v;
     for (const ModelCase &c : kModels)
