@@ -15,9 +15,18 @@
  * domain (scaled by log2 e) and the mask is added after that scaling, so a masked score is
  * -FLT_MAX in both domains: a fully masked row has all scores equal to -FLT_MAX, every weight
  * exp2(0) = 1, and the output is the plain average of V over all S keys, never NaN. Keys
- * past S in the last tile get -inf and weight 0. */
+ * past S in the last tile get -inf and weight 0.
+ *
+ * The packed form (VARLEN, padding removed) runs the same kernel on sequence b = rows
+ * cu_seqlens[b] .. cu_seqlens[b+1]-1 of qkv and out with no mask; the grid is sized by max_len
+ * and blocks whose queries all lie past their sequence exit at once.
+ *
+ * Since version 2 (kernels/attention_mma.cu, tensor cores) this kernel serves f32, head sizes
+ * other than 32 and 64, unaligned pointers, and every case when EMBER_ATTENTION=simt. */
 #include <float.h>
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "kernels/cuda_common.cuh"
 
@@ -40,12 +49,14 @@ template <int G> __device__ __forceinline__ int dim_of(int s, int i) {
     return ((i >> 2) * G + s) * 4 + (i & 3);
 }
 
-/* qkv (B,S,3H): query at column h*HD, key at H + h*HD, value at 2H + h*HD of each token.
- * out (B,S,H). EXACT: hd == HDMAX and qkv is 16-byte aligned (16-byte tile loads). */
-template <typename T, int HDMAX, bool EXACT>
+/* qkv: token i of the sequence at row tok0 + i, query at column h*HD, key at H + h*HD, value
+ * at 2H + h*HD; out row tok0 + i (H columns). Padded: tok0 = b*S, len = S, mask (B,S) or NULL.
+ * VARLEN: tok0 = cu_seqlens[b], len = cu_seqlens[b+1] - tok0 clamped to [0, S], S = max_len,
+ * no mask. EXACT: hd == HDMAX and qkv is 16-byte aligned (16-byte tile loads). */
+template <typename T, int HDMAX, bool EXACT, bool VARLEN>
 __global__ void __launch_bounds__(kThreads, 4)
-attention_kernel(T *out, const T *qkv, const int32_t *mask, int S, int NH, int hd,
-                 float scale_log2) {
+attention_kernel(T *out, const T *qkv, const int32_t *mask, const int32_t *cu_seqlens, int S,
+                 int NH, int hd, float scale_log2) {
     using Sh = AttnShape<HDMAX>;
     constexpr int DPT = Sh::DPT, G = Sh::G, QPB = Sh::QPB, KT = Sh::KT;
     __shared__ __align__(16) float Ks[KT][HDMAX];
@@ -56,13 +67,24 @@ attention_kernel(T *out, const T *qkv, const int32_t *mask, int S, int NH, int h
     const int qb = blockIdx.x % qblocks;
     const int h = (blockIdx.x / qblocks) % NH;
     const int b = blockIdx.x / qblocks / NH;
+    int64_t tok0;
+    int len;
+    if constexpr (VARLEN) {
+        tok0 = cu_seqlens[b];
+        len = min(max(cu_seqlens[b + 1] - cu_seqlens[b], 0), S);
+        if (qb * QPB >= len) return; /* whole block: before any barrier */
+    } else {
+        tok0 = (int64_t)b * S;
+        len = S;
+    }
+    const int32_t *mrow = VARLEN || !mask ? nullptr : mask + (int64_t)b * S;
     const int H = NH * hd;
     const int64_t row = 3 * (int64_t)H;
-    const T *base = qkv + (int64_t)b * S * row;
+    const T *base = qkv + tok0 * row;
 
     const int slice = threadIdx.x % G;
     const int qi = qb * QPB + threadIdx.x / G;
-    const bool active = qi < S;
+    const bool active = qi < len;
 
     float q[DPT], acc[DPT];
 #pragma unroll
@@ -73,8 +95,8 @@ attention_kernel(T *out, const T *qkv, const int32_t *mask, int S, int NH, int h
     }
     float m = -INFINITY, l = 0.f;
 
-    for (int k0 = 0; k0 < S; k0 += KT) {
-        const int kn = min(KT, S - k0);
+    for (int k0 = 0; k0 < len; k0 += KT) {
+        const int kn = min(KT, len - k0);
         __syncthreads(); /* the previous tile is consumed */
         if constexpr (EXACT) {
             constexpr int VE = Vec<T>::N, VPR = HDMAX / VE;
@@ -111,7 +133,7 @@ attention_kernel(T *out, const T *qkv, const int32_t *mask, int S, int NH, int h
         }
         for (int j = threadIdx.x; j < KT; j += kThreads)
             Madd[j] = j >= kn ? -INFINITY
-                      : mask && mask[(int64_t)b * S + k0 + j] == 0 ? -FLT_MAX : 0.f;
+                      : mrow && mrow[k0 + j] == 0 ? -FLT_MAX : 0.f;
         __syncthreads();
 
         for (int c0 = 0; c0 < kn; c0 += kChunk) {
@@ -167,7 +189,7 @@ attention_kernel(T *out, const T *qkv, const int32_t *mask, int S, int NH, int h
 
     if (!active) return;
     const float inv = 1.f / l; /* l >= 1: the maximum key contributes exp2(0) */
-    T *o = out + ((int64_t)b * S + qi) * H + h * hd;
+    T *o = out + (tok0 + qi) * H + h * hd;
 #pragma unroll
     for (int i = 0; i < DPT; i++) {
         const int d = dim_of<G>(slice, i);
@@ -175,36 +197,38 @@ attention_kernel(T *out, const T *qkv, const int32_t *mask, int S, int NH, int h
     }
 }
 
-template <typename T, int HDMAX>
-static cudaError_t launch(T *out, const T *qkv, const int32_t *mask, int B, int S, int NH, int HD,
-                          cudaStream_t stream) {
+template <typename T, int HDMAX, bool VARLEN>
+static cudaError_t launch(T *out, const T *qkv, const int32_t *mask, const int32_t *cu_seqlens,
+                          int B, int S, int NH, int HD, cudaStream_t stream) {
     using Sh = AttnShape<HDMAX>;
     const int64_t blocks = (int64_t)((S + Sh::QPB - 1) / Sh::QPB) * NH * B;
     if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
     /* softmax(x * scale) = exp2 of (x * scale * log2 e), normalised */
     const float scale_log2 = (float)(1.4426950408889634 / sqrt((double)HD));
     if (HD == HDMAX && aligned16(qkv))
-        attention_kernel<T, HDMAX, true>
-            <<<(unsigned)blocks, kThreads, 0, stream>>>(out, qkv, mask, S, NH, HD, scale_log2);
+        attention_kernel<T, HDMAX, true, VARLEN><<<(unsigned)blocks, kThreads, 0, stream>>>(
+            out, qkv, mask, cu_seqlens, S, NH, HD, scale_log2);
     else
-        attention_kernel<T, HDMAX, false>
-            <<<(unsigned)blocks, kThreads, 0, stream>>>(out, qkv, mask, S, NH, HD, scale_log2);
+        attention_kernel<T, HDMAX, false, VARLEN><<<(unsigned)blocks, kThreads, 0, stream>>>(
+            out, qkv, mask, cu_seqlens, S, NH, HD, scale_log2);
     return cudaGetLastError();
 }
 
-template <typename T>
-static cudaError_t attention_cuda(T *out, const T *qkv, const int32_t *mask, int B, int S, int NH,
-                                  int HD, cudaStream_t stream) {
-    if (HD <= 16) return launch<T, 16>(out, qkv, mask, B, S, NH, HD, stream);
-    if (HD <= 32) return launch<T, 32>(out, qkv, mask, B, S, NH, HD, stream);
-    if (HD <= 64) return launch<T, 64>(out, qkv, mask, B, S, NH, HD, stream);
-    if (HD <= 128) return launch<T, 128>(out, qkv, mask, B, S, NH, HD, stream);
-    return launch<T, 256>(out, qkv, mask, B, S, NH, HD, stream);
+template <typename T, bool VARLEN>
+static cudaError_t attention_cuda(T *out, const T *qkv, const int32_t *mask,
+                                  const int32_t *cu_seqlens, int B, int S, int NH, int HD,
+                                  cudaStream_t stream) {
+    if (HD <= 16) return launch<T, 16, VARLEN>(out, qkv, mask, cu_seqlens, B, S, NH, HD, stream);
+    if (HD <= 32) return launch<T, 32, VARLEN>(out, qkv, mask, cu_seqlens, B, S, NH, HD, stream);
+    if (HD <= 64) return launch<T, 64, VARLEN>(out, qkv, mask, cu_seqlens, B, S, NH, HD, stream);
+    if (HD <= 128)
+        return launch<T, 128, VARLEN>(out, qkv, mask, cu_seqlens, B, S, NH, HD, stream);
+    return launch<T, 256, VARLEN>(out, qkv, mask, cu_seqlens, B, S, NH, HD, stream);
 }
 
-extern "C" ember_status ember_cuda_attention(void *out, const void *qkv, const int32_t *mask,
-                                             int B, int S, int NH, int HD, ember_dtype dt,
-                                             cudaStream_t stream) {
+extern "C" ember_status ember_cuda_attention_simt(void *out, const void *qkv, const int32_t *mask,
+                                                  const int32_t *cu_seqlens, int B, int S, int NH,
+                                                  int HD, ember_dtype dt, cudaStream_t stream) {
     if (B <= 0 || S <= 0 || NH <= 0) return EMBER_OK;
     if (HD < 1 || HD > EMBER_CUDA_MAX_HEAD_SIZE)
         return ember_fail(EMBER_ERR_UNSUPPORTED,
@@ -212,9 +236,48 @@ extern "C" ember_status ember_cuda_attention(void *out, const void *qkv, const i
                           EMBER_CUDA_MAX_HEAD_SIZE);
     return dispatch(dt, [&](auto tag) {
         using T = decltype(tag);
-        EMBER_CUDA_CHECK(attention_cuda((T *)out, (const T *)qkv, mask, B, S, NH, HD, stream));
+        if (cu_seqlens)
+            EMBER_CUDA_CHECK((attention_cuda<T, true>((T *)out, (const T *)qkv, nullptr,
+                                                      cu_seqlens, B, S, NH, HD, stream)));
+        else
+            EMBER_CUDA_CHECK((attention_cuda<T, false>((T *)out, (const T *)qkv, mask, nullptr,
+                                                       B, S, NH, HD, stream)));
         return EMBER_OK;
     });
+}
+
+/* ---- dispatch: tensor cores where they apply, else SIMT; EMBER_ATTENTION=simt forces SIMT -- */
+
+static bool simt_forced() {
+    static const bool forced = [] {
+        const char *e = getenv("EMBER_ATTENTION");
+        return e && strcmp(e, "simt") == 0;
+    }();
+    return forced;
+}
+
+static ember_status attention_any(void *out, const void *qkv, const int32_t *mask,
+                                  const int32_t *cu_seqlens, int B, int S, int NH, int HD,
+                                  ember_dtype dt, cudaStream_t stream) {
+    if (B <= 0 || S <= 0 || NH <= 0) return EMBER_OK;
+    if (!simt_forced() && ember_cuda_attention_mma_supported(out, qkv, S, NH, HD, dt))
+        return ember_cuda_attention_mma(out, qkv, mask, cu_seqlens, B, S, NH, HD, dt, stream);
+    return ember_cuda_attention_simt(out, qkv, mask, cu_seqlens, B, S, NH, HD, dt, stream);
+}
+
+extern "C" ember_status ember_cuda_attention(void *out, const void *qkv, const int32_t *mask,
+                                             int B, int S, int NH, int HD, ember_dtype dt,
+                                             cudaStream_t stream) {
+    return attention_any(out, qkv, mask, nullptr, B, S, NH, HD, dt, stream);
+}
+
+extern "C" ember_status ember_cuda_attention_packed(void *out, const void *qkv,
+                                                    const int32_t *cu_seqlens, int B, int max_len,
+                                                    int NH, int HD, ember_dtype dt,
+                                                    cudaStream_t stream) {
+    if (B > 0 && max_len > 0 && NH > 0 && !cu_seqlens)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "packed attention: cu_seqlens is NULL");
+    return attention_any(out, qkv, nullptr, cu_seqlens, B, max_len, NH, HD, dt, stream);
 }
 
 /* ---- mask check: values other than 0/1 are an invalid argument ----------------------------- */

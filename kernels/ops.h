@@ -130,16 +130,36 @@ ember_status ember_cuda_check_mask(const int32_t *mask, int64_t n, int *err_flag
 
 /* Twin of ember_ref_attention (no scratch: online softmax, nothing of size S*S in memory).
  * qkv (B,S,3H), out (B,S,H) in dt; mask (B,S) or NULL, 0 = masked (any other value attends).
- * Head sizes up to 256. */
+ * Head sizes up to 256. f16/bf16 with head size 32 or 64 and 16-byte aligned out and qkv run
+ * on the tensor cores (compute capability >= 8.0), everything else on the SIMT kernel;
+ * EMBER_ATTENTION=simt in the environment (read once) forces SIMT for every case. */
 ember_status ember_cuda_attention(void *out, const void *qkv, const int32_t *mask, int B, int S,
                                   int NH, int HD, ember_dtype dt, cudaStream_t stream);
 #define EMBER_CUDA_MAX_HEAD_SIZE 256
 
 /* Twin of ember_ref_attention_packed: qkv (T,3H), out (T,H) in dt, T = cu_seqlens[B];
- * cu_seqlens (B+1) device int32; max_len >= every sequence length (sizes the grid). */
+ * cu_seqlens (B+1) device int32, cu_seqlens[0] = 0, non-decreasing, empty sequences allowed;
+ * max_len >= every sequence length (sizes the grid; a longer sequence is cut to max_len keys
+ * and its later rows are not written). Same kernel choice as ember_cuda_attention. */
 ember_status ember_cuda_attention_packed(void *out, const void *qkv, const int32_t *cu_seqlens,
                                          int B, int max_len, int NH, int HD, ember_dtype dt,
                                          cudaStream_t stream);
+
+/* The two implementations behind the entries above, for tests and benchmarks. cu_seqlens NULL:
+ * padded layout as ember_cuda_attention; else packed as ember_cuda_attention_packed with
+ * S = max_len and mask ignored.
+ *   _simt (kernels/attention.cu): any dt, head sizes 1..256.
+ *   _mma (kernels/attention_mma.cu): mma.sync tensor cores; EMBER_ERR_UNSUPPORTED unless
+ *   ember_cuda_attention_mma_supported (f16/bf16, head size 32 or 64, out and qkv 16-byte
+ *   aligned, S * 3 * NH * HD < 2^31, current device of compute capability >= 8.0). */
+ember_status ember_cuda_attention_simt(void *out, const void *qkv, const int32_t *mask,
+                                       const int32_t *cu_seqlens, int B, int S, int NH, int HD,
+                                       ember_dtype dt, cudaStream_t stream);
+ember_status ember_cuda_attention_mma(void *out, const void *qkv, const int32_t *mask,
+                                      const int32_t *cu_seqlens, int B, int S, int NH, int HD,
+                                      ember_dtype dt, cudaStream_t stream);
+int ember_cuda_attention_mma_supported(const void *out, const void *qkv, int S, int NH, int HD,
+                                       ember_dtype dt);
 
 /* Twin of ember_ref_pooler: out (B,H) f32 = tanh(w @ hidden[b,0,:] + b). hidden (B,S,H), w
  * (H,H), b (H) in dt; scratch holds B*H elements of dt. */
