@@ -30,4 +30,18 @@ constexpr double kCudaBf16RelL2 = 1e-2;
 constexpr double kCudaGoldenF16RelL2 = 6.5e-3;
 constexpr double kCudaGoldenBf16RelL2 = 5e-2;
 
+// Attention kernels (tests/test_attention.cc) vs the CPU reference run on the same inputs
+// rounded to the kernel's dtype, FlashAttention's rule: max |err| <= kAttnLowpFactor x
+// max |reference rounded to dt - reference| + a floor per dtype.
+constexpr double kAttnLowpFactor = 2.0;
+// f16: a numerics model of the tensor-core kernel (P rounded to f16 per 64-key tile, f32
+// sums) stays within 1.7x the output rounding on the test shapes; the floor covers the max-norm
+// noise where that rounding is tiny (S = 512: |out| ~ 0.05, rounding 3e-5).
+constexpr double kAttnF16Floor = 5e-5;
+// bf16: the same model with bf16's 8x coarser rounding.
+constexpr double kAttnBf16Floor = 4e-4;
+// f32 (SIMT only): scores in fp32 at q, k = +-8 (|score| ~ 500, ulp 3e-5) move the weights;
+// the model's worst output error is 1.4e-5.
+constexpr double kAttnF32Floor = 5e-5;
+
 }  // namespace ember_tol
