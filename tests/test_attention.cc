@@ -47,16 +47,21 @@ TEST(AttentionRef, PackedEqualsPaddedWithRightPaddingBitForBit) {
     std::vector<int32_t> mask((size_t)B * S, 0);
     for (int b = 0; b < B; b++)
         for (int i = 0; i < lens[b]; i++) {
-            std::copy_n(&packed[(size_t)(cu[b] + i) * 3 * H], 3 * H, &padded[((size_t)b * S + i) * 3 * H]);
+            std::copy_n(&packed[(size_t)(cu[b] + i) * 3 * H], 3 * H,
+                        &padded[((size_t)b * S + i) * 3 * H]);
             mask[(size_t)b * S + i] = 1;
         }
     std::vector<double> scratch(S);
-    std::vector<float> out_packed = Poisoned((size_t)T * H), out_padded = Poisoned((size_t)B * S * H);
-    ember_ref_attention_packed(out_packed.data(), packed.data(), cu.data(), B, NH, HD, scratch.data());
-    ember_ref_attention(out_padded.data(), padded.data(), mask.data(), B, S, NH, HD, scratch.data());
+    std::vector<float> out_packed = Poisoned((size_t)T * H),
+                       out_padded = Poisoned((size_t)B * S * H);
+    ember_ref_attention_packed(out_packed.data(), packed.data(), cu.data(), B, NH, HD,
+                               scratch.data());
+    ember_ref_attention(out_padded.data(), padded.data(), mask.data(), B, S, NH, HD,
+                        scratch.data());
     for (int b = 0; b < B; b++)
         for (int i = 0; i < lens[b]; i++) {
-            const float *p = &out_packed[(size_t)(cu[b] + i) * H], *q = &out_padded[((size_t)b * S + i) * H];
+            const float *p = &out_packed[(size_t)(cu[b] + i) * H],
+                        *q = &out_padded[((size_t)b * S + i) * H];
             for (int c = 0; c < H; c++) ASSERT_FALSE(std::isnan(p[c])) << "b " << b << " row " << i;
             ASSERT_EQ(std::memcmp(p, q, sizeof(float) * H), 0) << "sequence " << b << " row " << i;
         }
@@ -78,10 +83,12 @@ TEST(AttentionRef, PackedHandlesEmptySequences) {
         std::vector<float> one = Poisoned((size_t)lens[b] * H);
         ember_ref_attention(one.data(), &qkv[(size_t)cu[b] * 3 * H], nullptr, 1, lens[b], NH, HD,
                             scratch.data());
-        EXPECT_TRUE(BitIdentical(std::vector<float>(&out[(size_t)cu[b] * H], &out[(size_t)cu[b + 1] * H]), one))
+        EXPECT_TRUE(BitIdentical(
+            std::vector<float>(&out[(size_t)cu[b] * H], &out[(size_t)cu[b + 1] * H]), one))
             << "sequence " << b;
     }
-    for (int c = 0; c < H; c++) EXPECT_TRUE(std::isnan(out[(size_t)T * H + c])) << "sentinel written";
+    for (int c = 0; c < H; c++)
+        EXPECT_TRUE(std::isnan(out[(size_t)T * H + c])) << "sentinel written";
 
     const std::vector<int32_t> none = {0, 0, 0, 0};  // a batch of three empty sequences
     std::vector<float> untouched = Poisoned(H);
@@ -93,7 +100,9 @@ TEST(AttentionRef, PackedHandlesEmptySequences) {
 
 #ifndef EMBER_WITH_CUDA
 
-TEST(AttentionCuda, NotBuilt) { GTEST_SKIP() << "the CUDA backend is not built (configure with -DEMBER_CUDA=ON)"; }
+TEST(AttentionCuda, NotBuilt) {
+    GTEST_SKIP() << "the CUDA backend is not built (configure with -DEMBER_CUDA=ON)";
+}
 
 #else
 
@@ -107,13 +116,13 @@ namespace {
     if (ember_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device"
 
 // Test infrastructure failures (not the library's) abort: nothing after them means anything.
-#define CUDA_OK(expr)                                                                               \
-    do {                                                                                            \
-        cudaError_t e_ = (expr);                                                                    \
-        if (e_ != cudaSuccess) {                                                                    \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_));  \
-            abort();                                                                                \
-        }                                                                                           \
+#define CUDA_OK(expr)                                                                              \
+    do {                                                                                           \
+        cudaError_t e_ = (expr);                                                                   \
+        if (e_ != cudaSuccess) {                                                                   \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 const char *DtName(ember_dtype dt) {
@@ -129,7 +138,8 @@ float RoundTo(float x, ember_dtype dt) {
 }
 
 // Host values in dt's storage, and those values widened back (what the reference must see).
-std::vector<uint8_t> Encode(const std::vector<float> &v, ember_dtype dt, std::vector<float> *rounded) {
+std::vector<uint8_t> Encode(const std::vector<float> &v, ember_dtype dt,
+                            std::vector<float> *rounded) {
     std::vector<uint8_t> raw(v.size() * DtSize(dt));
     if (rounded) rounded->resize(v.size());
     for (size_t i = 0; i < v.size(); i++) {
@@ -213,11 +223,12 @@ template <typename T> std::vector<uint8_t> Bytes(const std::vector<T> &v) {
 enum class Impl { Mma, Simt, Auto };
 const char *ImplName(Impl i) { return i == Impl::Mma ? "mma" : i == Impl::Simt ? "simt" : "auto"; }
 
-ember_status RunAttention(Impl impl, void *out, const void *qkv, const int32_t *mask, const int32_t *cu, int B,
-                 int S, int NH, int HD, ember_dtype dt) {
+ember_status RunAttention(Impl impl, void *out, const void *qkv, const int32_t *mask,
+                          const int32_t *cu, int B, int S, int NH, int HD, ember_dtype dt) {
     switch (impl) {
     case Impl::Mma: return ember_cuda_attention_mma(out, qkv, mask, cu, B, S, NH, HD, dt, nullptr);
-    case Impl::Simt: return ember_cuda_attention_simt(out, qkv, mask, cu, B, S, NH, HD, dt, nullptr);
+    case Impl::Simt:
+        return ember_cuda_attention_simt(out, qkv, mask, cu, B, S, NH, HD, dt, nullptr);
     case Impl::Auto:
         return cu ? ember_cuda_attention_packed(out, qkv, cu, B, S, NH, HD, dt, nullptr)
                   : ember_cuda_attention(out, qkv, mask, B, S, NH, HD, dt, nullptr);
@@ -262,11 +273,11 @@ double Floor(ember_dtype dt) {
     const double limit = ember_tol::kAttnLowpFactor * lp + Floor(dt);
     char buf[400];
     snprintf(buf, sizeof buf,
-             "max |err| %.3g at [%zu] (got %.8g, ref %.8g); limit %.3g = %.1f x %.3g (ref rounded to %s) "
-             "+ %.3g; rel L2 %.3g; %zu NaN%s",
-             err, worst, ref.empty() ? 0.0 : (double)got[worst], ref.empty() ? 0.0 : (double)ref[worst],
-             limit, ember_tol::kAttnLowpFactor, lp, DtName(dt), Floor(dt),
-             den > 0 ? std::sqrt(num / den) : 0.0, nans,
+             "max |err| %.3g at [%zu] (got %.8g, ref %.8g); limit %.3g = %.1f x %.3g "
+             "(ref rounded to %s) + %.3g; rel L2 %.3g; %zu NaN%s",
+             err, worst, ref.empty() ? 0.0 : (double)got[worst],
+             ref.empty() ? 0.0 : (double)ref[worst], limit, ember_tol::kAttnLowpFactor, lp,
+             DtName(dt), Floor(dt), den > 0 ? std::sqrt(num / den) : 0.0, nans,
              nans ? (" (first at [" + std::to_string(first_nan) + "])").c_str() : "");
     if (nans == 0 && err <= limit) {
         if (std::getenv("EMBER_TEST_VERBOSE")) printf("      %s\n", buf);
@@ -343,8 +354,9 @@ struct PaddedCase {
 
 std::string PaddedName(const ::testing::TestParamInfo<PaddedCase> &i) {
     const PaddedCase &c = i.param;
-    return "B" + std::to_string(c.B) + "_S" + std::to_string(c.S) + "_NH" + std::to_string(c.NH) + "_HD" +
-           std::to_string(c.HD) + "_" + MaskName(c.mask) + (c.qk != 1.f ? "_qk" + std::to_string((int)c.qk) : "");
+    return "B" + std::to_string(c.B) + "_S" + std::to_string(c.S) + "_NH" + std::to_string(c.NH) +
+           "_HD" + std::to_string(c.HD) + "_" + MaskName(c.mask) +
+           (c.qk != 1.f ? "_qk" + std::to_string((int)c.qk) : "");
 }
 
 class AttentionPadded : public ::testing::TestWithParam<PaddedCase> {};
@@ -353,7 +365,8 @@ TEST_P(AttentionPadded, MatchesReference) {
     REQUIRE_CUDA_DEVICE();
     const PaddedCase c = GetParam();
     const int H = c.NH * c.HD;
-    const uint32_t seed = (uint32_t)(c.B * 7919 + c.S * 131 + c.HD * 17 + (int)c.mask * 3 + (int)c.qk);
+    const uint32_t seed =
+        (uint32_t)(c.B * 7919 + c.S * 131 + c.HD * 17 + (int)c.mask * 3 + (int)c.qk);
     const std::vector<float> qkv = MakeQkv(c.B * c.S, H, c.qk, seed);
     const std::vector<int32_t> mask = MakeMask(c.mask, c.B, c.S, seed + 1);
     DevBytes dmask(mask.size() * 4);
@@ -370,12 +383,13 @@ TEST_P(AttentionPadded, MatchesReference) {
         dqkv.Upload(Encode(qkv, v.dt, &rounded));
         if (v.dt != ref_dt) {  // one reference per dtype, shared by the kernels
             ref.assign((size_t)c.B * c.S * H, 0.f);
-            ember_ref_attention(ref.data(), rounded.data(), mask.empty() ? nullptr : mask.data(), c.B, c.S,
-                                c.NH, c.HD, scratch.data());
+            ember_ref_attention(ref.data(), rounded.data(), mask.empty() ? nullptr : mask.data(),
+                                c.B, c.S, c.NH, c.HD, scratch.data());
             ref_dt = v.dt;
         }
         DevBytes dout((size_t)c.B * c.S * H * DtSize(v.dt));
-        const ember_status st = RunAttention(v.impl, dout.p(), dqkv.p(), m, nullptr, c.B, c.S, c.NH, c.HD, v.dt);
+        const ember_status st =
+            RunAttention(v.impl, dout.p(), dqkv.p(), m, nullptr, c.B, c.S, c.NH, c.HD, v.dt);
         ASSERT_EQ(st, EMBER_OK) << Why(st);
         EXPECT_TRUE(FlashClose(Decode(dout.Download(), v.dt), ref, v.dt));
         EXPECT_TRUE(dout.Untouched()) << "write past the end of out";
@@ -436,12 +450,14 @@ TEST_P(AttentionPacked, MatchesReference) {
         dqkv.Upload(Encode(qkv, v.dt, &rounded));
         if (v.dt != ref_dt) {
             ref.assign((size_t)T * H, 0.f);
-            ember_ref_attention_packed(ref.data(), rounded.data(), cu.data(), B, c.NH, c.HD, scratch.data());
+            ember_ref_attention_packed(ref.data(), rounded.data(), cu.data(), B, c.NH, c.HD,
+                                       scratch.data());
             ref_dt = v.dt;
         }
         DevBytes dout((size_t)T * H * DtSize(v.dt));
         const ember_status st =
-            RunAttention(v.impl, dout.p(), dqkv.p(), nullptr, (const int32_t *)dcu.p(), B, c.max_len, c.NH, c.HD, v.dt);
+            RunAttention(v.impl, dout.p(), dqkv.p(), nullptr, (const int32_t *)dcu.p(), B,
+                         c.max_len, c.NH, c.HD, v.dt);
         ASSERT_EQ(st, EMBER_OK) << Why(st);
         EXPECT_TRUE(FlashClose(Decode(dout.Download(), v.dt), ref, v.dt));
         EXPECT_TRUE(dout.Untouched()) << "write past the end of out";
@@ -484,7 +500,8 @@ TEST(AttentionCuda, PackedEqualsPaddedOnValidRows) {
     std::vector<int32_t> mask((size_t)B * S, 0);
     for (int b = 0; b < B; b++)
         for (int i = 0; i < lens[b]; i++) {
-            std::copy_n(&packed[(size_t)(cu[b] + i) * 3 * H], 3 * H, &padded[((size_t)b * S + i) * 3 * H]);
+            std::copy_n(&packed[(size_t)(cu[b] + i) * 3 * H], 3 * H,
+                        &padded[((size_t)b * S + i) * 3 * H]);
             mask[(size_t)b * S + i] = 1;
         }
     DevBytes dcu(cu.size() * 4), dmask(mask.size() * 4);
@@ -496,9 +513,11 @@ TEST(AttentionCuda, PackedEqualsPaddedOnValidRows) {
         dp.Upload(Encode(packed, v.dt, nullptr));
         dd.Upload(Encode(padded, v.dt, nullptr));
         DevBytes op((size_t)T * H * DtSize(v.dt)), od((size_t)B * S * H * DtSize(v.dt));
-        ember_status st = RunAttention(v.impl, op.p(), dp.p(), nullptr, (const int32_t *)dcu.p(), B, S, NH, HD, v.dt);
+        ember_status st = RunAttention(v.impl, op.p(), dp.p(), nullptr, (const int32_t *)dcu.p(), B,
+                                       S, NH, HD, v.dt);
         ASSERT_EQ(st, EMBER_OK) << Why(st);
-        st = RunAttention(v.impl, od.p(), dd.p(), (const int32_t *)dmask.p(), nullptr, B, S, NH, HD, v.dt);
+        st = RunAttention(v.impl, od.p(), dd.p(), (const int32_t *)dmask.p(), nullptr, B, S, NH, HD,
+                          v.dt);
         ASSERT_EQ(st, EMBER_OK) << Why(st);
         const std::vector<float> a = Decode(op.Download(), v.dt), d = Decode(od.Download(), v.dt);
         std::vector<float> valid;
@@ -527,8 +546,10 @@ TEST(AttentionCuda, Deterministic) {
             const int32_t *c = packed ? (const int32_t *)dcu.p() : nullptr;
             const size_t rows = packed ? (size_t)cu.back() : (size_t)B * S;
             DevBytes o1(rows * H * DtSize(v.dt)), o2(rows * H * DtSize(v.dt));
-            ASSERT_EQ(RunAttention(v.impl, o1.p(), dqkv.p(), m, c, B, S, NH, HD, v.dt), EMBER_OK) << ember_last_error();
-            ASSERT_EQ(RunAttention(v.impl, o2.p(), dqkv.p(), m, c, B, S, NH, HD, v.dt), EMBER_OK) << ember_last_error();
+            ASSERT_EQ(RunAttention(v.impl, o1.p(), dqkv.p(), m, c, B, S, NH, HD, v.dt), EMBER_OK)
+                << ember_last_error();
+            ASSERT_EQ(RunAttention(v.impl, o2.p(), dqkv.p(), m, c, B, S, NH, HD, v.dt), EMBER_OK)
+                << ember_last_error();
             EXPECT_TRUE(o1.Download() == o2.Download()) << (packed ? "packed" : "padded");
         }
     }
@@ -545,7 +566,8 @@ TEST(AttentionCuda, DispatchAndFallback) {
         for (ember_dtype dt : {EMBER_DTYPE_F16, EMBER_DTYPE_BF16, EMBER_DTYPE_F32}) {
             for (size_t offset : {0, 2}) {  // 2 bytes: qkv and out not 16-byte aligned
                 if (offset && dt == EMBER_DTYPE_F32) continue;
-                SCOPED_TRACE("HD " + std::to_string(HD) + " " + DtName(dt) + " offset " + std::to_string(offset));
+                SCOPED_TRACE("HD " + std::to_string(HD) + " " + DtName(dt) + " offset " +
+                             std::to_string(offset));
                 const int H = NH * HD;
                 const std::vector<float> qkv = MakeQkv(B * S, H, 1.f, 61 + HD);
                 const std::vector<int32_t> mask = MakeMask(MaskKind::Holes, B, S, 62);
@@ -554,28 +576,39 @@ TEST(AttentionCuda, DispatchAndFallback) {
                 DevBytes dqkv(qkv.size() * DtSize(dt), offset), dmask(mask.size() * 4);
                 dqkv.Upload(Encode(qkv, dt, &rounded));
                 dmask.Upload(Bytes(mask));
-                ember_ref_attention(ref.data(), rounded.data(), mask.data(), B, S, NH, HD, scratch.data());
+                ember_ref_attention(ref.data(), rounded.data(), mask.data(), B, S, NH, HD,
+                                    scratch.data());
                 const size_t out_bytes = (size_t)B * S * H * DtSize(dt);
-                DevBytes auto_out(out_bytes, offset), mma_out(out_bytes, offset), simt_out(out_bytes, offset);
+                DevBytes auto_out(out_bytes, offset), mma_out(out_bytes, offset),
+                    simt_out(out_bytes, offset);
                 const int32_t *m = (const int32_t *)dmask.p();
-                const bool mma_ok = (dt != EMBER_DTYPE_F32) && (HD == 32 || HD == 64) && offset == 0;
-                EXPECT_EQ(ember_cuda_attention_mma_supported(mma_out.p(), dqkv.p(), S, NH, HD, dt), mma_ok ? 1 : 0);
-                ASSERT_EQ(RunAttention(Impl::Auto, auto_out.p(), dqkv.p(), m, nullptr, B, S, NH, HD, dt), EMBER_OK)
+                const bool mma_ok =
+                    (dt != EMBER_DTYPE_F32) && (HD == 32 || HD == 64) && offset == 0;
+                EXPECT_EQ(ember_cuda_attention_mma_supported(mma_out.p(), dqkv.p(), S, NH, HD, dt),
+                          mma_ok ? 1 : 0);
+                ASSERT_EQ(
+                    RunAttention(Impl::Auto, auto_out.p(), dqkv.p(), m, nullptr, B, S, NH, HD, dt),
+                    EMBER_OK)
                     << ember_last_error();
                 EXPECT_TRUE(FlashClose(Decode(auto_out.Download(), dt), ref, dt));
                 EXPECT_TRUE(auto_out.Untouched()) << "write outside out";
-                ASSERT_EQ(RunAttention(Impl::Simt, simt_out.p(), dqkv.p(), m, nullptr, B, S, NH, HD, dt), EMBER_OK)
+                ASSERT_EQ(
+                    RunAttention(Impl::Simt, simt_out.p(), dqkv.p(), m, nullptr, B, S, NH, HD, dt),
+                    EMBER_OK)
                     << ember_last_error();
-                const ember_status st = RunAttention(Impl::Mma, mma_out.p(), dqkv.p(), m, nullptr, B, S, NH, HD, dt);
+                const ember_status st =
+                    RunAttention(Impl::Mma, mma_out.p(), dqkv.p(), m, nullptr, B, S, NH, HD, dt);
                 if (!mma_ok) {
                     EXPECT_EQ(st, EMBER_ERR_UNSUPPORTED);
-                    EXPECT_TRUE(auto_out.Download() == simt_out.Download()) << "fallback is not the SIMT kernel";
+                    EXPECT_TRUE(auto_out.Download() == simt_out.Download())
+                        << "fallback is not the SIMT kernel";
                     continue;
                 }
                 ASSERT_EQ(st, EMBER_OK) << ember_last_error();
                 const auto expect = simt_forced ? simt_out.Download() : mma_out.Download();
                 EXPECT_TRUE(auto_out.Download() == expect)
-                    << "ember_cuda_attention did not run the " << (simt_forced ? "SIMT" : "tensor-core") << " kernel";
+                    << "ember_cuda_attention did not run the "
+                    << (simt_forced ? "SIMT" : "tensor-core") << " kernel";
             }
         }
     }
@@ -589,12 +622,19 @@ TEST(AttentionCuda, EmptyWorkWritesNothing) {
     dcu.Upload(Bytes(cu));
     for (Impl impl : {Impl::Mma, Impl::Simt, Impl::Auto}) {
         SCOPED_TRACE(ImplName(impl));
-        EXPECT_EQ(RunAttention(impl, out.p(), qkv.p(), nullptr, (const int32_t *)dcu.p(), 3, 16, 2, 32, EMBER_DTYPE_F16),
+        EXPECT_EQ(RunAttention(impl, out.p(), qkv.p(), nullptr, (const int32_t *)dcu.p(), 3, 16, 2,
+                               32, EMBER_DTYPE_F16),
                   EMBER_OK)
             << ember_last_error();
-        EXPECT_EQ(RunAttention(impl, out.p(), qkv.p(), nullptr, nullptr, 0, 16, 2, 32, EMBER_DTYPE_F16), EMBER_OK);
-        EXPECT_EQ(RunAttention(impl, out.p(), qkv.p(), nullptr, nullptr, 2, 0, 2, 32, EMBER_DTYPE_F16), EMBER_OK);
-        EXPECT_EQ(RunAttention(impl, out.p(), qkv.p(), nullptr, nullptr, 2, 16, 0, 32, EMBER_DTYPE_F16), EMBER_OK);
+        EXPECT_EQ(
+            RunAttention(impl, out.p(), qkv.p(), nullptr, nullptr, 0, 16, 2, 32, EMBER_DTYPE_F16),
+            EMBER_OK);
+        EXPECT_EQ(
+            RunAttention(impl, out.p(), qkv.p(), nullptr, nullptr, 2, 0, 2, 32, EMBER_DTYPE_F16),
+            EMBER_OK);
+        EXPECT_EQ(
+            RunAttention(impl, out.p(), qkv.p(), nullptr, nullptr, 2, 16, 0, 32, EMBER_DTYPE_F16),
+            EMBER_OK);
         const std::vector<uint8_t> o = out.Download();
         EXPECT_TRUE(std::all_of(o.begin(), o.end(), [](uint8_t x) { return x == 0xFF; }));
         EXPECT_TRUE(out.Untouched());
