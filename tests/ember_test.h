@@ -2,6 +2,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <jansson.h>
 
 #include <cmath>
 #include <cstdio>
@@ -115,6 +116,38 @@ inline double SumAbsDiff(const std::vector<float> &a, const std::vector<float> &
 inline bool BitIdentical(const std::vector<float> &a, const std::vector<float> &b) {
     return a.size() == b.size() &&
            (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
+// One case of tests/data/goldens/manifest.json (written by tools/make_goldens.py).
+struct GoldenCase {
+    std::string model, name, file, model_dir, entry;
+    bool hidden_states = false, pooler = false;
+};
+
+// gtest prints parameters; without this it dumps the struct's raw bytes.
+inline void PrintTo(const GoldenCase &g, std::ostream *os) { *os << g.model << "/" << g.name; }
+
+// Empty when the manifest is missing (Golden.ManifestCoversEveryModelAndCase reports it).
+inline std::vector<GoldenCase> LoadManifest() {
+    std::vector<GoldenCase> out;
+    json_error_t err;
+    json_t *root = json_load_file(DataPath("goldens/manifest.json").c_str(), 0, &err);
+    if (!root) return out;
+    size_t i;
+    json_t *c;
+    json_array_foreach(root, i, c) {
+        GoldenCase g;
+        g.model = json_string_value(json_object_get(c, "model"));
+        g.name = json_string_value(json_object_get(c, "case"));
+        g.file = json_string_value(json_object_get(c, "file"));
+        g.model_dir = json_string_value(json_object_get(c, "model_dir"));
+        g.entry = json_string_value(json_object_get(c, "entry"));
+        g.hidden_states = json_is_true(json_object_get(c, "has_hidden_states"));
+        g.pooler = json_is_true(json_object_get(c, "has_pooler"));
+        out.push_back(g);
+    }
+    json_decref(root);
+    return out;
 }
 
 }  // namespace ember_test

@@ -110,25 +110,9 @@ TEST(AttentionCuda, NotBuilt) {
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
+#include "tests/cuda_test.h"
+
 namespace {
-
-#define REQUIRE_CUDA_DEVICE() \
-    if (ember_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device"
-
-// Test infrastructure failures (not the library's) abort: nothing after them means anything.
-#define CUDA_OK(expr)                                                                              \
-    do {                                                                                           \
-        cudaError_t e_ = (expr);                                                                   \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-const char *DtName(ember_dtype dt) {
-    return dt == EMBER_DTYPE_F32 ? "f32" : dt == EMBER_DTYPE_F16 ? "f16" : "bf16";
-}
-size_t DtSize(ember_dtype dt) { return dt == EMBER_DTYPE_F32 ? 4 : 2; }
 
 // x rounded to dt (nearest even), as the kernels store it.
 float RoundTo(float x, ember_dtype dt) {

@@ -2,16 +2,11 @@
 // whole model CUDA vs CPU in f32/f16/bf16, HF goldens on the GPU, bit identity of input_ids
 // vs inputs_embeds, determinism, device-detected bad inputs. Every GPU test skips (never
 // passes) on a machine without a CUDA device.
-#include <jansson.h>
-
 #include "tests/ember_test.h"
 
 using namespace ember_test;
 
 namespace {
-
-#define REQUIRE_CUDA_DEVICE() \
-    if (ember_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device"
 
 // Runs with or without a GPU build: without a device, asking for CUDA is a clear error.
 TEST(CudaNoDevice, InitRandomReportsNoDevice) {
@@ -46,30 +41,14 @@ TEST(Cuda, NotBuilt) { GTEST_SKIP() << "the CUDA backend is not built (configure
 
 #else
 
-#include <cuda_runtime_api.h>
-
 #include <algorithm>
 #include <cfloat>
 #include <random>
 
 #include "kernels/ops.h"
+#include "tests/cuda_test.h"
 
 namespace {
-
-// Test infrastructure failures (not the library's) abort: nothing after them means anything.
-#define CUDA_OK(expr)                                                                          \
-    do {                                                                                       \
-        cudaError_t e_ = (expr);                                                               \
-        if (e_ != cudaSuccess) {                                                               \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-            abort();                                                                           \
-        }                                                                                      \
-    } while (0)
-
-const char *DtName(ember_dtype dt) {
-    return dt == EMBER_DTYPE_F32 ? "f32" : dt == EMBER_DTYPE_F16 ? "f16" : "bf16";
-}
-size_t DtSize(ember_dtype dt) { return dt == EMBER_DTYPE_F32 ? 4 : 2; }
 
 // Device buffer of n elements of `size` bytes, poisoned with 0xFF bytes (NaN in f32, f16 and
 // bf16) so that an element a kernel never writes cannot pass.
@@ -210,7 +189,6 @@ std::vector<int32_t> RandomMask(int B, int S, bool full_row, uint32_t seed) {
     return RelL2Close(a, e, dt == EMBER_DTYPE_F16 ? ember_tol::kCudaF16RelL2 : ember_tol::kCudaBf16RelL2);
 }
 
-const ember_dtype kDtypes[] = {EMBER_DTYPE_F32, EMBER_DTYPE_F16, EMBER_DTYPE_BF16};
 
 struct ErrFlag {
     Dev d{1, sizeof(int)};
@@ -908,18 +886,12 @@ TEST(CudaModelErrors, TableCopyMatchesCpuTables) {
 // HF tolerance, f16/bf16 within twice HF's own f16/bf16 error on these checkpoints.
 TEST(CudaGolden, MatchesHuggingFace) {
     REQUIRE_CUDA_DEVICE();
-    json_error_t jerr;
-    json_t *root = json_load_file(DataPath("goldens/manifest.json").c_str(), 0, &jerr);
-    ASSERT_NE(root, nullptr) << "tests/data/goldens/manifest.json: " << jerr.text;
-    size_t i;
-    json_t *jc;
+    const std::vector<GoldenCase> cases = LoadManifest();
+    ASSERT_GE(cases.size(), 40u) << "tests/data/goldens/manifest.json missing or short";
     int ran = 0;
-    json_array_foreach(root, i, jc) {
-        const std::string model_dir = json_string_value(json_object_get(jc, "model_dir"));
-        const std::string file = json_string_value(json_object_get(jc, "file"));
-        const std::string entry = json_string_value(json_object_get(jc, "entry"));
-        const bool pooler = json_is_true(json_object_get(jc, "has_pooler"));
-        const bool hidden = json_is_true(json_object_get(jc, "has_hidden_states"));
+    for (const GoldenCase &g : cases) {
+        const std::string &model_dir = g.model_dir, &file = g.file, &entry = g.entry;
+        const bool pooler = g.pooler, hidden = g.hidden_states;
         StFile f = OpenSt(DataPath(file));
         ASSERT_TRUE(f);
         Inputs x{};
@@ -965,7 +937,6 @@ TEST(CudaGolden, MatchesHuggingFace) {
         }
         ran++;
     }
-    json_decref(root);
     EXPECT_GE(ran, 40);
 }
 

@@ -1,7 +1,5 @@
 // ember (CPU reference) against outputs HuggingFace transformers itself produced
 // (tests/data, made by tools/make_goldens.py), plus the inputs_embeds pitfall.
-#include <jansson.h>
-
 #include <map>
 
 #include "tests/ember_test.h"
@@ -9,36 +7,6 @@
 using namespace ember_test;
 
 namespace {
-
-struct GoldenCase {
-    std::string model, name, file, model_dir, entry;
-    bool hidden_states = false, pooler = false;
-};
-
-// gtest prints parameters; without this it dumps the struct's raw bytes.
-void PrintTo(const GoldenCase &g, std::ostream *os) { *os << g.model << "/" << g.name; }
-
-std::vector<GoldenCase> LoadManifest() {
-    std::vector<GoldenCase> out;
-    json_error_t err;
-    json_t *root = json_load_file(DataPath("goldens/manifest.json").c_str(), 0, &err);
-    if (!root) return out;  // the Manifest test below reports it
-    size_t i;
-    json_t *c;
-    json_array_foreach(root, i, c) {
-        GoldenCase g;
-        g.model = json_string_value(json_object_get(c, "model"));
-        g.name = json_string_value(json_object_get(c, "case"));
-        g.file = json_string_value(json_object_get(c, "file"));
-        g.model_dir = json_string_value(json_object_get(c, "model_dir"));
-        g.entry = json_string_value(json_object_get(c, "entry"));
-        g.hidden_states = json_is_true(json_object_get(c, "has_hidden_states"));
-        g.pooler = json_is_true(json_object_get(c, "has_pooler"));
-        out.push_back(g);
-    }
-    json_decref(root);
-    return out;
-}
 
 ember_model *CachedModel(const std::string &dir) {
     static std::map<std::string, Model> cache;

@@ -357,31 +357,6 @@ TEST(SkipMaskedCpu, OnlyLastHiddenStateAtFullCapacity) {
 
 // ---- HF goldens with padding removal (CPU here, CUDA below) --------------------------------
 
-struct GoldenCase {
-    std::string file, model_dir, entry;
-    bool pooler = false, hidden = false;
-};
-
-std::vector<GoldenCase> Manifest() {
-    std::vector<GoldenCase> v;
-    json_error_t err;
-    json_t *root = json_load_file(DataPath("goldens/manifest.json").c_str(), 0, &err);
-    if (!root) return v;
-    size_t i;
-    json_t *c;
-    json_array_foreach(root, i, c) {
-        GoldenCase g;
-        g.file = json_string_value(json_object_get(c, "file"));
-        g.model_dir = json_string_value(json_object_get(c, "model_dir"));
-        g.entry = json_string_value(json_object_get(c, "entry"));
-        g.pooler = json_is_true(json_object_get(c, "has_pooler"));
-        g.hidden = json_is_true(json_object_get(c, "has_hidden_states"));
-        v.push_back(g);
-    }
-    json_decref(root);
-    return v;
-}
-
 Batch GoldenBatch(ember_st_file *f, const GoldenCase &g) {
     Batch x;
     x.name = g.file;
@@ -420,7 +395,7 @@ void CheckAgainstGolden(ember_st_file *f, const GoldenCase &g, const Batch &x, c
     EXPECT_TRUE(AllClose(Rows(o.last, x, H, true), Rows(want, x, H, true), abs_tol, rel_tol))
         << "valid rows of last_hidden_state";
     EXPECT_TRUE(MaskedRowsAreZero(o.last, x, H));
-    if (g.hidden) {
+    if (g.hidden_states) {
         std::vector<float> wh = ReadF32(f, "expected.hidden_states");
         EXPECT_TRUE(AllClose(Rows(o.hidden, x, H, true), Rows(wh, x, H, true), abs_tol, rel_tol))
             << "valid rows of hidden_states";
@@ -440,7 +415,7 @@ void CheckAgainstGolden(ember_st_file *f, const GoldenCase &g, const Batch &x, c
 }
 
 TEST(SkipMaskedCpu, HfGoldensValidRowsStillMatch) {
-    std::vector<GoldenCase> cases = Manifest();
+    std::vector<GoldenCase> cases = LoadManifest();
     ASSERT_GE(cases.size(), 40u);
     int with_masked_tokens = 0;
     for (const GoldenCase &g : cases) {
@@ -453,7 +428,7 @@ TEST(SkipMaskedCpu, HfGoldensValidRowsStillMatch) {
         ember_config c;
         ember_model_config(m.get(), &c);
         Outs o;
-        ASSERT_EQ(RunCpu(m.get(), x, EMBER_FORWARD_SKIP_MASKED, g.pooler, g.hidden, &o), EMBER_OK)
+        ASSERT_EQ(RunCpu(m.get(), x, EMBER_FORWARD_SKIP_MASKED, g.pooler, g.hidden_states, &o), EMBER_OK)
             << ember_last_error();
         CheckAgainstGolden(f.get(), g, x, o, c.hidden_size, ember_tol::kHfAbs, ember_tol::kHfRel);
         with_masked_tokens += !Rows(o.last, x, c.hidden_size, false).empty();
@@ -470,25 +445,9 @@ TEST(SkipMaskedCpu, HfGoldensValidRowsStillMatch) {
 
 #include <cuda_runtime_api.h>
 
+#include "tests/cuda_test.h"
+
 namespace {
-
-#define REQUIRE_CUDA_DEVICE() \
-    if (ember_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device"
-
-#define CUDA_OK(expr)                                                                          \
-    do {                                                                                       \
-        cudaError_t e_ = (expr);                                                               \
-        if (e_ != cudaSuccess) {                                                               \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-            abort();                                                                           \
-        }                                                                                      \
-    } while (0)
-
-const ember_dtype kDtypes[] = {EMBER_DTYPE_F32, EMBER_DTYPE_F16, EMBER_DTYPE_BF16};
-const char *DtName(ember_dtype dt) {
-    return dt == EMBER_DTYPE_F32 ? "f32" : dt == EMBER_DTYPE_F16 ? "f16" : "bf16";
-}
-size_t DtSize(ember_dtype dt) { return dt == EMBER_DTYPE_F32 ? 4 : 2; }
 
 // Device buffer poisoned with 0xFF bytes (NaN in every float type, -1 in int32).
 struct Dev {
@@ -907,7 +866,7 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, CudaSkipMasked, ::testing::ValuesIn(kDtypes),
 
 TEST(CudaSkipMaskedGolden, F32ValidRowsMatchHf) {
     REQUIRE_CUDA_DEVICE();
-    for (const GoldenCase &g : Manifest()) {
+    for (const GoldenCase &g : LoadManifest()) {
         SCOPED_TRACE(g.file);
         StFile f = OpenSt(DataPath(g.file));
         ASSERT_TRUE(f);
@@ -924,7 +883,7 @@ TEST(CudaSkipMaskedGolden, F32ValidRowsMatchHf) {
         ember_config c;
         ember_model_config(m, &c);
         Outs o;
-        ASSERT_EQ(RunCuda(m, x, EMBER_FORWARD_SKIP_MASKED, g.pooler, g.hidden, &o), EMBER_OK)
+        ASSERT_EQ(RunCuda(m, x, EMBER_FORWARD_SKIP_MASKED, g.pooler, g.hidden_states, &o), EMBER_OK)
             << ember_last_error();
         CheckAgainstGolden(f.get(), g, x, o, c.hidden_size, ember_tol::kHfAbs, ember_tol::kHfRel);
     }
