@@ -26,12 +26,6 @@
 
 #ifdef EMBER_WITH_CUDA
 #include <cuda_runtime.h>
-#define CK(x)                                                                               \
-    do {                                                                                    \
-        cudaError_t e_ = (x);                                                               \
-        if (e_ != cudaSuccess)                                                              \
-            bench_die("%s:%d: %s: %s", __FILE__, __LINE__, #x, cudaGetErrorString(e_));     \
-    } while (0)
 #endif
 
 /* ---- options ---------------------------------------------------------------------------- */

@@ -28,6 +28,17 @@
 
 /* Print "ember_bench: <message>" to stderr and exit(1). */
 BENCH_NORETURN void bench_die(const char *fmt, ...) BENCH_PRINTF(1, 2);
+
+#ifdef EMBER_WITH_CUDA
+#include <cuda_runtime.h>
+/* A failed CUDA call ends the benchmark with the call and its place. */
+#define CK(x)                                                                               \
+    do {                                                                                    \
+        cudaError_t e_ = (x);                                                               \
+        if (e_ != cudaSuccess)                                                              \
+            bench_die("%s:%d: %s: %s", __FILE__, __LINE__, #x, cudaGetErrorString(e_));     \
+    } while (0)
+#endif
 /* On st != EMBER_OK: print what, the status and ember_last_error(), exit(1). */
 void bench_check(ember_status st, const char *what);
 

@@ -14,12 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CK(x)                                                                               \
-    do {                                                                                    \
-        cudaError_t e_ = (x);                                                               \
-        if (e_ != cudaSuccess)                                                              \
-            bench_die("%s:%d: %s: %s", __FILE__, __LINE__, #x, cudaGetErrorString(e_));     \
-    } while (0)
 
 #define CKB(x)                                                                              \
     do {                                                                                    \
