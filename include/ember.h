@@ -274,6 +274,101 @@ EMBER_API ember_status ember_table_shape(const ember_model *model, ember_table t
 EMBER_API ember_status ember_table_copy(const ember_model *model, ember_table table, float *dst,
                                         size_t dst_count, ember_stream stream);
 
+/* ---- Text in: BERT WordPiece tokenizer ----------------------------------------------------
+ * HuggingFace BertTokenizer's rules: clean text (drop NUL, U+FFFD and control characters;
+ * whitespace becomes a space), spaces around CJK ideographs, lower-casing and accent stripping
+ * (NFD, drop Mn) when asked, split on whitespace and punctuation (Unicode P* and the ASCII
+ * symbol ranges), then greedy longest-match WordPiece with "##" continuations; a word longer
+ * than 100 characters, or one with a piece not in the vocabulary, becomes [UNK].
+ * Text is UTF-8; invalid UTF-8 is rejected with EMBER_ERR_INVALID_ARGUMENT naming the byte
+ * offset (nothing is replaced silently). A tokenizer is immutable after load: any number of
+ * threads may use one at once. */
+typedef struct ember_tokenizer ember_tokenizer;
+
+typedef struct ember_tokenizer_options {
+    int do_lower_case;          /* -1 (default): tokenizer_config.json's, 1 if absent; 0/1 */
+    int strip_accents;          /* -1: tokenizer_config.json's, else as do_lower_case; 0/1  */
+    int tokenize_chinese_chars; /* -1: tokenizer_config.json's, 1 if absent; 0/1            */
+} ember_tokenizer_options;
+
+EMBER_API void ember_tokenizer_options_init(ember_tokenizer_options *opt);
+
+/* `path`: a model directory holding vocab.txt (tokenizer_config.json and
+ * special_tokens_map.json are read when present), or a vocab.txt file. opt may be NULL. */
+EMBER_API ember_status ember_tokenizer_load(const char *path, const ember_tokenizer_options *opt,
+                                            ember_tokenizer **out);
+EMBER_API void ember_tokenizer_free(ember_tokenizer *tok);
+
+EMBER_API int32_t ember_tokenizer_vocab_size(const ember_tokenizer *tok);
+
+typedef struct ember_special_tokens {
+    int32_t cls, sep, pad, unk, mask; /* -1 when the vocabulary lacks it */
+} ember_special_tokens;
+EMBER_API ember_status ember_tokenizer_special(const ember_tokenizer *tok, ember_special_tokens *out);
+
+/* The vocabulary string of an id ("##ing"), NULL when out of range. */
+EMBER_API const char *ember_tokenizer_token(const ember_tokenizer *tok, int32_t id);
+
+/* WordPiece ids of one text of `len` bytes, without special tokens. Writes at most `cap` ids
+ * into `ids` (may be NULL when cap is 0); *n_ids is always the full count, so a caller can
+ * size the buffer with a first call. */
+EMBER_API ember_status ember_tokenize(const ember_tokenizer *tok, const char *text, size_t len,
+                                      int32_t *ids, int64_t cap, int64_t *n_ids);
+
+/* A padded batch, host memory owned by the encoding (free with ember_encoding_free). */
+typedef struct ember_encoding {
+    int batch;               /* number of texts                                      */
+    int seq_len;             /* longest encoded sequence; shorter ones are padded     */
+    int32_t *input_ids;      /* [batch, seq_len], padding = the [PAD] id              */
+    int32_t *attention_mask; /* [batch, seq_len] 1 for tokens, 0 for padding          */
+    int32_t *token_type_ids; /* [batch, seq_len] 0 for [CLS] A [SEP], 1 for B [SEP]   */
+    int32_t *lengths;        /* [batch] tokens per sequence, special tokens included */
+    int32_t *truncated;      /* [batch] word pieces dropped by truncation (0 = none) */
+} ember_encoding;
+
+/* Encode n texts as [CLS] A [SEP], or as pairs [CLS] A [SEP] B [SEP] when texts_pair is not
+ * NULL (texts and texts_pair: n NUL-terminated UTF-8 strings each). Sequences longer than
+ * max_length (>= 2 for singles, >= 3 for pairs) are truncated like HF's truncation=True:
+ * pieces are dropped from the end, for pairs from the longer of the two first
+ * ("longest_first"); out->truncated says how many. The batch is padded to its longest
+ * sequence. On failure *out is zeroed and nothing needs freeing. */
+EMBER_API ember_status ember_tokenizer_encode(const ember_tokenizer *tok, int n,
+                                              const char *const *texts,
+                                              const char *const *texts_pair, int max_length,
+                                              ember_encoding *out);
+EMBER_API void ember_encoding_free(ember_encoding *enc);
+
+/* ---- Sentence embeddings: pooling ------------------------------------------------------ */
+typedef enum ember_pooling {
+    EMBER_POOL_MEAN = 0, /* mean over tokens with mask 1 (a row with none gives 0)        */
+    EMBER_POOL_CLS = 1,  /* row 0 ([CLS])                                                 */
+    EMBER_POOL_MAX = 2,  /* per-feature max over tokens with mask 1 (none: -1e9, like
+                          * sentence-transformers)                                         */
+} ember_pooling;
+
+/* out[b,:] = pool(hidden[b,:,:]) over the tokens of mask[b,:] (NULL = all ones), then, if
+ * `normalize`, divided by max(L2 norm, 1e-12). hidden is [batch, seq_len, H] as written by
+ * ember_forward, out is [batch, H]; both live where the model's backend keeps tensors (host
+ * for CPU, device for CUDA, enqueued on `stream` and not waited for). Accumulation is in
+ * double (CPU) or float (CUDA). */
+EMBER_API ember_status ember_pool(ember_model *model, const float *hidden,
+                                  const int32_t *attention_mask, int batch, int seq_len,
+                                  ember_pooling mode, int normalize, float *out,
+                                  ember_stream stream);
+
+/* What a sentence-transformers model directory asks for: modules.json with a
+ * sentence_transformers.models.Pooling module (its config.json: pooling_mode_mean_tokens /
+ * _cls_token / _max_tokens) and an optional sentence_transformers.models.Normalize module;
+ * sentence_bert_config.json's max_seq_length. A plain HF directory without modules.json gives
+ * the defaults: mean pooling, no normalisation, max_seq_length 0 (= the model's maximum). */
+typedef struct ember_pooling_config {
+    ember_pooling mode;
+    int normalize;      /* 1 if a Normalize module follows the pooling */
+    int max_seq_length; /* 0 when not given                             */
+} ember_pooling_config;
+
+EMBER_API ember_status ember_pooling_config_load(const char *model_dir, ember_pooling_config *out);
+
 /* Number of CUDA devices visible (0 without a GPU or when built without CUDA). */
 EMBER_API int ember_cuda_device_count(void);
 
