@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(libgtest-dev libgmock-dev libjansson-dev libjansson4)
+pkgs=(libgtest-dev libgmock-dev libjansson-dev libjansson4 libutf8proc-dev libutf8proc2)
 
 command -v apt-get >/dev/null || { echo "fetch-gpu-deps: apt-get not found: run this on Debian/Ubuntu" >&2; exit 1; }
 mkdir -p .deps

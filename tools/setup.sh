@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Install what ember needs to build and test on Debian/Ubuntu: compiler, CMake >= 3.25,
-# Ninja, Jansson (config.json / safetensors headers) and GoogleTest. CUDA is optional:
-# with nvcc on PATH the CUDA backend is built too.
+# Ninja, Jansson (config.json / safetensors headers), utf8proc (Unicode for the tokenizer)
+# and GoogleTest. CUDA is optional: with nvcc on PATH the CUDA backend is built too.
 set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in build-essential cmake ninja-build libjansson-dev libgtest-dev python3-pip; do
+for p in build-essential cmake ninja-build libjansson-dev libutf8proc-dev libgtest-dev python3-pip; do
     have_pkg "$p" || need+=("$p")
 done
 if ((${#need[@]})); then
