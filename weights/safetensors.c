@@ -51,6 +51,7 @@ struct ember_st_file {
     char *path;
     void *map; /* the whole file, read-only */
     size_t map_size;
+    int borrowed; /* map is the caller's memory (ember_st_open_memory): not unmapped */
     json_t *header;
     json_t *metadata; /* borrowed from header; NULL when absent */
     size_t count;
@@ -95,6 +96,12 @@ int64_t ember_st_numel(const ember_st_tensor *t) {
 
 /* ---- reader ------------------------------------------------------------------------ */
 
+static ember_status too_short(const char *path, size_t size) {
+    return ember_fail(EMBER_ERR_FORMAT,
+                      "%s: file is %zu bytes, too short for the 8-byte header length at offset 0",
+                      path, size);
+}
+
 static ember_status map_file(ember_st_file *f) {
     char eb[128];
     int fd = open(f->path, O_RDONLY | O_CLOEXEC);
@@ -114,9 +121,7 @@ static ember_status map_file(ember_st_file *f) {
     size_t size = (size_t)sb.st_size;
     if (size < 8) {
         close(fd);
-        return ember_fail(EMBER_ERR_FORMAT,
-                          "%s: file is %zu bytes, too short for the 8-byte header length at offset 0",
-                          f->path, size);
+        return too_short(f->path, size);
     }
     void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
@@ -328,17 +333,19 @@ static ember_status parse_header(ember_st_file *f) {
     return EMBER_OK;
 }
 
-ember_status ember_st_open(const char *path, ember_st_file **out) {
-    if (out) *out = NULL;
-    if (!path || !out)
-        return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "ember_st_open: path and out must not be NULL");
+static ember_st_file *new_file(const char *path) {
     ember_st_file *f = calloc(1, sizeof *f);
     if (f) f->path = strdup(path);
-    if (!f || !f->path) {
+    if (f && !f->path) {
         free(f);
-        return ember_fail(EMBER_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+        f = NULL;
     }
-    ember_status st = map_file(f);
+    if (!f) ember_fail(EMBER_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+    return f;
+}
+
+/* Parse the bytes f->map holds; on failure f is closed. */
+static ember_status finish_open(ember_st_file *f, ember_status st, ember_st_file **out) {
     if (st == EMBER_OK) st = parse_header(f);
     if (st != EMBER_OK) {
         ember_st_close(f);
@@ -348,9 +355,32 @@ ember_status ember_st_open(const char *path, ember_st_file **out) {
     return EMBER_OK;
 }
 
+ember_status ember_st_open(const char *path, ember_st_file **out) {
+    if (out) *out = NULL;
+    if (!path || !out)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "ember_st_open: path and out must not be NULL");
+    ember_st_file *f = new_file(path);
+    if (!f) return EMBER_ERR_OUT_OF_MEMORY;
+    return finish_open(f, map_file(f), out);
+}
+
+ember_status ember_st_open_memory(const void *data, size_t size, const char *label,
+                                  ember_st_file **out) {
+    if (out) *out = NULL;
+    if ((!data && size) || !out)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "ember_st_open_memory: data and out must not be NULL");
+    if (!label) label = "(memory)";
+    ember_st_file *f = new_file(label);
+    if (!f) return EMBER_ERR_OUT_OF_MEMORY;
+    f->map = (void *)data; /* never written: tensor data pointers are const */
+    f->map_size = size;
+    f->borrowed = 1;
+    return finish_open(f, size < 8 ? too_short(label, size) : EMBER_OK, out);
+}
+
 void ember_st_close(ember_st_file *f) {
     if (!f) return;
-    if (f->map) munmap(f->map, f->map_size);
+    if (f->map && !f->borrowed) munmap(f->map, f->map_size);
     json_decref(f->header);
     free(f->tensors);
     free(f->by_name);

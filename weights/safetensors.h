@@ -48,6 +48,11 @@ size_t ember_st_dtype_size(ember_st_dtype dt);
 
 /* Open, map and validate. On failure *out is NULL and the error names path and offset. */
 ember_status ember_st_open(const char *path, ember_st_file **out);
+/* The same validation on a file already in memory (`size` bytes at `data`, which must
+ * outlive the returned file: tensor data points into it). `label` stands for the path in
+ * errors and ember_st_path ("(memory)" if NULL). */
+ember_status ember_st_open_memory(const void *data, size_t size, const char *label,
+                                  ember_st_file **out);
 void ember_st_close(ember_st_file *f);
 
 const char *ember_st_path(const ember_st_file *f);
