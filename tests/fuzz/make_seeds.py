@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora in tests/fuzz/corpus/ (committed; rerun only to change them).
+Standard library only, so that CI needs nothing to regenerate them."""
+import json
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def put(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+
+
+def st(entries, data, meta=None, pad=True):
+    """A safetensors file: entries = [(name, dtype, shape, begin, end)]."""
+    h = {}
+    if meta is not None:
+        h["__metadata__"] = meta
+    for name, dtype, shape, b, e in entries:
+        h[name] = {"dtype": dtype, "shape": shape, "data_offsets": [b, e]}
+    js = json.dumps(h, separators=(",", ":")).encode()
+    if pad:
+        js += b" " * (-len(js) % 8)
+    return struct.pack("<Q", len(js)) + js + data
+
+
+# ---- safetensors ------------------------------------------------------------------------
+put("fuzz_safetensors", "empty_header", st([], b""))
+put("fuzz_safetensors", "one_f32", st([("w", "F32", [2], 0, 8)], struct.pack("<2f", 1.5, -2)))
+put("fuzz_safetensors", "meta_f16_bf16_i64",
+    st([("emb.weight", "F16", [2, 2], 0, 8), ("ln.bias", "BF16", [2], 8, 12),
+        ("ids", "I64", [1, 2], 12, 28)],
+       struct.pack("<4H", 0x3c00, 0x7c00, 0x0001, 0xfe00) + struct.pack("<2H", 0x3f80, 0xff80) +
+       struct.pack("<2q", 7, -(1 << 40)), meta={"format": "pt"}))
+put("fuzz_safetensors", "zero_size_any_order",
+    st([("b", "F32", [1], 4, 8), ("e1", "I64", [0], 4, 4), ("a", "F32", [1], 0, 4),
+        ("e0", "U8", [0, 3], 0, 0)], b"\0" * 8))
+put("fuzz_safetensors", "unaligned_small_ints",
+    st([("a", "U8", [3], 0, 3), ("b", "I16", [1], 3, 5), ("c", "F64", [1], 5, 13),
+        ("d", "BOOL", [2], 13, 15), ("e", "I32", [], 15, 19)],
+       b"\x01\x02\xff" + struct.pack("<h", -3) + struct.pack("<d", 0.1) + b"\x00\x05" +
+       struct.pack("<i", 2**31 - 1), pad=False))
+put("fuzz_safetensors", "bad_gap", st([("a", "F32", [1], 0, 4), ("b", "F32", [1], 8, 12)], b"\0" * 12))
+put("fuzz_safetensors", "bad_short", b"\x05\0\0\0\0")
+
+# ---- config.json --------------------------------------------------------------------------
+bert = {"architectures": ["BertModel"], "model_type": "bert", "vocab_size": 99, "hidden_size": 12,
+        "num_hidden_layers": 2, "num_attention_heads": 3, "intermediate_size": 20,
+        "max_position_embeddings": 16, "type_vocab_size": 2, "pad_token_id": 0,
+        "layer_norm_eps": 1e-12, "hidden_act": "gelu", "position_embedding_type": "absolute",
+        "is_decoder": False, "add_cross_attention": False}
+put("fuzz_config", "bert_full.json", json.dumps(bert, indent=2))
+minimal = {k: bert[k] for k in ("vocab_size", "hidden_size", "num_hidden_layers",
+                                "num_attention_heads", "intermediate_size",
+                                "max_position_embeddings")}
+put("fuzz_config", "bert_minimal.json", json.dumps(minimal))
+put("fuzz_config", "gelu_new_nulls.json",
+    json.dumps(dict(minimal, hidden_act="gelu_new", type_vocab_size=None, layer_norm_eps=None)))
+put("fuzz_config", "bad_heads.json", json.dumps(dict(minimal, num_attention_heads=5)))
+put("fuzz_config", "bad_types.json", json.dumps(dict(minimal, hidden_size="12", layer_norm_eps=2)))
+put("fuzz_config", "bad_big.json", json.dumps(dict(minimal, vocab_size=2**40)))
+put("fuzz_config", "bad_model_type.json", json.dumps(dict(minimal, model_type="roberta")))
+put("fuzz_config", "bad_json.json", '{"vocab_size": 30522, "hidden_size": }')
+
+# ---- forward (layout in fuzz_forward.c) ---------------------------------------------------
+# op, ptrs, opts, batch, seq_len, flags, values...
+ids = bytes([1, 7, 49, 3, 0, 1, 9, 9, 2, 48])
+put("fuzz_forward", "ids_2x5", bytes([0, 0, 0, 2, 5, 0]) + ids)
+put("fuzz_forward", "ids_mask_types_pos_pooler_hs",
+    bytes([0, 0x60, 0x07, 2, 5, 0]) + ids + bytes([1, 1, 1, 0, 0, 1, 1, 1, 1, 1]) +
+    bytes([0, 1] * 5) + bytes(range(10)))
+put("fuzz_forward", "ids_skip_masked", bytes([0, 0, 0x01, 3, 4, 1]) + bytes(range(12)) +
+    bytes([1, 0, 1, 0, 0, 0, 0, 0, 1, 1, 1, 1]))
+put("fuzz_forward", "embeds_1x3", bytes([1, 0, 0, 1, 3, 0]) + bytes(range(24)))
+put("fuzz_forward", "embedding_output_2x2", bytes([2, 0x20, 0, 2, 2, 0]) + bytes(range(32)))
+put("fuzz_forward", "raw_ids_out_of_range", bytes([0, 0, 0x20, 1, 2, 0]) + struct.pack("<2i", 3, 50))
+put("fuzz_forward", "capacity", bytes([0, 0, 0, 0xf4, 0xf6, 0]) + b"\0")
+put("fuzz_forward", "unknown_flags", bytes([0, 0, 0, 1, 1, 0x80]) + struct.pack("<I", 4) + b"\0")
+put("fuzz_forward", "embed_tokens", bytes([0xf0, 0, 5]) + bytes([0, 1, 2, 3, 49]))
