@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what ember needs to build and test on Debian/Ubuntu: compiler, CMake >= 3.25,
-# Ninja, Jansson (config.json / safetensors headers), utf8proc (Unicode for the tokenizer)
-# and GoogleTest. CUDA is optional: with nvcc on PATH the CUDA backend is built too.
+# Ninja, Jansson (config.json / safetensors headers), utf8proc (Unicode for the tokenizer),
+# GoogleTest, and clang with libFuzzer (tools/fuzz.sh). CUDA is optional: with nvcc on PATH
+# the CUDA backend is built too.
 set -euo pipefail
 
 need=()
@@ -9,12 +10,28 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 for p in build-essential cmake ninja-build libjansson-dev libutf8proc-dev libgtest-dev python3-pip; do
     have_pkg "$p" || need+=("$p")
 done
-if ((${#need[@]})); then
-    echo "setup: installing ${need[*]}"
+# tools/fuzz.sh: clang and its libFuzzer runtime (not a clang dependency with
+# --no-install-recommends). Names differ across releases: one apt does not know is skipped
+# here, and tools/fuzz.sh then fails loudly when it cannot build the fuzzers.
+want=()
+for p in clang libclang-rt-dev; do
+    have_pkg "$p" || want+=("$p")
+done
+if ((${#need[@]} + ${#want[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq
+    for p in "${want[@]}"; do
+        if apt-cache show "$p" >/dev/null 2>&1; then
+            need+=("$p")
+        else
+            echo "setup: package $p is not available here; skipped (tools/fuzz.sh needs clang + libFuzzer)"
+        fi
+    done
+fi
+if ((${#need[@]})); then
+    echo "setup: installing ${need[*]}"
     $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
