@@ -1,6 +1,7 @@
 /* The model object: load, argument validation shared by all backends, dispatch. */
 #include "model.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,11 @@ void ember_load_options_init(ember_load_options *opt) {
     opt->max_seq_len = 128;
     opt->cuda_graphs = 1;
 }
+
+/* The per-model lock (ember.h, Threads). table_copy and memory take a const model; the lock is
+ * the one part of it that they change, and every model is a calloc'd, non-const object. */
+static void model_lock(const ember_model *m) { pthread_mutex_lock((pthread_mutex_t *)&m->lock); }
+static void model_unlock(const ember_model *m) { pthread_mutex_unlock((pthread_mutex_t *)&m->lock); }
 
 /* ---- host weights --------------------------------------------------------------------- */
 
@@ -167,6 +173,10 @@ static ember_status model_create(const ember_config *cfg, ember_weights *w,
                                  const ember_load_options *opt, ember_model **out) {
     ember_model *m = calloc(1, sizeof *m);
     if (!m) return ember_fail(EMBER_ERR_OUT_OF_MEMORY, "cannot allocate the model object");
+    if (pthread_mutex_init(&m->lock, NULL) != 0) {
+        free(m);
+        return ember_fail(EMBER_ERR_OUT_OF_MEMORY, "cannot create the model's mutex");
+    }
     m->cfg = *cfg;
     m->backend = opt->backend;
     m->dtype = opt->compute_dtype;
@@ -184,6 +194,7 @@ static ember_status model_create(const ember_config *cfg, ember_weights *w,
     if (st == EMBER_OK) st = m->ops->reserve(m, m->cap_batch, m->cap_seq);
     if (st != EMBER_OK) {
         if (m->impl) m->ops->destroy(m);
+        pthread_mutex_destroy(&m->lock);
         free(m);
         return st;
     }
@@ -229,6 +240,7 @@ ember_status ember_model_init_random(const ember_config *cfg, uint64_t seed,
 void ember_model_free(ember_model *m) {
     if (!m) return;
     m->ops->destroy(m);
+    pthread_mutex_destroy(&m->lock);
     free(m);
 }
 
@@ -251,23 +263,42 @@ ember_status ember_model_reserve(ember_model *m, int max_batch, int max_seq_len)
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
                           "max_seq_len = %d exceeds max_position_embeddings = %d", max_seq_len,
                           m->cfg.max_position_embeddings);
-    int64_t want = (int64_t)max_batch * max_seq_len;
-    int64_t have = (int64_t)m->cap_batch * m->cap_seq;
-    if (want <= have && max_seq_len <= m->cap_seq) return EMBER_OK;
-    int nb = want > have ? max_batch : m->cap_batch;
-    int ns = max_seq_len > m->cap_seq ? max_seq_len : m->cap_seq;
-    if ((int64_t)nb * ns < want) nb = (int)((want + ns - 1) / ns);
-    EMBER_TRY(m->ops->reserve(m, nb, ns));
-    m->cap_batch = nb;
-    m->cap_seq = ns;
-    return EMBER_OK;
+    const int64_t want = (int64_t)max_batch * max_seq_len;
+    if (want > INT_MAX) /* the backends count tokens (and index the packing plan) in int32 */
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "max_batch = %d x max_seq_len = %d = %lld tokens exceeds the limit of "
+                          "%d tokens per workspace", max_batch, max_seq_len, (long long)want,
+                          INT_MAX);
+    model_lock(m);
+    ember_status st = EMBER_OK;
+    const int64_t have = (int64_t)m->cap_batch * m->cap_seq;
+    if (want > have || max_seq_len > m->cap_seq) {
+        int nb = want > have ? max_batch : m->cap_batch;
+        const int ns = max_seq_len > m->cap_seq ? max_seq_len : m->cap_seq;
+        if ((int64_t)nb * ns < want) nb = (int)((want + ns - 1) / ns);
+        if ((int64_t)nb * ns > INT_MAX)
+            st = ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                            "growing the workspace (%d x %d tokens) to sequences of %d would hold "
+                            "%lld tokens, more than the limit of %d", m->cap_batch, m->cap_seq,
+                            ns, (long long)nb * ns, INT_MAX);
+        if (st == EMBER_OK) st = m->ops->reserve(m, nb, ns);
+        if (st == EMBER_OK) {
+            m->cap_batch = nb;
+            m->cap_seq = ns;
+        }
+    }
+    model_unlock(m);
+    return st;
 }
 
 ember_status ember_model_memory(const ember_model *m, size_t *weight_bytes,
                                 size_t *workspace_bytes) {
     if (!m) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "model is NULL");
     size_t wb = 0, sb = 0;
-    EMBER_TRY(m->ops->memory(m, &wb, &sb));
+    model_lock(m);
+    ember_status st = m->ops->memory(m, &wb, &sb);
+    model_unlock(m);
+    EMBER_TRY(st);
     if (weight_bytes) *weight_bytes = wb;
     if (workspace_bytes) *workspace_bytes = sb;
     return EMBER_OK;
@@ -289,6 +320,20 @@ static ember_status check_index(const char *what, const int32_t *v, int B, int S
     return EMBER_OK;
 }
 
+/* NaN and Inf in the f32 entry points are rejected (ember.h, ember_inputs): the first one found
+ * is named. One pass over B*S*H floats, next to the ~24*L*H flops per float of the encoder. */
+static ember_status check_finite(const char *what, const float *x, int B, int S, int H) {
+    if (!x) return EMBER_OK;
+    const int64_t n = (int64_t)B * S * H;
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                              "%s[%lld][%lld][%lld] = %g: NaN and Inf are rejected", what,
+                              (long long)(i / ((int64_t)S * H)), (long long)(i / H % S),
+                              (long long)(i % H), (double)x[i]);
+    return EMBER_OK;
+}
+
 static ember_status check_host_values(const ember_model *m, const ember_inputs *in) {
     const ember_config *c = &m->cfg;
     int B = in->batch, S = in->seq_len;
@@ -305,12 +350,14 @@ static ember_status check_host_values(const ember_model *m, const ember_inputs *
                 return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
                                   "attention_mask[%lld][%lld] = %d: mask values must be 0 or 1",
                                   (long long)(t / S), (long long)(t % S), (int)in->attention_mask[t]);
+    EMBER_TRY(check_finite("inputs_embeds", in->inputs_embeds, B, S, c->hidden_size));
+    EMBER_TRY(check_finite("embedding_output", in->embedding_output, B, S, c->hidden_size));
     return EMBER_OK;
 }
 
-ember_status ember_forward(ember_model *m, const ember_inputs *in, const ember_outputs *out,
-                           ember_stream stream) {
-    ember_clear_error();
+/* The checks that need only the arguments and the model's immutable config. */
+static ember_status check_forward_args(const ember_model *m, const ember_inputs *in,
+                                       const ember_outputs *out) {
     if (!m) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "model is NULL");
     if (!in) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "inputs is NULL");
     if (!out) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "outputs is NULL");
@@ -328,6 +375,10 @@ ember_status ember_forward(ember_model *m, const ember_inputs *in, const ember_o
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
                           "seq_len = %d exceeds max_position_embeddings = %d", in->seq_len,
                           c->max_position_embeddings);
+    if ((int64_t)in->batch * in->seq_len > INT_MAX)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "batch = %d x seq_len = %d = %lld tokens exceeds the limit of %d",
+                          in->batch, in->seq_len, (long long)in->batch * in->seq_len, INT_MAX);
     const unsigned known = EMBER_FORWARD_SKIP_MASKED | EMBER_FORWARD_ASYNC;
     if (in->flags & ~known)
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
@@ -341,6 +392,13 @@ ember_status ember_forward(ember_model *m, const ember_inputs *in, const ember_o
         return ember_fail(EMBER_ERR_UNSUPPORTED,
                           "outputs.pooler_output requested but the checkpoint has no pooler "
                           "(pooler.dense.* absent)");
+    return EMBER_OK;
+}
+
+/* Under the model's lock: the capacity, then (CPU) the values, which are read only once the
+ * buffers are known to fit the workspace, then the backend. */
+static ember_status forward_locked(ember_model *m, const ember_inputs *in,
+                                   const ember_outputs *out, ember_stream stream) {
     if (in->seq_len > m->cap_seq || (int64_t)in->batch * in->seq_len > (int64_t)m->cap_batch * m->cap_seq)
         return ember_fail(EMBER_ERR_CAPACITY,
                           "batch %d x seq_len %d exceeds the workspace (%d x %d tokens, sequences "
@@ -354,6 +412,16 @@ ember_status ember_forward(ember_model *m, const ember_inputs *in, const ember_o
     return m->ops->forward(m, in, out, stream);
 }
 
+ember_status ember_forward(ember_model *m, const ember_inputs *in, const ember_outputs *out,
+                           ember_stream stream) {
+    ember_clear_error();
+    EMBER_TRY(check_forward_args(m, in, out));
+    model_lock(m);
+    const ember_status st = forward_locked(m, in, out, stream);
+    model_unlock(m);
+    return st;
+}
+
 ember_status ember_model_sync(ember_model *m, ember_stream stream) {
     ember_clear_error();
     if (!m) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "model is NULL");
@@ -364,7 +432,10 @@ ember_status ember_model_sync(ember_model *m, ember_stream stream) {
     }
     if (!m->ops->sync)
         return ember_fail(EMBER_ERR_INTERNAL, "backend %s has no sync", m->ops->name);
-    return m->ops->sync(m, stream);
+    model_lock(m);
+    const ember_status st = m->ops->sync(m, stream);
+    model_unlock(m);
+    return st;
 }
 
 ember_status ember_embed_tokens(ember_model *m, const int32_t *ids, int64_t n, float *out,
@@ -383,7 +454,10 @@ ember_status ember_embed_tokens(ember_model *m, const int32_t *ids, int64_t n, f
                                   "input_ids[%lld] = %d is outside [0, vocab_size = %d)",
                                   (long long)t, (int)ids[t], m->cfg.vocab_size);
     }
-    return m->ops->embed(m, ids, n, out, stream);
+    model_lock(m);
+    const ember_status st = m->ops->embed(m, ids, n, out, stream);
+    model_unlock(m);
+    return st;
 }
 
 ember_status ember_table_shape(const ember_model *m, ember_table t, int64_t *rows, int64_t *cols) {
@@ -411,7 +485,10 @@ ember_status ember_table_copy(const ember_model *m, ember_table t, float *dst, s
                           (long long)rows, (long long)cols);
     if (m->backend == EMBER_BACKEND_CPU && stream)
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "stream must be NULL for the CPU backend");
-    return m->ops->table_copy(m, t, dst, stream);
+    model_lock(m);
+    const ember_status st = m->ops->table_copy(m, t, dst, stream);
+    model_unlock(m);
+    return st;
 }
 
 #ifndef EMBER_WITH_CUDA

@@ -2,6 +2,8 @@
 #ifndef EMBER_MODEL_H
 #define EMBER_MODEL_H
 
+#include <pthread.h>
+
 #include "ember.h"
 
 #ifdef __cplusplus
@@ -71,6 +73,9 @@ struct ember_model {
     int cuda_graphs; /* ember_load_options.cuda_graphs                        */
     const ember_backend_ops *ops;
     void *impl;      /* backend state */
+    /* Serialises every call that touches the workspace or backend state (host/model.c; the
+     * Threads paragraph of ember.h). cap_batch / cap_seq are read and written under it. */
+    pthread_mutex_t lock;
 };
 
 extern const ember_backend_ops ember_cpu_backend;

@@ -40,14 +40,26 @@
  *                        embeds, outputs) is device memory on the model's device; work is
  *                        enqueued on `stream` (NULL = the legacy default stream).
  *
- * Threads: ember_model_load / ember_model_init_random may run concurrently. A model's
- * forward and embed calls share its workspace, so one model must not be used from two
- * threads at once (use one model per thread, or serialise). ember_last_error() is per
- * thread. ember_model_free must not race with any other call on the same model.
+ * Threads: ember_model_load / ember_model_init_random may run concurrently. ember_forward,
+ * ember_embed_tokens, ember_pool, ember_model_sync, ember_table_copy, ember_model_reserve and
+ * ember_model_memory may be called from several threads on one model: each model has a mutex
+ * that serialises them (the workspace, the cuBLAS handle and the CUDA graph cache are per
+ * model), so every result is bit-identical to the same call made alone on one thread. They
+ * run one at a time: for parallel CPU throughput load one model per thread. ember_model_config,
+ * _backend, _dtype and ember_table_shape read immutable fields and take no lock.
+ * ember_model_free must not race with any other call on the same model (free it after the
+ * other threads are done with it). ember_last_error() is per thread: each thread sees the
+ * message of its own last call. On CUDA the lock covers enqueueing, not the device: an
+ * EMBER_FORWARD_ASYNC call returns with its work still queued, and a later call on another
+ * stream (from any thread) waits on the device for it before it touches the workspace (see
+ * EMBER_FORWARD_ASYNC); the caller still orders its own inputs and outputs.
  *
  * Memory: the workspace is sized at load for `max_batch x max_seq` tokens and only grows
  * when the caller asks (ember_model_reserve). Forward never allocates; a call larger than
- * the workspace fails with EMBER_ERR_CAPACITY.
+ * the workspace fails with EMBER_ERR_CAPACITY. A workspace holds at most INT_MAX tokens
+ * (batch x seq_len beyond that is EMBER_ERR_INVALID_ARGUMENT, for forward and reserve alike);
+ * a load or reserve whose memory cannot be allocated fails with EMBER_ERR_OUT_OF_MEMORY, frees
+ * what it took, and the model keeps its previous workspace and keeps serving.
  */
 #ifndef EMBER_H
 #define EMBER_H
@@ -216,7 +228,14 @@ EMBER_API ember_status ember_model_memory(const ember_model *model, size_t *weig
  * CPU: no effect (the CPU backend checks inputs on the host and returns when done). */
 #define EMBER_FORWARD_ASYNC 0x2u
 
-/* Forward inputs. Exactly one of input_ids / inputs_embeds / embedding_output is non-NULL. */
+/* Forward inputs. Exactly one of input_ids / inputs_embeds / embedding_output is non-NULL.
+ * NaN and Inf: every value of inputs_embeds / embedding_output (all B*S*H, masked tokens
+ * included) must be finite; otherwise the call fails with EMBER_ERR_INVALID_ARGUMENT naming the
+ * first bad element [b][s][h] (HF would instead propagate it silently through the sequence's
+ * attention). The CPU checks on the host before computing (one pass over the input) and then
+ * writes nothing. CUDA checks on the device, like out-of-range ids: a synchronous call reports
+ * it (without the element's index) and its outputs are not valid; under EMBER_FORWARD_ASYNC
+ * ember_model_sync reports it. */
 typedef struct ember_inputs {
     int batch;   /* B >= 1 */
     int seq_len; /* 1 <= S <= max_position_embeddings */
