@@ -182,6 +182,13 @@ static ember_status cpu_memory(const ember_model *m, size_t *weight_bytes, size_
     return EMBER_OK;
 }
 
+static ember_status cpu_pool(ember_model *m, const float *hidden, const int32_t *mask, int B,
+                             int S, ember_pooling mode, int normalize, float *out,
+                             ember_stream stream) {
+    ember_ref_pool(out, hidden, mask, B, S, m->cfg.hidden_size, mode, normalize);
+    return EMBER_OK;
+}
+
 const ember_backend_ops ember_cpu_backend = {
     .name = "cpu",
     .init = cpu_init,
@@ -191,4 +198,5 @@ const ember_backend_ops ember_cpu_backend = {
     .embed = cpu_embed,
     .table_copy = cpu_table_copy,
     .memory = cpu_memory,
+    .pool = cpu_pool,
 };

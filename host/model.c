@@ -491,6 +491,51 @@ ember_status ember_table_copy(const ember_model *m, ember_table t, float *dst, s
     return st;
 }
 
+/* ---- pooling ------------------------------------------------------------------------------ */
+
+ember_status ember_pool(ember_model *m, const float *hidden, const int32_t *mask, int batch,
+                        int seq_len, ember_pooling mode, int normalize, float *out,
+                        ember_stream stream) {
+    ember_clear_error();
+    if (!m) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "ember_pool: model is NULL");
+    if (!hidden || !out)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "ember_pool: %s is NULL",
+                          hidden ? "out" : "hidden");
+    if (batch < 1 || seq_len < 1)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "ember_pool: batch = %d and seq_len = %d must be >= 1", batch, seq_len);
+    if ((int64_t)batch * seq_len > ((int64_t)1 << 40) / m->cfg.hidden_size)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "ember_pool: batch %d x seq_len %d x hidden %d is too large", batch,
+                          seq_len, m->cfg.hidden_size);
+    if (mode != EMBER_POOL_MEAN && mode != EMBER_POOL_CLS && mode != EMBER_POOL_MAX)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "ember_pool: mode = %d is not an ember_pooling (EMBER_POOL_MEAN 0, "
+                          "EMBER_POOL_CLS 1, EMBER_POOL_MAX 2)", (int)mode);
+    if (normalize != 0 && normalize != 1)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "ember_pool: normalize = %d must be 0 or 1",
+                          normalize);
+    if (m->backend == EMBER_BACKEND_CPU) {
+        if (stream)
+            return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                              "ember_pool: stream must be NULL for the CPU backend");
+        if (mask)
+            for (int64_t t = 0; t < (int64_t)batch * seq_len; t++)
+                if (mask[t] != 0 && mask[t] != 1)
+                    return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                                      "ember_pool: attention_mask[%lld][%lld] = %d: mask values "
+                                      "must be 0 or 1", (long long)(t / seq_len),
+                                      (long long)(t % seq_len), (int)mask[t]);
+    }
+    if (!m->ops->pool)
+        return ember_fail(EMBER_ERR_INTERNAL, "backend %s has no pooling", m->ops->name);
+    model_lock(m);
+    const ember_status st = m->ops->pool(m, hidden, mask, batch, seq_len, mode, normalize, out,
+                                         stream);
+    model_unlock(m);
+    return st;
+}
+
 #ifndef EMBER_WITH_CUDA
 int ember_cuda_device_count(void) { return 0; }
 #endif

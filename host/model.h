@@ -61,6 +61,10 @@ typedef struct ember_backend_ops {
     /* Wait for `stream`; report device-detected input errors of EMBER_FORWARD_ASYNC calls.
      * NULL for backends that check inputs on the host. */
     ember_status (*sync)(ember_model *m, ember_stream stream);
+    /* ember_pool: hidden (B,S,H), mask (B,S) or NULL, out (B,H), all f32 / int32 where the
+     * backend keeps tensors; mask values already checked on the host for the CPU. */
+    ember_status (*pool)(ember_model *m, const float *hidden, const int32_t *mask, int B, int S,
+                         ember_pooling mode, int normalize, float *out, ember_stream stream);
 } ember_backend_ops;
 
 struct ember_model {

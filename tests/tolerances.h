@@ -44,4 +44,27 @@ constexpr double kAttnBf16Floor = 4e-4;
 // the model's worst output error is 1.4e-5.
 constexpr double kAttnF32Floor = 5e-5;
 
+// ember_pool on the CPU (double accumulation) vs a direct double reference of
+// sentence-transformers' formulas (tests/test_pooling.cc): both round once to f32 at the end,
+// so they differ by at most an ulp or two of O(1) values.
+constexpr double kPoolAbs = 1e-6;
+constexpr double kPoolRel = 1e-6;
+// ember_pool on CUDA (f32 accumulation over up to 97 tokens of O(1) values) vs the CPU: ~S
+// roundings of 6e-8 relative, ~1e-6 here; 1e-5 leaves margin for the -1e9 of empty max rows.
+constexpr double kCudaPoolAbs = 1e-5;
+constexpr double kCudaPoolRel = 1e-5;
+
+// Sentence embeddings of all-MiniLM-L6-v2 (tokenizer + forward + pool + normalize, CPU f32)
+// vs sentence-transformers' float32 encode() (tests/test_embed.cc, the bound): unit
+// vectors whose coordinates are O(0.1); HF's own f32 vs f64 forward differs by a few 1e-6 in
+// last_hidden_state, and mean pooling + normalisation do not amplify that.
+constexpr double kStMinCosine = 0.99999;
+constexpr double kStMaxAbs = 1e-5;
+// The same through the CUDA backend: f32 rows of the HF golden table hold (1e-4 absolute on
+// O(1) hidden states, i.e. ~1e-5 on unit embeddings of H = 384); f16 / bf16 per-embedding
+// relative L2 bounds from the rows above, as cosine: cos >= 1 - relL2^2 / 2, with 2x margin.
+constexpr double kStCudaF32MinCosine = 0.9999;
+constexpr double kStCudaF16MinCosine = 1.0 - kCudaGoldenF16RelL2 * kCudaGoldenF16RelL2;
+constexpr double kStCudaBf16MinCosine = 1.0 - kCudaGoldenBf16RelL2 * kCudaGoldenBf16RelL2;
+
 }  // namespace ember_tol
