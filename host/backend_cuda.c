@@ -25,14 +25,17 @@
  * and one cudaStreamSynchronize, so that ids, token types or positions outside their tables
  * (clamped on the device) and mask values other than 0/1 come back as a status. An ASYNC
  * forward returns without waiting; its kernels set bits in a second flag, which only
- * ember_model_sync reads and clears. Every forward records an event; a call on another
- * stream than the previous ASYNC call first makes its stream wait for that event, since the
- * two share the workspace. table_copy does not wait.
+ * ember_model_sync reads and clears. Every forward records an event, also one that failed
+ * after enqueueing part of its work; a call on another stream than the previous ASYNC (or
+ * failed) call first makes its stream wait for that event, since the two share the
+ * workspace. The wait is issued on the caller's stream before anything else of the call, so
+ * it also orders a replayed CUDA graph, and it is never issued inside a capture (graphs are
+ * captured on the cache's own stream, which runs nothing). table_copy does not wait.
  *
  * Threads: one model owns one cuBLASLt handle, one algorithm cache, one workspace, one graph
- * cache and one set of error flags, so a model must not be used from two threads at once
- * (HF-style "one model per thread, or serialise"); different models may run concurrently,
- * on the same device or not.
+ * cache and one set of error flags; host/model.c serialises every call on a model with the
+ * model's mutex, so this file never sees two calls on one model at once. Different models
+ * run concurrently, on the same device or not.
  *
  * Errors: every CUDA and cuBLAS call goes through EMBER_CUDA_CHECK / EMBER_CUBLAS_CHECK
  * (host/cuda_check.h). A sticky error (illegal address, device assert, ...) poisons the
@@ -459,8 +462,11 @@ static ember_status report_flag(const ember_config *c, int flag, const char *cal
                               "%sposition_ids outside [0, max_position_embeddings = %d)",
                               n ? "; " : "", c->max_position_embeddings);
     if ((flag & EMBER_BAD_MASK) && n < sizeof what)
-        snprintf(what + n, sizeof what - n, "%sattention_mask values other than 0 and 1",
-                 n ? "; " : "");
+        n += (size_t)snprintf(what + n, sizeof what - n,
+                              "%sattention_mask values other than 0 and 1", n ? "; " : "");
+    if ((flag & EMBER_BAD_NONFINITE) && n < sizeof what)
+        snprintf(what + n, sizeof what - n,
+                 "%sNaN or Inf in inputs_embeds / embedding_output (rejected)", n ? "; " : "");
     const ember_status st = (flag & (EMBER_BAD_ID | EMBER_BAD_TOKEN_TYPE | EMBER_BAD_POSITION))
                                 ? EMBER_ERR_OUT_OF_RANGE
                                 : EMBER_ERR_INVALID_ARGUMENT;
@@ -600,6 +606,8 @@ static ember_status enqueue_head(fwd *f, const ember_inputs *in, int *err, int a
     const double eps = c->layer_norm_eps;
     if (!async) EMBER_CUDA_CHECK(cudaMemsetAsync(err, 0, sizeof(int), stream));
     EMBER_TRY(ember_cuda_check_mask(in->attention_mask, f->N, err, stream));
+    const float *f32_in = in->inputs_embeds ? in->inputs_embeds : in->embedding_output;
+    EMBER_TRY(ember_cuda_check_finite(f32_in, (int64_t)f->N * H, err, stream));
     if (f->packed) {
         /* the packed embedding reads only valid tokens: check every token here */
         if (!in->embedding_output)
@@ -633,21 +641,12 @@ static ember_status enqueue_head(fwd *f, const ember_inputs *in, int *err, int a
                                       stream);
 }
 
-static ember_status forward_impl(ember_model *m, cuda_state *s, const ember_inputs *in,
-                                 const ember_outputs *out, cudaStream_t stream) {
-    const ember_config *c = &m->cfg;
-    const int async = (in->flags & EMBER_FORWARD_ASYNC) != 0;
-    fwd f = {.m = m, .s = s, .B = in->batch, .S = in->seq_len, .mask = in->attention_mask,
-             .hs = out->hidden_states};
-    f.N = f.B * f.S;
-    f.T = f.N;
-    f.packed = (in->flags & EMBER_FORWARD_SKIP_MASKED) && in->attention_mask;
-    if (f.N > s->cap_tokens)
-        return ember_fail(EMBER_ERR_INTERNAL, "forward: %d tokens exceed the workspace (%lld)", f.N,
-                          (long long)s->cap_tokens);
-    int *err = s->d_err + (async ? ERR_ASYNC : ERR_CALL);
-
-    EMBER_TRY(order_after_pending(s, stream));
+/* Head, body and tail of one forward on `stream`. */
+static ember_status enqueue_forward(fwd *fp, const ember_inputs *in, const ember_outputs *out,
+                                    int *err, int async, cudaStream_t stream) {
+    fwd f = *fp;
+    const ember_config *c = &f.m->cfg;
+    cuda_state *s = f.s;
     EMBER_TRY(enqueue_head(&f, in, err, async, stream));
     if (f.hs) EMBER_TRY(emit_f32(&f, f.hs, stream));
     const int L = c->num_hidden_layers;
@@ -669,7 +668,36 @@ static ember_status forward_impl(ember_model *m, cuda_state *s, const ember_inpu
         for (int l = 1; l < L; l++)
             EMBER_TRY(emit_f32(&f, f.hs + (size_t)l * f.N * c->hidden_size, stream));
     }
-    EMBER_TRY(enqueue_tail(&f, out, stream));
+    return enqueue_tail(&f, out, stream);
+}
+
+static ember_status forward_impl(ember_model *m, cuda_state *s, const ember_inputs *in,
+                                 const ember_outputs *out, cudaStream_t stream) {
+    const ember_config *c = &m->cfg;
+    const int async = (in->flags & EMBER_FORWARD_ASYNC) != 0;
+    fwd f = {.m = m, .s = s, .B = in->batch, .S = in->seq_len, .mask = in->attention_mask,
+             .hs = out->hidden_states};
+    f.N = f.B * f.S;
+    f.T = f.N;
+    f.packed = (in->flags & EMBER_FORWARD_SKIP_MASKED) && in->attention_mask;
+    if (f.N > s->cap_tokens)
+        return ember_fail(EMBER_ERR_INTERNAL, "forward: %d tokens exceed the workspace (%lld)", f.N,
+                          (long long)s->cap_tokens);
+    int *err = s->d_err + (async ? ERR_ASYNC : ERR_CALL);
+
+    EMBER_TRY(order_after_pending(s, stream));
+    const ember_status st = enqueue_forward(&f, in, out, err, async, stream);
+    if (st != EMBER_OK) {
+        /* Part of the call may be queued on `stream` and still use the workspace: a later
+         * call on another stream must wait for it as for an ASYNC call (best effort; after a
+         * sticky error the model is poisoned anyway). The message stays the failure's. */
+        if (st != EMBER_ERR_DEVICE_LOST && cudaEventRecord(s->done, stream) == cudaSuccess) {
+            s->pending = 1;
+            s->last_stream = stream;
+        }
+        (void)cudaGetLastError();
+        return st;
+    }
     EMBER_CUDA_CHECK(cudaEventRecord(s->done, stream));
     if (async) {
         s->pending = 1;
@@ -757,20 +785,6 @@ static ember_status cuda_table_copy(const ember_model *m, ember_table t, float *
     return leave(s, prev, st);
 }
 
-/* Reads the caller's f32 hidden state only (no workspace), so it needs no ordering after an
- * ASYNC forward beyond the caller's stream; not waited for. */
-static ember_status cuda_pool(ember_model *m, const float *hidden, const int32_t *mask, int B,
-                              int S, ember_pooling mode, int normalize, float *out,
-                              ember_stream stream) {
-    cuda_state *s = m->impl;
-    int prev;
-    ember_status st = enter(s, &prev);
-    if (st == EMBER_OK)
-        st = ember_cuda_pool(out, hidden, mask, B, S, m->cfg.hidden_size, mode, normalize,
-                             (cudaStream_t)stream);
-    return leave(s, prev, st);
-}
-
 static ember_status cuda_memory(const ember_model *m, size_t *weight_bytes,
                                 size_t *workspace_bytes) {
     const cuda_state *s = m->impl;
@@ -789,5 +803,4 @@ const ember_backend_ops ember_cuda_backend = {
     .table_copy = cuda_table_copy,
     .memory = cuda_memory,
     .sync = cuda_sync,
-    .pool = cuda_pool,
 };

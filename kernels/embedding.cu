@@ -191,3 +191,22 @@ extern "C" ember_status ember_cuda_check_indices(const int32_t *ids, int V, cons
     EMBER_CUDA_CHECK(cudaGetLastError());
     return EMBER_OK;
 }
+
+/* ---- NaN / Inf in the caller's f32 inputs_embeds or embedding_output ----------------------- */
+
+static __global__ void check_finite_kernel(const float *x, int64_t n, int *err_flag) {
+    int bad = 0;
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        bad |= !isfinite(x[i]);
+    if (bad) atomicOr(err_flag, EMBER_BAD_NONFINITE);
+}
+
+extern "C" ember_status ember_cuda_check_finite(const float *x, int64_t n, int *err_flag,
+                                                cudaStream_t stream) {
+    if (n <= 0 || !x) return EMBER_OK;
+    const int threads = 256;
+    check_finite_kernel<<<grid_blocks(n, threads), threads, 0, stream>>>(x, n, err_flag);
+    EMBER_CUDA_CHECK(cudaGetLastError());
+    return EMBER_OK;
+}

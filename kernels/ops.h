@@ -62,18 +62,12 @@ void ember_ref_attention_packed(float *out, const float *qkv, const int32_t *cu_
 void ember_ref_pooler(float *out, const float *hidden, const float *w, const float *b, int B,
                       int S, int H);
 
-/* Sentence-transformers pooling (kernels/pooling.c): out (B,H) = pool over the tokens of
- * mask (B,S) (NULL = all ones; values 0/1, checked by the caller) of hidden (B,S,H): MEAN =
- * sum / max(count, 1e-9), CLS = row 0, MAX = max with masked tokens at -1e9; then, if
- * normalize, divided by max(L2 norm, 1e-12). Double accumulation. */
-void ember_ref_pool(float *out, const float *hidden, const int32_t *mask, int B, int S, int H,
-                    ember_pooling mode, int normalize);
-
 /* ---- CUDA twins (kernels/<op>.cu), device pointers, enqueued on `stream` --------------- */
 #ifdef EMBER_WITH_CUDA
 /* Activations in the compute dtype `dt` (F32, F16 or BF16) unless named f32. Kernels that
  * read caller indices clamp them in-bounds and set *err_flag (device int) on violation:
- * bit 0 = id, bit 1 = token type, bit 2 = position, bit 3 = mask value not 0/1.
+ * bit 0 = id, bit 1 = token type, bit 2 = position, bit 3 = mask value not 0/1, bit 4 = a NaN
+ * or Inf in the f32 inputs_embeds / embedding_output.
  * Weights and biases are in `dt`; LayerNorm gamma/beta are f32. Accumulation and LayerNorm
  * statistics are f32. Every entry returns EMBER_OK or the status of the failed CUDA/cuBLAS
  * call (message via ember_last_error(); see host/cuda_check.h). Nothing here allocates
@@ -85,6 +79,7 @@ enum {
     EMBER_BAD_TOKEN_TYPE = 2,
     EMBER_BAD_POSITION = 4,
     EMBER_BAD_MASK = 8,
+    EMBER_BAD_NONFINITE = 16,
 };
 
 /* Twin of ember_ref_gather: out (n,H) f32 = word[ids[t]] widened from dt; word is (V,H). */
@@ -131,6 +126,11 @@ ember_status ember_cuda_bias_residual_layernorm(void *out, float *out_f32, const
                                                 int H, double eps, ember_dtype dt,
                                                 cudaStream_t stream);
 
+/* Sets EMBER_BAD_NONFINITE in *err_flag if any of x[0..n) (f32) is NaN or Inf
+ * (kernels/embedding.cu). */
+ember_status ember_cuda_check_finite(const float *x, int64_t n, int *err_flag,
+                                     cudaStream_t stream);
+
 /* Sets EMBER_BAD_MASK in *err_flag if any of mask[0..n) is not 0 or 1. */
 ember_status ember_cuda_check_mask(const int32_t *mask, int64_t n, int *err_flag,
                                    cudaStream_t stream);
@@ -173,12 +173,6 @@ int ember_cuda_attention_mma_supported(const void *out, const void *qkv, int S, 
 ember_status ember_cuda_pooler(float *out, const void *hidden, const void *w, const void *b,
                                int B, int S, int H, void *scratch, ember_dtype dt,
                                ember_cuda_gemm *g, cudaStream_t stream);
-
-/* Twin of ember_ref_pool (kernels/pooling.cu): hidden (B,S,H) and out (B,H) f32, mask (B,S)
- * int32 or NULL, all device memory; f32 accumulation, one block per sequence. A mask value
- * other than 0 counts as 1 (the values are not checked on the device). */
-ember_status ember_cuda_pool(float *out, const float *hidden, const int32_t *mask, int B, int S,
-                             int H, ember_pooling mode, int normalize, cudaStream_t stream);
 
 /* dst[i] = src[i] converted (round to nearest even), i < n; any pair of F32/F16/BF16. */
 ember_status ember_cuda_convert(void *dst, ember_dtype dst_dt, const void *src,
