@@ -785,6 +785,20 @@ static ember_status cuda_table_copy(const ember_model *m, ember_table t, float *
     return leave(s, prev, st);
 }
 
+/* Reads the caller's f32 hidden state only (no workspace), so it needs no ordering after an
+ * ASYNC forward beyond the caller's stream; not waited for. */
+static ember_status cuda_pool(ember_model *m, const float *hidden, const int32_t *mask, int B,
+                              int S, ember_pooling mode, int normalize, float *out,
+                              ember_stream stream) {
+    cuda_state *s = m->impl;
+    int prev;
+    ember_status st = enter(s, &prev);
+    if (st == EMBER_OK)
+        st = ember_cuda_pool(out, hidden, mask, B, S, m->cfg.hidden_size, mode, normalize,
+                             (cudaStream_t)stream);
+    return leave(s, prev, st);
+}
+
 static ember_status cuda_memory(const ember_model *m, size_t *weight_bytes,
                                 size_t *workspace_bytes) {
     const cuda_state *s = m->impl;
@@ -803,4 +817,5 @@ const ember_backend_ops ember_cuda_backend = {
     .table_copy = cuda_table_copy,
     .memory = cuda_memory,
     .sync = cuda_sync,
+    .pool = cuda_pool,
 };

@@ -62,6 +62,13 @@ void ember_ref_attention_packed(float *out, const float *qkv, const int32_t *cu_
 void ember_ref_pooler(float *out, const float *hidden, const float *w, const float *b, int B,
                       int S, int H);
 
+/* Sentence-transformers pooling (kernels/pooling.c): out (B,H) = pool over the tokens of
+ * mask (B,S) (NULL = all ones; values 0/1, checked by the caller) of hidden (B,S,H): MEAN =
+ * sum / max(count, 1e-9), CLS = row 0, MAX = max with masked tokens at -1e9; then, if
+ * normalize, divided by max(L2 norm, 1e-12). Double accumulation. */
+void ember_ref_pool(float *out, const float *hidden, const int32_t *mask, int B, int S, int H,
+                    ember_pooling mode, int normalize);
+
 /* ---- CUDA twins (kernels/<op>.cu), device pointers, enqueued on `stream` --------------- */
 #ifdef EMBER_WITH_CUDA
 /* Activations in the compute dtype `dt` (F32, F16 or BF16) unless named f32. Kernels that
@@ -173,6 +180,12 @@ int ember_cuda_attention_mma_supported(const void *out, const void *qkv, int S, 
 ember_status ember_cuda_pooler(float *out, const void *hidden, const void *w, const void *b,
                                int B, int S, int H, void *scratch, ember_dtype dt,
                                ember_cuda_gemm *g, cudaStream_t stream);
+
+/* Twin of ember_ref_pool (kernels/pooling.cu): hidden (B,S,H) and out (B,H) f32, mask (B,S)
+ * int32 or NULL, all device memory; f32 accumulation, one block per sequence. A mask value
+ * other than 0 counts as 1 (the values are not checked on the device). */
+ember_status ember_cuda_pool(float *out, const float *hidden, const int32_t *mask, int B, int S,
+                             int H, ember_pooling mode, int normalize, cudaStream_t stream);
 
 /* dst[i] = src[i] converted (round to nearest even), i < n; any pair of F32/F16/BF16. */
 ember_status ember_cuda_convert(void *dst, ember_dtype dst_dt, const void *src,
