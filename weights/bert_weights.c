@@ -167,6 +167,7 @@ static ember_status find_bert(checkpoint *ck, const char *canon, const ember_st_
     return EMBER_OK;
 }
 
+/* Check the tensor's shape and dtype, then convert it into dst (nothing when dst is NULL). */
 static ember_status load_tensor(checkpoint *ck, const char *canon, int64_t d0, int64_t d1,
                                 float *dst) {
     const ember_st_tensor *t = NULL;
@@ -194,7 +195,7 @@ static ember_status load_tensor(checkpoint *ck, const char *canon, int64_t d0, i
         t->dtype != EMBER_ST_F64)
         return ember_fail(EMBER_ERR_UNSUPPORTED, "tensor '%s' has dtype %s (F32, F16, BF16, F64 only)",
                           t->name, ember_st_dtype_name(t->dtype));
-    return ember_st_to_f32(t, dst);
+    return dst ? ember_st_to_f32(t, dst) : EMBER_OK;
 }
 
 /* Every tensor that looks like part of BertModel must have been consumed. */
@@ -219,39 +220,33 @@ static ember_status check_leftovers(checkpoint *ck, const ember_config *cfg) {
     return EMBER_OK;
 }
 
-static ember_status load_all(checkpoint *ck, ember_config *cfg, ember_weights *w) {
+/* Every BertModel tensor with its expected shape, converted into w; with w NULL only checked.
+ * DST(x) is NULL in the checking pass and does not evaluate x (no arithmetic on NULL). */
+static ember_status visit_all(checkpoint *ck, const ember_config *cfg, ember_weights *w) {
     const int64_t H = cfg->hidden_size, I = cfg->intermediate_size;
     char name[NAME_MAX_LEN];
-
-    const ember_st_tensor *pw = NULL, *pb = NULL;
-    EMBER_TRY(find_bert(ck, "pooler.dense.weight", &pw));
-    EMBER_TRY(find_bert(ck, "pooler.dense.bias", &pb));
-    if (!pw != !pb)
-        return ember_fail(EMBER_ERR_MISSING_TENSOR, "%s: pooler.dense.%s is missing (the other half "
-                          "of the pooler is present)", ck->dir, pw ? "bias" : "weight");
-    cfg->has_pooler = pw != NULL;
-    EMBER_TRY(ember_weights_alloc(cfg, w));
-
-    EMBER_TRY(load_tensor(ck, "embeddings.word_embeddings.weight", cfg->vocab_size, H, w->word));
+#define DST(x) (w ? (x) : NULL)
+    EMBER_TRY(load_tensor(ck, "embeddings.word_embeddings.weight", cfg->vocab_size, H,
+                          DST(w->word)));
     EMBER_TRY(load_tensor(ck, "embeddings.position_embeddings.weight",
-                          cfg->max_position_embeddings, H, w->position));
+                          cfg->max_position_embeddings, H, DST(w->position)));
     EMBER_TRY(load_tensor(ck, "embeddings.token_type_embeddings.weight", cfg->type_vocab_size, H,
-                          w->token_type));
-    EMBER_TRY(load_tensor(ck, "embeddings.LayerNorm.weight", H, 0, w->emb_ln_g));
-    EMBER_TRY(load_tensor(ck, "embeddings.LayerNorm.bias", H, 0, w->emb_ln_b));
+                          DST(w->token_type)));
+    EMBER_TRY(load_tensor(ck, "embeddings.LayerNorm.weight", H, 0, DST(w->emb_ln_g)));
+    EMBER_TRY(load_tensor(ck, "embeddings.LayerNorm.bias", H, 0, DST(w->emb_ln_b)));
 
     for (int l = 0; l < cfg->num_hidden_layers; l++) {
-        ember_layer_weights *L = &w->layers[l];
+        ember_layer_weights *L = w ? &w->layers[l] : NULL;
         static const char *qkv[3] = {"query", "key", "value"};
         for (int p = 0; p < 3; p++) {
             snprintf(name, sizeof name, "encoder.layer.%d.attention.self.%s.weight", l, qkv[p]);
-            EMBER_TRY(load_tensor(ck, name, H, H, L->qkv_w + p * H * H));
+            EMBER_TRY(load_tensor(ck, name, H, H, DST(L->qkv_w + p * H * H)));
             snprintf(name, sizeof name, "encoder.layer.%d.attention.self.%s.bias", l, qkv[p]);
-            EMBER_TRY(load_tensor(ck, name, H, 0, L->qkv_b + p * H));
+            EMBER_TRY(load_tensor(ck, name, H, 0, DST(L->qkv_b + p * H)));
         }
 #define LOAD(fmt, d0, d1, dst)                            \
     snprintf(name, sizeof name, fmt, l);                  \
-    EMBER_TRY(load_tensor(ck, name, d0, d1, dst))
+    EMBER_TRY(load_tensor(ck, name, d0, d1, DST(dst)))
         LOAD("encoder.layer.%d.attention.output.dense.weight", H, H, L->attn_out_w);
         LOAD("encoder.layer.%d.attention.output.dense.bias", H, 0, L->attn_out_b);
         LOAD("encoder.layer.%d.attention.output.LayerNorm.weight", H, 0, L->attn_ln_g);
@@ -265,10 +260,27 @@ static ember_status load_all(checkpoint *ck, ember_config *cfg, ember_weights *w
 #undef LOAD
     }
     if (cfg->has_pooler) {
-        EMBER_TRY(load_tensor(ck, "pooler.dense.weight", H, H, w->pool_w));
-        EMBER_TRY(load_tensor(ck, "pooler.dense.bias", H, 0, w->pool_b));
+        EMBER_TRY(load_tensor(ck, "pooler.dense.weight", H, H, DST(w->pool_w)));
+        EMBER_TRY(load_tensor(ck, "pooler.dense.bias", H, 0, DST(w->pool_b)));
     }
-    return check_leftovers(ck, cfg);
+#undef DST
+    return EMBER_OK;
+}
+
+static ember_status load_all(checkpoint *ck, ember_config *cfg, ember_weights *w) {
+    const ember_st_tensor *pw = NULL, *pb = NULL;
+    EMBER_TRY(find_bert(ck, "pooler.dense.weight", &pw));
+    EMBER_TRY(find_bert(ck, "pooler.dense.bias", &pb));
+    if (!pw != !pb)
+        return ember_fail(EMBER_ERR_MISSING_TENSOR, "%s: pooler.dense.%s is missing (the other half "
+                          "of the pooler is present)", ck->dir, pw ? "bias" : "weight");
+    cfg->has_pooler = pw != NULL;
+    /* Shapes first: a config.json that claims a model far larger than its tensors (within the
+     * bounds of weights/config.c, up to terabytes) is a shape mismatch, not an allocation. */
+    EMBER_TRY(visit_all(ck, cfg, NULL));
+    EMBER_TRY(check_leftovers(ck, cfg));
+    EMBER_TRY(ember_weights_alloc(cfg, w));
+    return visit_all(ck, cfg, w);
 }
 
 ember_status ember_bert_load_dir(const char *dir, ember_config *cfg, ember_weights *w) {

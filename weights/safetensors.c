@@ -104,7 +104,9 @@ static ember_status too_short(const char *path, size_t size) {
 
 static ember_status map_file(ember_st_file *f) {
     char eb[128];
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO (or a symlink to one) in place of a shard must fail below as "not a
+     * regular file", not block the open until a writer appears. No effect on regular files. */
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return ember_fail(EMBER_ERR_IO, "%s: cannot open: %s", f->path,
                           errno_text(errno, eb, sizeof eb));
@@ -126,8 +128,9 @@ static ember_status map_file(ember_st_file *f) {
     void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
     close(fd); /* the mapping keeps the file alive */
-    if (p == MAP_FAILED)
-        return ember_fail(EMBER_ERR_IO, "%s: cannot mmap %zu bytes: %s", f->path, size,
+    if (p == MAP_FAILED) /* ENOMEM: no address space left (RLIMIT_AS, a 32-bit process) */
+        return ember_fail(e == ENOMEM ? EMBER_ERR_OUT_OF_MEMORY : EMBER_ERR_IO,
+                          "%s: cannot mmap %zu bytes: %s", f->path, size,
                           errno_text(e, eb, sizeof eb));
     f->map = p;
     f->map_size = size;
