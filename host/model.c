@@ -273,14 +273,16 @@ ember_status ember_model_reserve(ember_model *m, int max_batch, int max_seq_len)
     ember_status st = EMBER_OK;
     const int64_t have = (int64_t)m->cap_batch * m->cap_seq;
     if (want > have || max_seq_len > m->cap_seq) {
-        int nb = want > have ? max_batch : m->cap_batch;
+        /* sequences up to the longer of the two, tokens for the larger of the two */
         const int ns = max_seq_len > m->cap_seq ? max_seq_len : m->cap_seq;
-        if ((int64_t)nb * ns < want) nb = (int)((want + ns - 1) / ns);
-        if ((int64_t)nb * ns > INT_MAX)
+        const int64_t tokens = want > have ? want : have;
+        const int64_t nb64 = (tokens + ns - 1) / ns;
+        const int nb = nb64 > INT_MAX ? INT_MAX : (int)nb64;
+        if (nb64 * ns > INT_MAX)
             st = ember_fail(EMBER_ERR_INVALID_ARGUMENT,
                             "growing the workspace (%d x %d tokens) to sequences of %d would hold "
                             "%lld tokens, more than the limit of %d", m->cap_batch, m->cap_seq,
-                            ns, (long long)nb * ns, INT_MAX);
+                            ns, (long long)(nb64 * ns), INT_MAX);
         if (st == EMBER_OK) st = m->ops->reserve(m, nb, ns);
         if (st == EMBER_OK) {
             m->cap_batch = nb;
