@@ -67,4 +67,11 @@ constexpr double kStCudaF32MinCosine = 0.9999;
 constexpr double kStCudaF16MinCosine = 1.0 - kCudaGoldenF16RelL2 * kCudaGoldenF16RelL2;
 constexpr double kStCudaBf16MinCosine = 1.0 - kCudaGoldenBf16RelL2 * kCudaGoldenBf16RelL2;
 
+// Soak (tests/test_soak.cc): resident memory may grow by at most this much between the end of
+// the warm-up and the end of the run (9000 forwards, or 90 load/free cycles). glibc keeps freed
+// blocks in its arenas and the test's own output vectors are reallocated every iteration, so a
+// few pages of drift are normal; a leak of 128 bytes per call would already exceed the bound.
+// Not checked under ASan/TSan (quarantine, shadow memory); LeakSanitizer covers leaks there.
+constexpr long long kSoakRssGrowthBytes = 1 << 20;
+
 }  // namespace ember_tol
