@@ -65,7 +65,9 @@ static ember_status check_flag(const char *name, int v) {
     return EMBER_OK;
 }
 
-static int pick(int opt, int cfg, int dflt) { return opt >= 0 ? opt : cfg >= 0 ? cfg : dflt; }
+static int pick(int opt, int cfg, int dflt) {
+    return opt >= 0 ? opt : cfg >= 0 ? cfg : dflt;
+}
 
 static ember_status setup(ember_tokenizer *t, const ember_tokenizer_options *opt,
                           ember_tokenizer_config *cfg, const char *vocab_path) {
@@ -144,7 +146,9 @@ ember_status ember_tokenizer_load(const char *path, const ember_tokenizer_option
     return EMBER_OK;
 }
 
-int32_t ember_tokenizer_vocab_size(const ember_tokenizer *tok) { return tok ? tok->vocab.n_tokens : 0; }
+int32_t ember_tokenizer_vocab_size(const ember_tokenizer *tok) {
+    return tok ? tok->vocab.n_tokens : 0;
+}
 
 ember_status ember_tokenizer_special(const ember_tokenizer *tok, ember_special_tokens *out) {
     if (!tok || !out)
@@ -276,13 +280,14 @@ static void put_final(walker *w, uint32_t cp) {
         end_word(w);
     } else if (is_punct(cp)) {
         end_word(w);
-        w->word_len = (size_t)utf8proc_encode_char((utf8proc_int32_t)cp, (utf8proc_uint8_t *)w->word);
+        w->word_len =
+            (size_t)utf8proc_encode_char((utf8proc_int32_t)cp, (utf8proc_uint8_t *)w->word);
         w->word_chars = 1;
         end_word(w);
     } else {
         if (w->word_chars <= MAX_WORD_CHARS)
             w->word_len += (size_t)utf8proc_encode_char((utf8proc_int32_t)cp,
-                                                         (utf8proc_uint8_t *)w->word + w->word_len);
+                                                        (utf8proc_uint8_t *)w->word + w->word_len);
         w->word_chars++;
     }
 }
@@ -357,8 +362,8 @@ static void put_spaced(walker *w, uint32_t cp) {
     }
     utf8proc_int32_t d[32];
     int boundclass = 0;
-    utf8proc_ssize_t n = utf8proc_decompose_char((utf8proc_int32_t)cp, d, 32, UTF8PROC_DECOMPOSE,
-                                                 &boundclass);
+    utf8proc_ssize_t n =
+        utf8proc_decompose_char((utf8proc_int32_t)cp, d, 32, UTF8PROC_DECOMPOSE, &boundclass);
     if (n < 1 || n > 32) { /* cannot happen for a valid code point; keep it as is */
         d[0] = (utf8proc_int32_t)cp;
         n = 1;
@@ -431,10 +436,12 @@ ember_status ember_tokenize(const ember_tokenizer *tok, const char *text, size_t
                             int64_t cap, int64_t *n_ids) {
     if (n_ids) *n_ids = 0;
     if (!tok || !n_ids || (!text && len > 0) || cap < 0 || (!ids && cap > 0))
-        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
-                          "ember_tokenize: %s", !tok ? "tok is NULL" : !n_ids ? "n_ids is NULL"
-                          : (!text && len > 0) ? "text is NULL" : cap < 0 ? "cap < 0"
-                          : "ids is NULL with cap > 0");
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "ember_tokenize: %s",
+                          !tok                 ? "tok is NULL"
+                          : !n_ids             ? "n_ids is NULL"
+                          : (!text && len > 0) ? "text is NULL"
+                          : cap < 0            ? "cap < 0"
+                                               : "ids is NULL with cap > 0");
     idbuf out = {ids, cap, 0, 0};
     ember_status st = tokenize(tok, text ? text : "", len, &out);
     if (st != EMBER_OK) return ember_fail_context(st, "ember_tokenize");
@@ -456,7 +463,7 @@ void ember_encoding_free(ember_encoding *enc) {
 
 /* tokenizers' LongestFirst for a pair with `budget` pieces (max_length minus 3 specials): the
  * longer side is cut to the budget left by the shorter; if the shorter alone takes more than
- * half, both get half (the second one the odd piece). */
+ * half, both get half (the longer one, or on a tie the second, gets the odd piece). */
 static void truncate_pair(int64_t budget, int64_t *na, int64_t *nb) {
     int64_t n1 = *na, n2 = *nb;
     if (n1 + n2 <= budget) return;
@@ -482,21 +489,23 @@ ember_status ember_tokenizer_encode(const ember_tokenizer *tok, int n, const cha
     if (out) memset(out, 0, sizeof *out);
     if (!tok || !texts || !out || n < 1 || max_length < 0)
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "ember_tokenizer_encode: %s",
-                          !tok ? "tok is NULL" : !texts ? "texts is NULL" : !out ? "out is NULL"
-                          : n < 1 ? "n < 1" : "max_length < 0");
+                          !tok     ? "tok is NULL"
+                          : !texts ? "texts is NULL"
+                          : !out   ? "out is NULL"
+                          : n < 1  ? "n < 1"
+                                   : "max_length < 0");
     const int pair = texts_pair != NULL;
     const int64_t specials = pair ? 3 : 2;
     int64_t limit = max_length > 0 ? max_length : tok->model_max_length;
     if (limit > 0 && limit < specials)
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
                           "ember_tokenizer_encode: max_length %lld is too small: %s needs %lld "
-                          "special tokens", (long long)limit, pair ? "a pair" : "a text",
-                          (long long)specials);
+                          "special tokens",
+                          (long long)limit, pair ? "a pair" : "a text", (long long)specials);
     if (tok->ids.cls < 0 || tok->ids.sep < 0)
-        return ember_fail(EMBER_ERR_UNSUPPORTED,
-                          "ember_tokenizer_encode: the vocabulary has no %s token \"%s\"",
-                          tok->ids.cls < 0 ? "cls" : "sep",
-                          tok->ids.cls < 0 ? tok->names[3] : tok->names[1]);
+        return ember_fail(
+            EMBER_ERR_UNSUPPORTED, "ember_tokenizer_encode: the vocabulary has no %s token \"%s\"",
+            tok->ids.cls < 0 ? "cls" : "sep", tok->ids.cls < 0 ? tok->names[3] : tok->names[1]);
     for (int i = 0; i < n; i++)
         if (!texts[i] || (pair && !texts_pair[i]))
             return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "ember_tokenizer_encode: %s[%d] is NULL",
@@ -506,7 +515,8 @@ ember_status ember_tokenizer_encode(const ember_tokenizer *tok, int n, const cha
     idbuf *pieces = calloc((size_t)n * 2, sizeof *pieces);
     int64_t *keep = calloc((size_t)n * 2, sizeof *keep);
     ember_status st = EMBER_OK;
-    if (!pieces || !keep) st = ember_fail(EMBER_ERR_OUT_OF_MEMORY, "ember_tokenizer_encode: out of memory");
+    if (!pieces || !keep)
+        st = ember_fail(EMBER_ERR_OUT_OF_MEMORY, "ember_tokenizer_encode: out of memory");
     int64_t seq_len = 0;
     for (int i = 0; i < n && st == EMBER_OK; i++) {
         for (int side = 0; side < 1 + pair && st == EMBER_OK; side++) {
@@ -515,14 +525,17 @@ ember_status ember_tokenizer_encode(const ember_tokenizer *tok, int n, const cha
             b->grow = 1;
             st = tokenize(tok, text, strlen(text), b);
             if (st != EMBER_OK)
-                ember_fail_context(st, "ember_tokenizer_encode: %s[%d]", side ? "texts_pair" : "texts", i);
+                ember_fail_context(st, "ember_tokenizer_encode: %s[%d]",
+                                   side ? "texts_pair" : "texts", i);
             keep[2 * i + side] = b->n;
         }
         if (st != EMBER_OK) break;
         if (limit > 0) {
             int64_t budget = limit - specials;
-            if (pair) truncate_pair(budget, &keep[2 * i], &keep[2 * i + 1]);
-            else if (keep[2 * i] > budget) keep[2 * i] = budget;
+            if (pair)
+                truncate_pair(budget, &keep[2 * i], &keep[2 * i + 1]);
+            else if (keep[2 * i] > budget)
+                keep[2 * i] = budget;
         }
         int64_t len = keep[2 * i] + keep[2 * i + 1] + specials;
         if (len > seq_len) seq_len = len;
@@ -533,9 +546,11 @@ ember_status ember_tokenizer_encode(const ember_tokenizer *tok, int n, const cha
                         (long long)seq_len);
     for (int i = 0; i < n && st == EMBER_OK; i++)
         if (keep[2 * i] + keep[2 * i + 1] + specials < seq_len && tok->ids.pad < 0)
-            st = ember_fail(EMBER_ERR_UNSUPPORTED,
-                            "ember_tokenizer_encode: texts of different lengths need padding but the "
-                            "vocabulary has no pad token \"%s\"", tok->names[2]);
+            st = ember_fail(
+                EMBER_ERR_UNSUPPORTED,
+                "ember_tokenizer_encode: texts of different lengths need padding but the "
+                "vocabulary has no pad token \"%s\"",
+                tok->names[2]);
     size_t cells = (size_t)n * (size_t)seq_len;
     if (st == EMBER_OK) {
         out->input_ids = malloc(cells * sizeof(int32_t));

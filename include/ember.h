@@ -299,6 +299,11 @@ EMBER_API ember_status ember_table_copy(const ember_model *model, ember_table ta
  * (NFD, drop Mn) when asked, split on whitespace and punctuation (Unicode P* and the ASCII
  * symbol ranges), then greedy longest-match WordPiece with "##" continuations; a word longer
  * than 100 characters, or one with a piece not in the vocabulary, becomes [UNK].
+ * The reference is transformers 5's BertTokenizer (the `tokenizers` library, what
+ * sentence-transformers runs): ids equal it on tests/data/tokenizer's corpus, and where the old
+ * pure-Python tokenizer differs (NFC, CJK ranges, unassigned code points, pair truncation) ember
+ * does what the fast one does. As there, the special tokens' strings ("[SEP]", "[MASK]", ...)
+ * in a text are matched exactly and give their ids. Unicode data is utf8proc's (Unicode 15).
  * Text is UTF-8; invalid UTF-8 is rejected with EMBER_ERR_INVALID_ARGUMENT naming the byte
  * offset (nothing is replaced silently). A tokenizer is immutable after load: any number of
  * threads may use one at once. */
@@ -313,24 +318,33 @@ typedef struct ember_tokenizer_options {
 EMBER_API void ember_tokenizer_options_init(ember_tokenizer_options *opt);
 
 /* `path`: a model directory holding vocab.txt (tokenizer_config.json and
- * special_tokens_map.json are read when present), or a vocab.txt file. opt may be NULL. */
+ * special_tokens_map.json are read when present: do_lower_case, strip_accents,
+ * tokenize_chinese_chars, the unk/sep/pad/cls/mask tokens, model_max_length), or a vocab.txt
+ * file (defaults: bert-base-uncased's). opt may be NULL. vocab.txt is read like tokenizers
+ * does: id = line number, lines end at '\n', trailing white space (a CRLF's '\r' too) is
+ * dropped, a repeated token keeps its last line. Missing or unreadable vocab.txt:
+ * EMBER_ERR_IO. Invalid UTF-8 or NUL in vocab.txt, no unk token in it, malformed JSON or a
+ * field of the wrong type: EMBER_ERR_FORMAT naming the file and line or field. */
 EMBER_API ember_status ember_tokenizer_load(const char *path, const ember_tokenizer_options *opt,
                                             ember_tokenizer **out);
 EMBER_API void ember_tokenizer_free(ember_tokenizer *tok);
 
+/* Lines of vocab.txt: ids are 0..vocab_size-1 (0 for NULL). */
 EMBER_API int32_t ember_tokenizer_vocab_size(const ember_tokenizer *tok);
 
 typedef struct ember_special_tokens {
     int32_t cls, sep, pad, unk, mask; /* -1 when the vocabulary lacks it */
 } ember_special_tokens;
-EMBER_API ember_status ember_tokenizer_special(const ember_tokenizer *tok, ember_special_tokens *out);
+EMBER_API ember_status ember_tokenizer_special(const ember_tokenizer *tok,
+                                             ember_special_tokens *out);
 
 /* The vocabulary string of an id ("##ing"), NULL when out of range. */
 EMBER_API const char *ember_tokenizer_token(const ember_tokenizer *tok, int32_t id);
 
-/* WordPiece ids of one text of `len` bytes, without special tokens. Writes at most `cap` ids
- * into `ids` (may be NULL when cap is 0); *n_ids is always the full count, so a caller can
- * size the buffer with a first call. */
+/* WordPiece ids of one text of `len` bytes (no terminator needed; text may be NULL when len is
+ * 0), without added [CLS]/[SEP]. Writes at most `cap` ids into `ids` (may be NULL when cap is
+ * 0); *n_ids is always the full count, so a caller can size the buffer with a first call.
+ * Nothing past ids[min(cap, *n_ids) - 1] is written. On failure *n_ids is 0. */
 EMBER_API ember_status ember_tokenize(const ember_tokenizer *tok, const char *text, size_t len,
                                       int32_t *ids, int64_t cap, int64_t *n_ids);
 
@@ -345,12 +359,16 @@ typedef struct ember_encoding {
     int32_t *truncated;      /* [batch] word pieces dropped by truncation (0 = none) */
 } ember_encoding;
 
-/* Encode n texts as [CLS] A [SEP], or as pairs [CLS] A [SEP] B [SEP] when texts_pair is not
- * NULL (texts and texts_pair: n NUL-terminated UTF-8 strings each). Sequences longer than
- * max_length (>= 2 for singles, >= 3 for pairs) are truncated like HF's truncation=True:
- * pieces are dropped from the end, for pairs from the longer of the two first
- * ("longest_first"); out->truncated says how many. The batch is padded to its longest
- * sequence. On failure *out is zeroed and nothing needs freeing. */
+/* Encode n >= 1 texts as [CLS] A [SEP], or as pairs [CLS] A [SEP] B [SEP] when texts_pair is
+ * not NULL (texts and texts_pair: n NUL-terminated UTF-8 strings each). Sequences longer than
+ * max_length (>= 2 for singles, >= 3 for pairs, else EMBER_ERR_INVALID_ARGUMENT) are truncated
+ * like HF's truncation=True: pieces are dropped from the end, for pairs as tokenizers'
+ * "longest_first" (the longer text is cut to what the shorter leaves; when both must be cut
+ * each keeps half, the longer, or on a tie the second, the odd piece); out->truncated says
+ * how many. max_length 0: tokenizer_config.json's model_max_length, or no truncation when it
+ * gives none. The batch is padded to its longest sequence (right, with the pad id; texts of
+ * different lengths need a pad token in the vocabulary, else EMBER_ERR_UNSUPPORTED). On
+ * failure *out is zeroed and nothing needs freeing; the message names the failing texts[i]. */
 EMBER_API ember_status ember_tokenizer_encode(const ember_tokenizer *tok, int n,
                                               const char *const *texts,
                                               const char *const *texts_pair, int max_length,

@@ -76,15 +76,16 @@ int32_t ember_vocab_find(const ember_vocab *v, const char *s, size_t len) {
 ember_status ember_vocab_parse(const char *data, size_t len, const char *label, ember_vocab *v) {
     memset(v, 0, sizeof *v);
     if (len > EMBER_VOCAB_MAX_BYTES)
-        return ember_fail(EMBER_ERR_FORMAT, "%s: %zu bytes, more than the %u MiB limit of a vocabulary",
-                          label, len, EMBER_VOCAB_MAX_BYTES >> 20);
+        return ember_fail(EMBER_ERR_FORMAT,
+                          "%s: %zu bytes, more than the %u MiB limit of a vocabulary", label, len,
+                          EMBER_VOCAB_MAX_BYTES >> 20);
     size_t lines = 0;
     for (size_t i = 0; i < len; i++) lines += data[i] == '\n';
     if (len > 0 && data[len - 1] != '\n') lines++;
     if (lines == 0) return ember_fail(EMBER_ERR_FORMAT, "%s: no tokens (empty file)", label);
     if (lines > EMBER_VOCAB_MAX_TOKENS)
-        return ember_fail(EMBER_ERR_FORMAT, "%s: %zu lines, more than the limit of %d tokens", label,
-                          lines, EMBER_VOCAB_MAX_TOKENS);
+        return ember_fail(EMBER_ERR_FORMAT, "%s: %zu lines, more than the limit of %d tokens",
+                          label, lines, EMBER_VOCAB_MAX_TOKENS);
 
     /* Worst case: every byte is a new trie node and edge. Load factor <= 1/2. */
     size_t cap = 64;
@@ -115,8 +116,8 @@ ember_status ember_vocab_parse(const char *data, size_t len, const char *label, 
             int n = ember_utf8_decode((const uint8_t *)data + i, end - i, &cp);
             if (n == 0 || cp == 0) {
                 ember_vocab_free(v);
-                return ember_fail(EMBER_ERR_FORMAT, "%s: line %zu: %s at byte %zu of the line", label,
-                                  line + 1, n == 0 ? "invalid UTF-8" : "NUL byte", i - pos);
+                return ember_fail(EMBER_ERR_FORMAT, "%s: line %zu: %s at byte %zu of the line",
+                                  label, line + 1, n == 0 ? "invalid UTF-8" : "NUL byte", i - pos);
             }
             i += (size_t)n;
             if (!ember_unicode_white_space(cp)) keep = i - pos;
@@ -206,7 +207,8 @@ static ember_status get_token(json_t *root, const char *path, const char *key, c
         strlen(json_string_value(s)) != json_string_length(s))
         return ember_fail(EMBER_ERR_FORMAT,
                           "%s: \"%s\" must be a non-empty string or an object with a \"content\" "
-                          "string", path, key);
+                          "string",
+                          path, key);
     char *dup = strdup(json_string_value(s));
     if (!dup) return ember_fail(EMBER_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
     free(*out);

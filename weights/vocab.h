@@ -22,10 +22,14 @@ static inline int ember_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp) {
         *cp = b;
         return 1;
     }
-    if (b >= 0xC2 && b <= 0xDF) len = 2, c = b & 0x1F, min = 0x80;
-    else if (b >= 0xE0 && b <= 0xEF) len = 3, c = b & 0x0F, min = 0x800;
-    else if (b >= 0xF0 && b <= 0xF4) len = 4, c = b & 0x07, min = 0x10000;
-    else return 0;
+    if (b >= 0xC2 && b <= 0xDF)
+        len = 2, c = b & 0x1F, min = 0x80;
+    else if (b >= 0xE0 && b <= 0xEF)
+        len = 3, c = b & 0x0F, min = 0x800;
+    else if (b >= 0xF0 && b <= 0xF4)
+        len = 4, c = b & 0x07, min = 0x10000;
+    else
+        return 0;
     if (n < (size_t)len) return 0;
     for (int i = 1; i < len; i++) {
         if ((s[i] & 0xC0) != 0x80) return 0;
@@ -53,14 +57,14 @@ int ember_unicode_white_space(uint32_t cp);
  * line dropped, as tokenizers' WordPiece::read_file). A token on several lines maps to its
  * last line; the earlier ids are never produced. Immutable after load. */
 typedef struct ember_vocab {
-    int32_t n_tokens;  /* lines = ids 0..n_tokens-1                       */
-    char *blob;        /* token strings, each NUL-terminated              */
-    size_t *offsets;   /* [n_tokens] start of token i in blob             */
-    int32_t *node_id;  /* [n_nodes] id of the token ending at a node, -1  */
+    int32_t n_tokens; /* lines = ids 0..n_tokens-1                       */
+    char *blob;       /* token strings, each NUL-terminated              */
+    size_t *offsets;  /* [n_tokens] start of token i in blob             */
+    int32_t *node_id; /* [n_nodes] id of the token ending at a node, -1  */
     int32_t n_nodes;
     uint64_t *edge_key; /* open addressing: (node << 8 | byte), UINT64_MAX = empty */
     int32_t *edge_child;
-    size_t edge_mask;  /* capacity - 1 (capacity a power of two)          */
+    size_t edge_mask; /* capacity - 1 (capacity a power of two)          */
 } ember_vocab;
 
 /* Read vocab.txt. EMBER_ERR_IO when unreadable; EMBER_ERR_FORMAT (naming path and line) for
