@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The one-command GPU check (see /work/shared/GPU.md): on a GPU machine without apt or
 # internet, build ember for the GPU present, run the whole test suite, run compute-sanitizer
-# (memcheck, racecheck, initcheck) on small forwards, compare against HF BertModel on the same
-# GPU, optionally run the benchmarks; full logs go to OUTDIR, a short summary table is
-# printed last (and written to OUTDIR/summary.md).
+# (memcheck, racecheck, initcheck, synccheck) on small forwards and on the CUDA tests,
+# compare against HF BertModel on the same GPU, optionally run the benchmarks; full logs go to
+# OUTDIR, a short summary table is printed last (and written to OUTDIR/summary.md).
 #
 #   bash tools/gpu-check.sh OUTDIR [options]
 #     --skip STEPS      comma list of steps to skip: deps,build,test,sanitize,hf,bench
@@ -240,7 +240,7 @@ if wanted sanitize; then
     else
         model="$ROOT/tests/data/models/tiny-odd"
         inputs="$ROOT/tests/data/goldens/tiny-odd/right_padding.safetensors" # mask with padding
-        for tool in memcheck racecheck initcheck; do
+        for tool in memcheck racecheck initcheck synccheck; do
             t0=$SECONDS
             log="$OUT/sanitizer-$tool.log"
             : >"$log"
@@ -266,6 +266,19 @@ if wanted sanitize; then
         rc=$?
         errs=$(grep -E '========= ERROR SUMMARY' "$log" | tr '\n' ' ')
         record memcheck-ops "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" $((SECONDS - t0)) "ember_tests CudaOps + attention shapes: $errs" "$log"
+        # The model-level CUDA tests (graphs, ASYNC across streams, threads on one model, OOM
+        # reserve, padding removal) under every tool.
+        cuda_tests='CudaModel*:CudaAsync.*:CudaGraphs.*:CudaThreads.*:CudaOutOfMemory.*:*CudaSkipMasked*'
+        for tool in memcheck racecheck initcheck synccheck; do
+            t0=$SECONDS
+            log="$OUT/sanitizer-$tool-tests.log"
+            : >"$log"
+            (cd "$BUILD" && logged "$log" timeout 1500 compute-sanitizer --tool "$tool" --error-exitcode 9 \
+                ./ember_tests --gtest_filter="$cuda_tests")
+            rc=$?
+            errs=$(grep -E '========= (ERROR SUMMARY|RACECHECK SUMMARY)' "$log" | tr '\n' ' ')
+            record "$tool-tests" "$([ $rc -eq 0 ] && echo PASS || echo FAIL)" $((SECONDS - t0)) "ember_tests $cuda_tests: $errs" "$log"
+        done
     fi
 fi
 
