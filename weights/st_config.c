@@ -4,6 +4,8 @@
  * relative to the model directory and must stay inside it). Anything ember would have to
  * ignore to give an embedding (a Dense module, mean_sqrt_len pooling, two pooling modes
  * concatenated) is EMBER_ERR_UNSUPPORTED rather than a silently different vector. */
+#define _POSIX_C_SOURCE 200809L /* PATH_MAX in <limits.h> under -std=c11 without -fopenmp */
+
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
