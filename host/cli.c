@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "ember.h"
+#include "host/cli.h"
 #include "weights/config.h"
 #include "weights/safetensors.h"
 
@@ -22,6 +23,9 @@ static void usage(FILE *f) {
             "  ember forward --model DIR --inputs IN.safetensors --output OUT.safetensors\n"
             "                [--backend cpu|cuda] [--dtype f32|f16|bf16] [--device N]\n"
             "                [--hidden-states] [--pooler] [--mean-pool] [--quiet]\n"
+            "  ember embed --model DIR [--pooling mean|cls|max] [--normalize|--no-normalize]\n"
+            "              [--format text|jsonl|npy|safetensors] [--output FILE] [TEXT ...]\n"
+            "  ember similarity --model DIR TEXT TEXT [TEXT ...]\n"
             "  ember info --model DIR\n"
             "  ember --version\n"
             "\n"
@@ -30,7 +34,10 @@ static void usage(FILE *f) {
             "position_ids (I32/I64 [B,S]). OUT gets F32 last_hidden_state [B,S,H], and on request\n"
             "pooler_output [B,H] and hidden_states [L+1,B,S,H]. --mean-pool adds\n"
             "sentence_embedding [B,H] (masked mean over tokens, L2-normalised, as\n"
-            "sentence-transformers) and prints the cosine similarities of the sequences.\n");
+            "sentence-transformers) and prints the cosine similarities of the sequences.\n"
+            "\n"
+            "embed and similarity take text (tokenized by ember); `ember embed --help` lists\n"
+            "their options.\n");
 }
 
 static int fail(const char *what, ember_status st) {
@@ -440,6 +447,8 @@ int main(int argc, char **argv) {
                : "");
         return 0;
     }
+    if (!strcmp(argv[1], "embed")) return ember_cli_embed(argc, argv, 0);
+    if (!strcmp(argv[1], "similarity")) return ember_cli_embed(argc, argv, 1);
     args a;
     if (!parse_args(argc, argv, &a)) return 2;
     if (!strcmp(a.cmd, "forward")) return cmd_forward(&a);

@@ -1,7 +1,7 @@
 // Helpers shared by the CUDA test files (included inside their #ifdef EMBER_WITH_CUDA part).
 #pragma once
 
-#include <cuda_runtime_api.h>
+#include <cuda_runtime.h> /* also the typed cudaMalloc(T **) overloads the tests use */
 
 #include <cstdio>
 #include <cstdlib>

@@ -1,0 +1,791 @@
+/* `ember embed` and `ember similarity`: text in, sentence embeddings out.
+ *
+ * Texts come from the arguments or, without any, one per line from stdin. Each is checked to
+ * be UTF-8 and counted in WordPiece tokens; the texts are then sorted by length and run in
+ * batches of similar lengths (little padding), and the embeddings are written back in input
+ * order. Pooling, normalisation and the maximum length come from the model directory
+ * (ember_pooling_config_load: modules.json, 1_Pooling/config.json, sentence_bert_config.json)
+ * unless a flag overrides them. Nothing is written until every text has been embedded, and a
+ * file output goes through a temporary file and rename(), so a failure leaves no partial file. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "ember.h"
+#include "host/cli.h"
+#include "weights/safetensors.h"
+
+#ifdef EMBER_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
+#define DEFAULT_BATCH 32
+#define PROGRESS_MIN_TEXTS 64 /* a progress bar only for this many texts or more */
+
+static void embed_usage(FILE *f, int similarity) {
+    if (similarity) {
+        fprintf(f,
+                "usage: ember similarity --model DIR [options] TEXT TEXT [TEXT ...]\n"
+                "\n"
+                "Prints the cosine similarity of every pair of texts as a table. Pooling,\n"
+                "normalisation and the maximum length come from the model directory; the\n"
+                "options of `ember embed` (--backend, --dtype, --device, --pooling,\n"
+                "--max-length, --batch) apply. Without TEXT arguments, texts are read from\n"
+                "stdin, one per line.\n");
+        return;
+    }
+    fprintf(f,
+            "usage: ember embed --model DIR [options] [TEXT ...]\n"
+            "\n"
+            "Sentence embeddings of the TEXTs, or of each line of stdin when no TEXT is given\n"
+            "(a trailing newline ends the last line; \\r\\n works; an empty line is an empty\n"
+            "text). Use -- before TEXTs that start with '-'. Texts must be UTF-8.\n"
+            "\n"
+            "  --model DIR              a BERT directory: config.json, model.safetensors and\n"
+            "                           vocab.txt; sentence-transformers files (modules.json,\n"
+            "                           1_Pooling/config.json, sentence_bert_config.json) are\n"
+            "                           read when present\n"
+            "  --backend cpu|cuda       default cpu\n"
+            "  --dtype f32|f16|bf16     compute dtype (f16/bf16 need cuda), default f32\n"
+            "  --device N               CUDA device, default 0\n"
+            "  --pooling mean|cls|max   default: the model's Pooling module, else mean\n"
+            "  --normalize, --no-normalize\n"
+            "                           L2-normalise; default: whether the model has a\n"
+            "                           Normalize module (plain HF directory: no)\n"
+            "  --max-length N           tokens per text, [CLS] and [SEP] included; default:\n"
+            "                           sentence_bert_config.json's max_seq_length, else the\n"
+            "                           model's max_position_embeddings\n"
+            "  --batch N                texts per forward, default %d\n"
+            "  --format text|jsonl|npy|safetensors\n"
+            "                           text: one line of H numbers per text; jsonl: one JSON\n"
+            "                           object per text {\"index\", \"text\", \"tokens\",\n"
+            "                           \"embedding\"}; npy: float32 [N, H]; safetensors:\n"
+            "                           F32 \"sentence_embedding\" [N, H] (needs --output).\n"
+            "                           Default text\n"
+            "  --output FILE            write there (atomically: a temporary file, then\n"
+            "                           rename) instead of stdout\n"
+            "\n"
+            "Truncation: a text longer than min(--max-length, max_position_embeddings) tokens\n"
+            "is cut to that many (word pieces dropped from the end, [SEP] kept), like\n"
+            "sentence-transformers; one warning line on stderr says how many texts were cut.\n"
+            "Rows are written in input order. Invalid UTF-8 is an error naming the input and\n"
+            "the byte offset, and nothing is written.\n",
+            DEFAULT_BATCH);
+}
+
+static int fail(const char *what, ember_status st) {
+    fprintf(stderr, "ember: %s: %s\n  %s\n", what, ember_status_string(st), ember_last_error());
+    return 1;
+}
+
+enum { FMT_TEXT, FMT_JSONL, FMT_NPY, FMT_SAFETENSORS };
+
+typedef struct embed_args {
+    const char *model, *output;
+    ember_backend backend;
+    ember_dtype dtype;
+    int device;
+    int pooling;   /* ember_pooling, or -1 = the model's */
+    int normalize; /* 0/1, or -1 = the model's           */
+    int max_length; /* 0 = the model's                   */
+    int batch;
+    int format;
+    char **texts; /* from argv, or NULL */
+    int n_texts;
+} embed_args;
+
+/* Strict positive integer. */
+static int parse_count(const char *opt, const char *v, int *out) {
+    char *end;
+    errno = 0;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || !*v || *end || errno || x < 1 || x > INT_MAX) {
+        fprintf(stderr, "ember: %s needs a positive integer, not '%s'\n", opt, v ? v : "");
+        return 0;
+    }
+    *out = (int)x;
+    return 1;
+}
+
+/* 1 = ok, 0 = usage error, -1 = --help printed. */
+static int parse_embed_args(int argc, char **argv, int similarity, embed_args *a) {
+    memset(a, 0, sizeof *a);
+    a->pooling = a->normalize = -1;
+    a->batch = DEFAULT_BATCH;
+    /* options anywhere (GNU style); everything else, and all after "--", is a TEXT */
+    a->texts = malloc(sizeof(char *) * (size_t)(argc > 0 ? argc : 1));
+    if (!a->texts) return 0;
+    int only_texts = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (only_texts || k[0] != '-' || !k[1]) { /* "-" alone is a text too */
+            a->texts[a->n_texts++] = argv[i];
+            continue;
+        }
+        if (!strcmp(k, "--")) {
+            only_texts = 1;
+            continue;
+        }
+        if (!strcmp(k, "--help") || !strcmp(k, "-h")) {
+            embed_usage(stdout, similarity);
+            return -1;
+        }
+        if (!strcmp(k, "--normalize")) { a->normalize = 1; continue; }
+        if (!strcmp(k, "--no-normalize")) { a->normalize = 0; continue; }
+        if (!v) {
+            fprintf(stderr, "ember: unknown option '%s' or option without a value\n", k);
+            return 0;
+        }
+        i++;
+        if (!strcmp(k, "--model")) a->model = v;
+        else if (!strcmp(k, "--output")) a->output = v;
+        else if (!strcmp(k, "--device")) {
+            if (!strcmp(v, "0")) a->device = 0;
+            else if (!parse_count(k, v, &a->device)) return 0;
+        } else if (!strcmp(k, "--batch")) {
+            if (!parse_count(k, v, &a->batch)) return 0;
+        } else if (!strcmp(k, "--max-length")) {
+            if (!parse_count(k, v, &a->max_length)) return 0;
+            if (a->max_length < 2) {
+                fprintf(stderr, "ember: --max-length must be >= 2 ([CLS] and [SEP])\n");
+                return 0;
+            }
+        } else if (!strcmp(k, "--backend")) {
+            if (!strcmp(v, "cpu")) a->backend = EMBER_BACKEND_CPU;
+            else if (!strcmp(v, "cuda")) a->backend = EMBER_BACKEND_CUDA;
+            else { fprintf(stderr, "ember: --backend must be cpu or cuda\n"); return 0; }
+        } else if (!strcmp(k, "--dtype")) {
+            if (!strcmp(v, "f32")) a->dtype = EMBER_DTYPE_F32;
+            else if (!strcmp(v, "f16")) a->dtype = EMBER_DTYPE_F16;
+            else if (!strcmp(v, "bf16")) a->dtype = EMBER_DTYPE_BF16;
+            else { fprintf(stderr, "ember: --dtype must be f32, f16 or bf16\n"); return 0; }
+        } else if (!strcmp(k, "--pooling")) {
+            if (!strcmp(v, "mean")) a->pooling = EMBER_POOL_MEAN;
+            else if (!strcmp(v, "cls")) a->pooling = EMBER_POOL_CLS;
+            else if (!strcmp(v, "max")) a->pooling = EMBER_POOL_MAX;
+            else { fprintf(stderr, "ember: --pooling must be mean, cls or max\n"); return 0; }
+        } else if (!strcmp(k, "--format") && !similarity) {
+            if (!strcmp(v, "text")) a->format = FMT_TEXT;
+            else if (!strcmp(v, "jsonl")) a->format = FMT_JSONL;
+            else if (!strcmp(v, "npy")) a->format = FMT_NPY;
+            else if (!strcmp(v, "safetensors")) a->format = FMT_SAFETENSORS;
+            else {
+                fprintf(stderr, "ember: --format must be text, jsonl, npy or safetensors\n");
+                return 0;
+            }
+        } else {
+            fprintf(stderr, "ember: unknown option '%s'\n", k);
+            return 0;
+        }
+    }
+    if (!a->model) {
+        fprintf(stderr, "ember %s: --model DIR is required\n", similarity ? "similarity" : "embed");
+        return 0;
+    }
+    if (a->format == FMT_SAFETENSORS && !a->output) {
+        fprintf(stderr, "ember embed: --format safetensors needs --output FILE\n");
+        return 0;
+    }
+    if (similarity && a->output) {
+        fprintf(stderr, "ember similarity: no --output (the table goes to stdout)\n");
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- input ------------------------------------------------------------------------------ */
+
+typedef struct texts {
+    char **s;     /* NUL-terminated, NUL bytes of the input removed */
+    size_t *len;  /* bytes of the original text (for UTF-8 offsets) */
+    int n;
+    int from_stdin;
+} texts;
+
+static void texts_free(texts *t) {
+    if (t->s && t->from_stdin) {
+        for (int i = 0; i < t->n; i++) free(t->s[i]);
+        free(t->s); /* else argv's */
+    }
+    free(t->len);
+    memset(t, 0, sizeof *t);
+}
+
+static int texts_push(texts *t, char *s, size_t len, int *cap) {
+    if (t->n == *cap) {
+        int nc = *cap ? 2 * *cap : 64;
+        char **ns = realloc(t->s, sizeof(char *) * (size_t)nc);
+        if (ns) t->s = ns;
+        size_t *nl = realloc(t->len, sizeof(size_t) * (size_t)nc);
+        if (nl) t->len = nl;
+        if (!ns || !nl) return 0;
+        *cap = nc;
+    }
+    t->s[t->n] = s;
+    t->len[t->n] = len;
+    t->n++;
+    return 1;
+}
+
+/* All of stdin, split into lines ("\n" or "\r\n"; a last line without newline counts). */
+static int read_stdin(texts *t) {
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) return 0;
+    for (;;) {
+        if (n == cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) { free(buf); fprintf(stderr, "ember: out of memory reading stdin\n"); return 0; }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n, stdin);
+        n += got;
+        if (got == 0) break;
+    }
+    if (ferror(stdin)) {
+        fprintf(stderr, "ember: reading stdin failed: %s\n", strerror(errno));
+        free(buf);
+        return 0;
+    }
+    t->from_stdin = 1;
+    int tcap = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && buf[j] != '\n') j++;
+        size_t len = j - i;
+        if (len && buf[i + len - 1] == '\r') len--;
+        char *s = malloc(len + 1);
+        if (!s || !texts_push(t, s, len, &tcap)) {
+            free(s);
+            free(buf);
+            fprintf(stderr, "ember: out of memory reading stdin\n");
+            return 0;
+        }
+        memcpy(s, buf + i, len);
+        s[len] = 0;
+        i = j + 1;
+    }
+    free(buf);
+    return 1;
+}
+
+/* Offset of the first byte that is not well-formed UTF-8 (RFC 3629: no overlongs, no
+ * surrogates, nothing above U+10FFFF), or -1. */
+static long utf8_invalid_at(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t k;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (c < 0x80) { i++; continue; }
+        if (c >= 0xC2 && c <= 0xDF) k = 1;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            k = 2;
+            if (c == 0xE0) lo = 0xA0;
+            if (c == 0xED) hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            k = 3;
+            if (c == 0xF0) lo = 0x90;
+            if (c == 0xF4) hi = 0x8F;
+        } else return (long)i;
+        for (size_t j = 1; j <= k; j++) {
+            if (i + j >= n) return (long)i;
+            unsigned d = s[i + j];
+            if (d < (j == 1 ? lo : 0x80) || d > (j == 1 ? hi : 0xBF)) return (long)i;
+        }
+        i += k + 1;
+    }
+    return -1;
+}
+
+/* In place: drop NUL bytes (the tokenizer's text cleaning drops U+0000 anyway; the encoder
+ * takes NUL-terminated strings). */
+static void strip_nul(char *s, size_t len) {
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++)
+        if (s[i]) s[o++] = s[i];
+    s[o] = 0;
+}
+
+/* ---- output ------------------------------------------------------------------------------- */
+
+/* A file written next to its final path and renamed over it once complete. */
+typedef struct out_file {
+    FILE *f;
+    char *tmp;
+    const char *path;
+} out_file;
+
+static int out_open(out_file *o, const char *path) {
+    memset(o, 0, sizeof *o);
+    if (!path) {
+        o->f = stdout;
+        return 1;
+    }
+    o->path = path;
+    size_t n = strlen(path) + 32;
+    o->tmp = malloc(n);
+    if (!o->tmp) return 0;
+    snprintf(o->tmp, n, "%s.tmp-%ld", path, (long)getpid());
+    int fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0 || !(o->f = fdopen(fd, "wb"))) {
+        fprintf(stderr, "ember: cannot create '%s': %s\n", o->tmp, strerror(errno));
+        if (fd >= 0) close(fd);
+        unlink(o->tmp);
+        free(o->tmp);
+        o->tmp = NULL;
+        return 0;
+    }
+    return 1;
+}
+
+/* ok: keep the file (rename over the target); else remove it. */
+static int out_close(out_file *o, int ok) {
+    if (!o->path) {
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            fprintf(stderr, "ember: writing stdout failed: %s\n", strerror(errno));
+            return 0;
+        }
+        return ok;
+    }
+    if (ok && (fflush(o->f) != 0 || ferror(o->f) || fsync(fileno(o->f)) != 0)) {
+        fprintf(stderr, "ember: writing '%s' failed: %s\n", o->tmp, strerror(errno));
+        ok = 0;
+    }
+    if (fclose(o->f) != 0 && ok) {
+        fprintf(stderr, "ember: closing '%s' failed: %s\n", o->tmp, strerror(errno));
+        ok = 0;
+    }
+    if (ok && rename(o->tmp, o->path) != 0) {
+        fprintf(stderr, "ember: cannot rename '%s' to '%s': %s\n", o->tmp, o->path,
+                strerror(errno));
+        ok = 0;
+    }
+    if (!ok) unlink(o->tmp);
+    free(o->tmp);
+    return ok;
+}
+
+/* NumPy .npy v1.0: magic, header length, a dict padded with spaces to a 64-byte boundary. */
+static void write_npy(FILE *f, const float *e, int n, int H) {
+    char dict[128];
+    int dl = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }",
+                      n, H);
+    int total = 10 + dl + 1;
+    int pad = (64 - total % 64) % 64;
+    unsigned hl = (unsigned)(dl + pad + 1);
+    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+    fputc((int)(hl & 0xff), f);
+    fputc((int)(hl >> 8), f);
+    fwrite(dict, 1, (size_t)dl, f);
+    for (int i = 0; i < pad; i++) fputc(' ', f);
+    fputc('\n', f);
+    /* little-endian hosts only (x86-64, aarch64), as the rest of ember */
+    fwrite(e, sizeof(float), (size_t)n * H, f);
+}
+
+static void write_text(FILE *f, const float *e, int n, int H) {
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < H; j++) fprintf(f, "%s%.9g", j ? " " : "", e[(size_t)i * H + j]);
+        fputc('\n', f);
+    }
+}
+
+static int write_jsonl(FILE *f, const float *e, const texts *t, const int *tokens, int H) {
+    for (int i = 0; i < t->n; i++) {
+        json_t *js = json_string(t->s[i]);
+        char *q = js ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
+        json_decref(js);
+        if (!q) { fprintf(stderr, "ember: cannot encode text %d as JSON\n", i + 1); return 0; }
+        fprintf(f, "{\"index\": %d, \"text\": %s, \"tokens\": %d, \"embedding\": [", i, q,
+                tokens[i]);
+        free(q);
+        for (int j = 0; j < H; j++) fprintf(f, "%s%.9g", j ? ", " : "", e[(size_t)i * H + j]);
+        fputs("]}\n", f);
+    }
+    return 1;
+}
+
+/* ---- the run ------------------------------------------------------------------------------ */
+
+static const char *pool_name(int p) {
+    return p == EMBER_POOL_CLS ? "cls" : p == EMBER_POOL_MAX ? "max" : "mean";
+}
+
+/* Texts in order of their token counts (ties: input order), for little padding. */
+static const int *g_sort_len;
+static int by_length(const void *x, const void *y) {
+    int a = *(const int *)x, b = *(const int *)y;
+    if (g_sort_len[a] != g_sort_len[b]) return g_sort_len[a] < g_sort_len[b] ? -1 : 1;
+    return a < b ? -1 : a > b;
+}
+
+typedef struct runner {
+    ember_model *m;
+    int cuda, H, cap_tokens, cap_batch;
+    float *hidden, *pooled; /* host: (cap_tokens, H), (cap_batch, H) */
+    int32_t *d_ids, *d_mask, *d_types; /* CUDA device buffers, else NULL */
+    float *d_hidden, *d_pooled;
+} runner;
+
+static void runner_free(runner *r) {
+    free(r->hidden);
+    free(r->pooled);
+#ifdef EMBER_WITH_CUDA
+    if (r->cuda) {
+        cudaFree(r->d_ids);
+        cudaFree(r->d_mask);
+        cudaFree(r->d_types);
+        cudaFree(r->d_hidden);
+        cudaFree(r->d_pooled);
+    }
+#endif
+}
+
+static int runner_alloc(runner *r) {
+    const size_t T = (size_t)r->cap_tokens, H = (size_t)r->H, B = (size_t)r->cap_batch;
+    r->hidden = r->cuda ? NULL : malloc(sizeof(float) * T * H);
+    r->pooled = malloc(sizeof(float) * B * H);
+    if ((!r->cuda && !r->hidden) || !r->pooled) {
+        fprintf(stderr, "ember: out of host memory for %zu tokens\n", T);
+        return 0;
+    }
+#ifdef EMBER_WITH_CUDA
+    if (r->cuda) {
+        cudaError_t e = cudaMalloc((void **)&r->d_ids, 4 * T);
+        if (e == cudaSuccess) e = cudaMalloc((void **)&r->d_mask, 4 * T);
+        if (e == cudaSuccess) e = cudaMalloc((void **)&r->d_types, 4 * T);
+        if (e == cudaSuccess) e = cudaMalloc((void **)&r->d_hidden, sizeof(float) * T * H);
+        if (e == cudaSuccess) e = cudaMalloc((void **)&r->d_pooled, sizeof(float) * B * H);
+        if (e != cudaSuccess) {
+            fprintf(stderr, "ember: cannot allocate device buffers: %s\n", cudaGetErrorString(e));
+            return 0;
+        }
+    }
+#endif
+    return 1;
+}
+
+/* One batch: forward + pool into r->pooled (host). */
+static int run_batch(runner *r, const ember_encoding *enc, ember_pooling mode, int normalize) {
+    const int B = enc->batch, S = enc->seq_len;
+    ember_status st = ember_model_reserve(r->m, B, S);
+    if (st != EMBER_OK) return fail("reserving the workspace", st);
+    ember_inputs in = {.batch = B, .seq_len = S, .input_ids = enc->input_ids,
+                       .attention_mask = enc->attention_mask,
+                       .token_type_ids = enc->token_type_ids};
+    ember_outputs out = {.last_hidden_state = r->hidden};
+    float *pooled = r->pooled;
+#ifdef EMBER_WITH_CUDA
+    if (r->cuda) {
+        const size_t nt = sizeof(int32_t) * (size_t)B * S;
+        cudaError_t e = cudaMemcpy(r->d_ids, enc->input_ids, nt, cudaMemcpyHostToDevice);
+        if (e == cudaSuccess) e = cudaMemcpy(r->d_mask, enc->attention_mask, nt, cudaMemcpyHostToDevice);
+        if (e == cudaSuccess) e = cudaMemcpy(r->d_types, enc->token_type_ids, nt, cudaMemcpyHostToDevice);
+        if (e != cudaSuccess) {
+            fprintf(stderr, "ember: copying the batch to the device failed: %s\n",
+                    cudaGetErrorString(e));
+            return 1;
+        }
+        in.input_ids = r->d_ids;
+        in.attention_mask = r->d_mask;
+        in.token_type_ids = r->d_types;
+        out.last_hidden_state = r->d_hidden;
+        pooled = r->d_pooled;
+    }
+#endif
+    st = ember_forward(r->m, &in, &out, NULL);
+    if (st != EMBER_OK) return fail("forward", st);
+    st = ember_pool(r->m, out.last_hidden_state, in.attention_mask, B, S, mode, normalize, pooled,
+                    NULL);
+    if (st != EMBER_OK) return fail("pooling", st);
+#ifdef EMBER_WITH_CUDA
+    if (r->cuda) {
+        cudaError_t e = cudaMemcpy(r->pooled, pooled, sizeof(float) * (size_t)B * r->H,
+                                   cudaMemcpyDeviceToHost);
+        if (e != cudaSuccess) {
+            fprintf(stderr, "ember: copying the embeddings back failed: %s\n", cudaGetErrorString(e));
+            return 1;
+        }
+    }
+#endif
+    return 0;
+}
+
+/* Display width of a code point: 2 for East Asian wide / fullwidth and emoji, 0 for controls. */
+static int cp_width(unsigned cp) {
+    if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) return 0;
+    if ((cp >= 0x1100 && cp <= 0x115f) || (cp >= 0x2e80 && cp <= 0xa4cf) ||
+        (cp >= 0xac00 && cp <= 0xd7a3) || (cp >= 0xf900 && cp <= 0xfaff) ||
+        (cp >= 0xfe30 && cp <= 0xfe4f) || (cp >= 0xff00 && cp <= 0xff60) ||
+        (cp >= 0xffe0 && cp <= 0xffe6) || (cp >= 0x1f300 && cp <= 0x1faff) ||
+        (cp >= 0x20000 && cp <= 0x3fffd))
+        return 2;
+    return 1;
+}
+
+/* The text abbreviated to `width` columns ("..." when cut), controls as spaces, then padded. */
+static void print_label(const char *s, int width) {
+    int used = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t total = strlen(s);
+    /* does it fit whole? */
+    int need = 0;
+    for (size_t i = 0; i < total;) {
+        unsigned c = p[i], cp = c;
+        int k = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+        if (k > 1) {
+            cp = c & (0xff >> (k + 1));
+            for (int j = 1; j < k && i + j < total; j++) cp = (cp << 6) | (p[i + j] & 0x3f);
+        }
+        need += cp < 0x20 ? 1 : cp_width(cp);
+        i += (size_t)k;
+    }
+    const int limit = need <= width ? width : width - 3;
+    for (size_t i = 0; i < total;) {
+        unsigned c = p[i], cp = c;
+        int k = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+        if (k > 1) {
+            cp = c & (0xff >> (k + 1));
+            for (int j = 1; j < k && i + j < total; j++) cp = (cp << 6) | (p[i + j] & 0x3f);
+        }
+        int w = cp < 0x20 ? 1 : cp_width(cp);
+        if (used + w > limit) break;
+        if (cp < 0x20) putchar(' ');
+        else fwrite(p + i, 1, (size_t)k, stdout);
+        used += w;
+        i += (size_t)k;
+    }
+    if (need > width) {
+        fputs("...", stdout);
+        used += 3;
+    }
+    for (; used < width; used++) putchar(' ');
+}
+
+static void print_similarity(const texts *t, const float *e, int H) {
+    const int n = t->n, lw = 40;
+    double *norm = malloc(sizeof(double) * (size_t)n);
+    if (!norm) return;
+    for (int i = 0; i < n; i++) {
+        double s = 0.0;
+        for (int j = 0; j < H; j++) s += (double)e[(size_t)i * H + j] * e[(size_t)i * H + j];
+        norm[i] = sqrt(s);
+    }
+    printf("cosine similarity:\n%*s", lw + 8, "");
+    for (int b = 0; b < n; b++) {
+        char h[16];
+        snprintf(h, sizeof h, "[%d]", b);
+        printf(" %6s", h);
+    }
+    printf("\n");
+    for (int a = 0; a < n; a++) {
+        char h[16];
+        snprintf(h, sizeof h, "[%d]", a);
+        printf("  %5s ", h);
+        print_label(t->s[a], lw);
+        for (int b = 0; b < n; b++) {
+            double dot = 0.0;
+            for (int j = 0; j < H; j++) dot += (double)e[(size_t)a * H + j] * e[(size_t)b * H + j];
+            double d = norm[a] * norm[b];
+            printf(" %+6.3f", d > 0.0 ? dot / d : 0.0);
+        }
+        printf("\n");
+    }
+    free(norm);
+}
+
+int ember_cli_embed(int argc, char **argv, int similarity) {
+    const char *cmd = similarity ? "similarity" : "embed";
+    embed_args a;
+    int pr = parse_embed_args(argc, argv, similarity, &a);
+    if (pr <= 0) {
+        free(a.texts);
+        if (pr < 0) return 0;
+        embed_usage(stderr, similarity);
+        return 2;
+    }
+    int rc = 1;
+    texts t = {0};
+    ember_tokenizer *tok = NULL;
+    ember_model *m = NULL;
+    int *ntok = NULL, *order = NULL, *used = NULL;
+    float *emb = NULL;
+    const char **batch_texts = NULL;
+    runner r = {0};
+
+    /* 1. the texts, checked */
+    if (a.n_texts > 0) {
+        t.s = a.texts;
+        t.n = a.n_texts;
+        t.len = malloc(sizeof(size_t) * (size_t)t.n);
+        if (!t.len) goto done;
+        for (int i = 0; i < t.n; i++) t.len[i] = strlen(t.s[i]);
+    } else if (!read_stdin(&t)) {
+        goto done;
+    }
+    if (t.n == 0) {
+        fprintf(stderr, "ember %s: no input texts: give TEXT arguments or lines on stdin\n", cmd);
+        goto done;
+    }
+    if (similarity && t.n < 2) {
+        fprintf(stderr, "ember similarity: needs at least two texts\n");
+        goto done;
+    }
+    for (int i = 0; i < t.n; i++) {
+        long bad = utf8_invalid_at((const unsigned char *)t.s[i], t.len[i]);
+        if (bad >= 0) {
+            fprintf(stderr, "ember %s: input %d (%s %d) is not valid UTF-8 at byte offset %ld "
+                            "(0x%02x); nothing written\n", cmd, i + 1,
+                    t.from_stdin ? "stdin line" : "TEXT argument", i + 1, bad,
+                    (unsigned char)t.s[i][bad]);
+            goto done;
+        }
+        if (t.from_stdin) strip_nul(t.s[i], t.len[i]);
+    }
+
+    /* 2. the model directory */
+    ember_pooling_config pc;
+    ember_status st = ember_pooling_config_load(a.model, &pc);
+    if (st != EMBER_OK) { fail("reading the sentence-transformers configuration", st); goto done; }
+    const ember_pooling mode = a.pooling >= 0 ? (ember_pooling)a.pooling : pc.mode;
+    const int normalize = a.normalize >= 0 ? a.normalize : pc.normalize;
+    st = ember_tokenizer_load(a.model, NULL, &tok);
+    if (st != EMBER_OK) { fail("loading the tokenizer", st); goto done; }
+    ember_load_options opt;
+    ember_load_options_init(&opt);
+    opt.backend = a.backend;
+    opt.compute_dtype = a.dtype;
+    opt.device = a.device;
+    opt.max_batch = 1;
+    opt.max_seq_len = 1;
+    st = ember_model_load(a.model, &opt, &m);
+    if (st != EMBER_OK) { fail("loading the model", st); goto done; }
+    ember_config c;
+    ember_model_config(m, &c);
+    if (ember_tokenizer_vocab_size(tok) > c.vocab_size) {
+        fprintf(stderr, "ember %s: vocab.txt has %d tokens but the model's vocab_size is %d\n",
+                cmd, (int)ember_tokenizer_vocab_size(tok), c.vocab_size);
+        goto done;
+    }
+    int L = a.max_length ? a.max_length : pc.max_seq_length ? pc.max_seq_length
+                                                             : c.max_position_embeddings;
+    if (L > c.max_position_embeddings) L = c.max_position_embeddings;
+    if (L < 2) {
+        fprintf(stderr, "ember %s: the model's max_position_embeddings (%d) leaves no room for "
+                        "[CLS] and [SEP]\n", cmd, c.max_position_embeddings);
+        goto done;
+    }
+
+    /* 3. token counts, and the order that batches texts of similar lengths */
+    ntok = malloc(sizeof(int) * (size_t)t.n);
+    order = malloc(sizeof(int) * (size_t)t.n);
+    used = malloc(sizeof(int) * (size_t)t.n);
+    emb = malloc(sizeof(float) * (size_t)t.n * c.hidden_size);
+    batch_texts = malloc(sizeof(char *) * (size_t)a.batch);
+    if (!ntok || !order || !used || !emb || !batch_texts) {
+        fprintf(stderr, "ember: out of host memory for %d texts\n", t.n);
+        goto done;
+    }
+    int n_truncated = 0;
+    for (int i = 0; i < t.n; i++) {
+        int64_t n = 0;
+        st = ember_tokenize(tok, t.s[i], strlen(t.s[i]), NULL, 0, &n);
+        if (st != EMBER_OK) {
+            char what[64];
+            snprintf(what, sizeof what, "tokenizing input %d", i + 1);
+            fail(what, st);
+            goto done;
+        }
+        ntok[i] = n + 2 > L ? L : (int)(n + 2);
+        n_truncated += n + 2 > L;
+        order[i] = i;
+    }
+    g_sort_len = ntok;
+    qsort(order, (size_t)t.n, sizeof *order, by_length);
+
+    /* 4. batches */
+    r.m = m;
+    r.cuda = a.backend == EMBER_BACKEND_CUDA;
+    r.H = c.hidden_size;
+    r.cap_batch = a.batch < t.n ? a.batch : t.n;
+    r.cap_tokens = r.cap_batch * L;
+    if (!runner_alloc(&r)) goto done;
+    const int progress = isatty(STDERR_FILENO) && t.n >= PROGRESS_MIN_TEXTS;
+    for (int start = 0; start < t.n; start += a.batch) {
+        const int nb = t.n - start < a.batch ? t.n - start : a.batch;
+        for (int k = 0; k < nb; k++) batch_texts[k] = t.s[order[start + k]];
+        ember_encoding enc;
+        st = ember_tokenizer_encode(tok, nb, batch_texts, NULL, L, &enc);
+        if (st != EMBER_OK) { fail("encoding a batch", st); goto done; }
+        int bad = run_batch(&r, &enc, mode, normalize);
+        for (int k = 0; !bad && k < nb; k++) {
+            const int i = order[start + k];
+            used[i] = enc.lengths[k];
+            memcpy(emb + (size_t)i * r.H, r.pooled + (size_t)k * r.H, sizeof(float) * r.H);
+        }
+        ember_encoding_free(&enc);
+        if (bad) goto done;
+        if (progress) {
+            const int done_n = start + nb, w = 30, fill = (int)((long long)w * done_n / t.n);
+            fprintf(stderr, "\rember %s: [%.*s%*s] %d/%d", cmd, fill,
+                    "##############################", w - fill, "", done_n, t.n);
+        }
+    }
+    if (progress) fprintf(stderr, "\n");
+    if (n_truncated)
+        fprintf(stderr, "ember %s: warning: %d of %d input%s had more than %d tokens ([CLS] and "
+                        "[SEP] included) and %s truncated to %d\n", cmd, n_truncated, t.n,
+                t.n == 1 ? "" : "s", L, n_truncated == 1 ? "was" : "were", L);
+
+    /* 5. output */
+    if (similarity) {
+        printf("ember similarity: %s, %s pooling%s, up to %d tokens, %s %s\n", a.model,
+               pool_name(mode), normalize ? " + normalize" : "", L, r.cuda ? "cuda" : "cpu",
+               a.dtype == EMBER_DTYPE_F32 ? "f32" : a.dtype == EMBER_DTYPE_F16 ? "f16" : "bf16");
+        print_similarity(&t, emb, r.H);
+        rc = 0;
+    } else if (a.format == FMT_SAFETENSORS) {
+        ember_st_tensor ts = {.name = "sentence_embedding", .dtype = EMBER_ST_F32, .ndim = 2,
+                              .shape = {t.n, r.H}, .data = emb,
+                              .nbytes = sizeof(float) * (size_t)t.n * r.H};
+        char maxlen[16], norm_s[4];
+        snprintf(maxlen, sizeof maxlen, "%d", L);
+        snprintf(norm_s, sizeof norm_s, "%d", normalize);
+        const char *mk[] = {"producer", "model", "pooling", "normalize", "max_length"};
+        const char *mv[] = {"ember 0.1.0", a.model, pool_name(mode), norm_s, maxlen};
+        st = ember_st_write(a.output, &ts, 1, mk, mv, 5);
+        if (st != EMBER_OK) { fail("writing the output", st); goto done; }
+        rc = 0;
+    } else {
+        out_file o;
+        if (!out_open(&o, a.output)) goto done;
+        int ok = 1;
+        if (a.format == FMT_NPY) write_npy(o.f, emb, t.n, r.H);
+        else if (a.format == FMT_JSONL) ok = write_jsonl(o.f, emb, &t, used, r.H);
+        else write_text(o.f, emb, t.n, r.H);
+        rc = out_close(&o, ok) ? 0 : 1;
+    }
+
+done:
+    runner_free(&r);
+    free(ntok);
+    free(order);
+    free(used);
+    free(emb);
+    free(batch_texts);
+    ember_model_free(m);
+    ember_tokenizer_free(tok);
+    texts_free(&t);
+    free(a.texts);
+    return rc;
+}
