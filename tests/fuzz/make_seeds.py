@@ -81,3 +81,30 @@ put("fuzz_forward", "raw_ids_out_of_range", bytes([0, 0, 0x20, 1, 2, 0]) + struc
 put("fuzz_forward", "capacity", bytes([0, 0, 0, 0xf4, 0xf6, 0]) + b"\0")
 put("fuzz_forward", "unknown_flags", bytes([0, 0, 0, 1, 1, 0x80]) + struct.pack("<I", 4) + b"\0")
 put("fuzz_forward", "embed_tokens", bytes([0xf0, 0, 5]) + bytes([0, 1, 2, 3, 49]))
+
+# ---- tokenizer (layout in fuzz_tokenizer.c) -----------------------------------------------
+# [flags][max_length] vocab 0xFF text_a 0xFF text_b [0xFF tokenizer_config 0xFF special_map]
+vocab = "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "un", "##aff", "##able",
+                   "hello", "world", ",", "!", "##s", "cafe", "é", "日", "本", "a", "##b",
+                   "token"]) + "\n"
+
+
+def tok(flags, max_length, texts, config=None, special=None):
+    parts = [vocab] + texts
+    if config is not None or special is not None:
+        parts.append(config or "{}")
+    if special is not None:
+        parts.append(special)
+    return bytes([flags, max_length]) + b"\xff".join(p.encode() for p in parts)
+
+
+put("fuzz_tokenizer", "plain", tok(0, 0, ["Hello, world!", "unaffable tokens"]))
+put("fuzz_tokenizer", "pair_truncated", tok(0x40, 6, ["the unaffable world", "hello hello hello"]))
+put("fuzz_tokenizer", "accents_cjk_cased", tok(0x15, 16, ["Café  日本 é\u0301", "\tA\u00a0b\x00!"]))
+put("fuzz_tokenizer", "special_in_text", tok(0x80, 0, ["[CLS] hello [MASK] world [SEP]", ""]))
+put("fuzz_tokenizer", "with_configs",
+    tok(0, 0, ["HELLO world", "x" * 101],
+        json.dumps({"do_lower_case": False, "model_max_length": 8, "unk_token": "[UNK]"}),
+        json.dumps({"cls_token": {"content": "[CLS]"}, "pad_token": "[PAD]"})))
+put("fuzz_tokenizer", "bad_utf8", tok(0, 0, ["ok"]) + b"\xc3\x28 \xed\xa0\x80" + b"\xff" + b"\xf4\x90")
+put("fuzz_tokenizer", "no_unk", bytes([0, 0]) + b"[CLS]\n[SEP]\nhello\n" + b"\xff" + b"hello")
