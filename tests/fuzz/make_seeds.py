@@ -66,6 +66,26 @@ put("fuzz_config", "bad_big.json", json.dumps(dict(minimal, vocab_size=2**40)))
 put("fuzz_config", "bad_model_type.json", json.dumps(dict(minimal, model_type="roberta")))
 put("fuzz_config", "bad_json.json", '{"vocab_size": 30522, "hidden_size": }')
 
+# the other JSON files fuzz_config reads (each input is tried in every role)
+put("fuzz_config", "tokenizer_config.json",
+    json.dumps({"do_lower_case": True, "strip_accents": None, "tokenize_chinese_chars": True,
+                "model_max_length": 512, "unk_token": "[UNK]", "cls_token": "[CLS]",
+                "added_tokens_decoder": {"0": {"content": "[PAD]", "special": True}}}))
+put("fuzz_config", "special_tokens_map.json",
+    json.dumps({"cls_token": "[CLS]", "sep_token": {"content": "[SEP]", "lstrip": False},
+                "pad_token": "[PAD]", "mask_token": "[MASK]", "unk_token": "[UNK]"}))
+put("fuzz_config", "modules.json", json.dumps([
+    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    {"idx": 2, "name": "2", "path": "2_Normalize",
+     "type": "sentence_transformers.models.Normalize"}]))
+put("fuzz_config", "pooling_config.json",
+    json.dumps({"word_embedding_dimension": 384, "pooling_mode_cls_token": False,
+                "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
+                "pooling_mode_mean_sqrt_len_tokens": False, "include_prompt": True}))
+put("fuzz_config", "sentence_bert_config.json",
+    json.dumps({"max_seq_length": 256, "do_lower_case": False}))
+
 # ---- forward (layout in fuzz_forward.c) ---------------------------------------------------
 # op, ptrs, opts, batch, seq_len, flags, values...
 ids = bytes([1, 7, 49, 3, 0, 1, 9, 9, 2, 48])
