@@ -20,7 +20,8 @@ Model PoolModel(int H, ember_backend backend = EMBER_BACKEND_CPU) {
     c.vocab_size = 8;
     c.hidden_size = H;
     c.num_hidden_layers = 1;
-    c.num_attention_heads = 1;
+    c.num_attention_heads = 1;  // fewest heads whose size the CUDA backend takes (<= 256)
+    while (H / c.num_attention_heads > 256 || H % c.num_attention_heads) c.num_attention_heads++;
     c.intermediate_size = 4;
     c.max_position_embeddings = 8;
     c.type_vocab_size = 1;
