@@ -6,7 +6,7 @@
 # Builds, from the repository's current sources only, one test binary:
 #   kernels/*.cu (except linear.cu)  -> prep.py -> g++ against fake/cuda_runtime.h (fibers)
 #   host/*.c weights/*.c kernels/*.c -> gcc -DEMBER_WITH_CUDA, real CUDA runtime *headers*
-#   tests/test_cuda.cc test_perf_paths.cc test_attention.cc
+#   tests/test_cuda.cc test_perf_paths.cc test_attention.cc test_pooling.cc
 #   mock.cc mockx.cc                 -> CUDA runtime, graphs, naive GEMM instead of cuBLASLt
 # then runs it. Exits non-zero if any step of the build or any test fails.
 # Needs: gcc/g++ (C++20), python3, CUDA toolkit headers (CUDA_INC, default
@@ -45,18 +45,18 @@ for f in "$B"/src/*.cc "$EMU/mock.cc" "$EMU/mockx.cc"; do
     cmds+=("$(printf '%q ' "${CXXEMU[@]}" -c "$f" -o "$B/obj/emu_$(basename "$f" .cc).o")")
 done
 for f in host/*.c weights/*.c kernels/*.c; do
-    [ "$f" = host/cli.c ] && continue  # the CLI's main()
+    case "$f" in host/cli*.c) continue;; esac  # the CLI (main() and its subcommands)
     d=$(dirname "$f")
     cmds+=("$(printf '%q ' "${CC[@]}" -c "$f" -o "$B/obj/${d}_$(basename "$f" .c).o")")
 done
-for t in test_cuda test_perf_paths test_attention; do
+for t in test_cuda test_perf_paths test_attention test_pooling; do
     cmds+=("$(printf '%q ' "${CXXTEST[@]}" -c "tests/$t.cc" -o "$B/obj/tests_$t.o")")
 done
 echo "emu: compiling ${#cmds[@]} files in $B ($JOBS jobs)"
 printf '%s\0' "${cmds[@]}" | xargs -0 -P "$JOBS" -I{} bash -c '{}' \
     || { echo "emu: build failed" >&2; exit 1; }
 
-g++ -pthread -o "$B/ember_emu_tests" "$B"/obj/*.o -lgtest_main -lgtest -ljansson -lgomp -lm \
+g++ -pthread -o "$B/ember_emu_tests" "$B"/obj/*.o -lgtest_main -lgtest -ljansson -lutf8proc -lgomp -lm \
     || { echo "emu: link failed" >&2; exit 1; }
 echo "emu: built $B/ember_emu_tests; running (CPU emulation, not a GPU)"
 "$B/ember_emu_tests" "$@"
