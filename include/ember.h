@@ -387,7 +387,12 @@ typedef enum ember_pooling {
  * `normalize`, divided by max(L2 norm, 1e-12). hidden is [batch, seq_len, H] as written by
  * ember_forward, out is [batch, H]; both live where the model's backend keeps tensors (host
  * for CPU, device for CUDA, enqueued on `stream` and not waited for). Accumulation is in
- * double (CPU) or float (CUDA). */
+ * double (CPU) or float (CUDA). Mask values must be 0/1: the CPU rejects others with
+ * EMBER_ERR_INVALID_ARGUMENT, CUDA does not check them (nonzero counts as 1).
+ * These are sentence-transformers 2.x-5.x's formulas. sentence-transformers 6 takes CLS from
+ * the first unmasked token and masks max with -inf: the same vectors for [CLS]-first,
+ * right-padded BERT inputs (what ember_tokenizer_encode makes); only a row without any
+ * valid token differs (-1e9 here). */
 EMBER_API ember_status ember_pool(ember_model *model, const float *hidden,
                                   const int32_t *attention_mask, int batch, int seq_len,
                                   ember_pooling mode, int normalize, float *out,
