@@ -389,7 +389,7 @@ typedef enum ember_pooling {
  * for CPU, device for CUDA, enqueued on `stream` and not waited for). Accumulation is in
  * double (CPU) or float (CUDA). Mask values must be 0/1: the CPU rejects others with
  * EMBER_ERR_INVALID_ARGUMENT, CUDA does not check them (nonzero counts as 1).
- * These are sentence-transformers 2.x-5.x's formulas. sentence-transformers 6 takes CLS from
+ * These are the formulas of earlier sentence-transformers (2.x). Version 6 takes CLS from
  * the first unmasked token and masks max with -inf: the same vectors for [CLS]-first,
  * right-padded BERT inputs (what ember_tokenizer_encode makes); only a row without any
  * valid token differs (-1e9 here). */
