@@ -218,10 +218,10 @@ TEST(CudaThreads, OneModelFourStreamsBitIdentical) {
     for (int k = 0; k < kShapes; k++) {
         std::vector<int32_t> ids(N);
         for (auto &v : ids) v = rng.Int(cfg.vocab_size);
-        CUDA_OK(cudaMalloc(&d_ids[k], sizeof(int32_t) * N));
+        CUDA_OK(cudaMalloc((void **)&d_ids[k], sizeof(int32_t) * N));
         CUDA_OK(cudaMemcpy(d_ids[k], ids.data(), sizeof(int32_t) * N, cudaMemcpyHostToDevice));
         float *d_out = nullptr;
-        CUDA_OK(cudaMalloc(&d_out, sizeof(float) * N * H));
+        CUDA_OK(cudaMalloc((void **)&d_out, sizeof(float) * N * H));
         ember_inputs in{};
         in.batch = B;
         in.seq_len = S;
@@ -241,7 +241,7 @@ TEST(CudaThreads, OneModelFourStreamsBitIdentical) {
             cudaStream_t st;
             CUDA_OK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
             float *d_out = nullptr;
-            CUDA_OK(cudaMalloc(&d_out, sizeof(float) * N * H));
+            CUDA_OK(cudaMalloc((void **)&d_out, sizeof(float) * N * H));
             std::vector<float> h((size_t)N * H);
             WaitFor(go);
             for (int i = 0; i < 12; i++) {
