@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <jansson.h>
 
+#include <sys/wait.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -148,6 +150,38 @@ inline std::vector<GoldenCase> LoadManifest() {
     }
     json_decref(root);
     return out;
+}
+
+// True in AddressSanitizer / ThreadSanitizer builds: their shadow memory and quarantine make
+// RSS figures and address-space limits meaningless, so tests that rely on those skip there.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+#else
+constexpr bool kSanitized = false;
+#endif
+
+struct CommandResult {
+    int code = -1;    // exit status, -1 when the command did not exit normally
+    std::string out;  // what it wrote to stdout
+};
+
+// Run a shell command line and capture its stdout (redirect stderr in `cmd` as needed).
+inline CommandResult RunCommand(const std::string &cmd) {
+    CommandResult r;
+    FILE *p = popen(cmd.c_str(), "r");
+    if (!p) return r;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    int status = pclose(p);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
 }
 
 }  // namespace ember_test

@@ -10,22 +10,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-    int code = -1;
-    std::string out;  // stdout and stderr together
-};
+using Result = CommandResult;  // out: stdout and stderr together
 
 Result RunCli(const std::string &args) {
-    std::string cmd = std::string(EMBER_CLI_PATH) + " " + args + " 2>&1";
-    Result r;
-    FILE *p = popen(cmd.c_str(), "r");
-    if (!p) return r;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-    int status = pclose(p);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
+    return RunCommand(std::string(EMBER_CLI_PATH) + " " + args + " 2>&1");
 }
 
 class Cli : public ::testing::Test {

@@ -75,14 +75,10 @@ protected:
         }
         const std::string err = (dir_ / "stderr.txt").string();
         std::string cmd = std::string(EMBER_CLI_PATH) + " " + args + " <" + Q(in) + " 2>" + Q(err);
+        CommandResult c = RunCommand(cmd);
         Result r;
-        FILE *p = popen(cmd.c_str(), "r");
-        if (!p) return r;
-        char buf[4096];
-        size_t n;
-        while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-        int status = pclose(p);
-        r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        r.code = c.code;
+        r.out = std::move(c.out);
         r.err = ReadFile(err);
         return r;
     }

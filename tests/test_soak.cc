@@ -18,18 +18,6 @@ using namespace ember_test;
 
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;  // quarantine and shadow memory make RSS meaningless
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
-
 // Resident bytes, from /proc/self/statm (second field, in pages).
 size_t RssBytes() {
     std::ifstream f("/proc/self/statm");
