@@ -51,7 +51,21 @@ static void put(int role, const char *name, const void *p, size_t n) {
 
 static void put_str(int role, const char *name, const char *s) { put(role, name, s, strlen(s)); }
 
+/* Remove the directories at exit (a crash leaves them for the reproducer's inspection). */
+static void cleanup(void) {
+    static const char *files[] = {"tokenizer_config.json", "special_tokens_map.json", "modules.json",
+                                  "1_Pooling/config.json", "2_Normalize/config.json",
+                                  "sentence_bert_config.json", "1_Pooling", "2_Normalize", ""};
+    char path[256];
+    for (int r = 0; r < N_ROLES; r++)
+        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+            snprintf(path, sizeof path, "%s/%s", g_dir[r], files[i]);
+            if (unlink(path) != 0) rmdir(path);
+        }
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    atexit(cleanup);
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     static const char *pooling = "{\"word_embedding_dimension\": 8, \"pooling_mode_mean_tokens\": true}";
     static const char *modules =

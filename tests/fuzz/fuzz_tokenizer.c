@@ -57,7 +57,15 @@ static void write_file(const char *name, const uint8_t *p, size_t n, int present
     FUZZ_CHECK(f && fwrite(p, 1, n, f) == n && fclose(f) == 0, "cannot write %s", path);
 }
 
+static void cleanup(void) {
+    write_file("vocab.txt", NULL, 0, 0);
+    write_file("tokenizer_config.json", NULL, 0, 0);
+    write_file("special_tokens_map.json", NULL, 0, 0);
+    rmdir(g_dir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    atexit(cleanup);
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     snprintf(g_dir, sizeof g_dir, "%s/ember_fuzz_tok_%ld", base, (long)getpid());
     mkdir(g_dir, 0700);
