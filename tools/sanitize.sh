@@ -35,7 +35,12 @@ job() {
         detail="${detail:-no test summary}; $reports sanitizer report lines"
         if [ $rc -eq 0 ] && [ "$reports" -eq 0 ]; then result=PASS; else result=FAIL; fi
     fi
-    [ "$result" = PASS ] || FAILED=1
+    if [ "$result" != PASS ]; then
+        FAILED=1
+        echo "sanitize: $name failed; the end of $log:" >&2
+        grep -E -B2 -A25 '^(==[0-9]+==ERROR|WARNING: ThreadSanitizer)|runtime error:|\[  FAILED  \]|Failed|FAILED' "$log" \
+            | tail -n 120 >&2 || tail -n 60 "$log" >&2
+    fi
     SUMMARY+=("$(printf 'sanitize: %-10s %-4s %5ss  %s  (log %s)' "$name" "$result" $((SECONDS - t0)) "$detail" "$log")")
     echo "${SUMMARY[-1]}"
 }
