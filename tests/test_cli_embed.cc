@@ -346,6 +346,31 @@ TEST_F(CliEmbed, EmptyInputIsAnError) {
     EXPECT_EQ(r.code, 0) << r.err;
 }
 
+TEST_F(CliEmbed, ProgressBarOnlyWhenStderrIsATerminal) {
+    // util-linux `script` runs the command on a pseudo-terminal (stdout and stderr both)
+    if (RunCommand("command -v script >/dev/null 2>&1").code != 0)
+        GTEST_SKIP() << "`script` (util-linux/bsdutils) is not installed: no pseudo-terminal";
+    std::string in;
+    for (int i = 0; i < 70; i++) in += "the man is eating bread " + std::to_string(i) + "\n";
+    const fs::path in_path = dir_ / "in.txt", out = dir_ / "o.npy";
+    WriteFile(in_path, in);
+    const std::string cmd = std::string(EMBER_CLI_PATH) + " embed " + M() + "--batch 8 --output " +
+                            Q(out.string()) + " <" + Q(in_path.string());
+    CommandResult tty = RunCommand("script -qec " + Q(cmd) + " /dev/null </dev/null");
+    ASSERT_EQ(tty.code, 0) << tty.out;
+    EXPECT_NE(tty.out.find("] 70/70"), std::string::npos) << tty.out;
+    EXPECT_NE(tty.out.find("] 8/70"), std::string::npos) << tty.out;  // updated per batch
+    // the same run with stderr on a file: no bar
+    Result file = Run("embed " + M() + "--batch 8 --output " + Q(out.string()), &in);
+    ASSERT_EQ(file.code, 0) << file.err;
+    EXPECT_EQ(file.err.find("70/70"), std::string::npos) << file.err;
+    // fewer than 64 texts: no bar even on a terminal
+    WriteFile(in_path, "girl\nthe dog sat.\n");
+    tty = RunCommand("script -qec " + Q(cmd) + " /dev/null </dev/null");
+    ASSERT_EQ(tty.code, 0) << tty.out;
+    EXPECT_EQ(tty.out.find("2/2"), std::string::npos) << tty.out;
+}
+
 TEST_F(CliEmbed, UsageErrorsAndHelp) {
     EXPECT_EQ(Run("embed hello").code, 2);
     EXPECT_EQ(Run("embed " + M() + "--format xml hi").code, 2);
