@@ -61,7 +61,7 @@ max_len() {
 }
 dict() {
     case "$1" in
-    fuzz_safetensors | fuzz_config | fuzz_tokenizer) echo "-dict=$root/tests/fuzz/safetensors_json.dict" ;;
+    fuzz_safetensors | fuzz_config | fuzz_tokenizer | fuzz_load) echo "-dict=$root/tests/fuzz/safetensors_json.dict" ;;
     esac
 }
 

@@ -128,3 +128,94 @@ put("fuzz_tokenizer", "with_configs",
         json.dumps({"cls_token": {"content": "[CLS]"}, "pad_token": "[PAD]"})))
 put("fuzz_tokenizer", "bad_utf8", tok(0, 0, ["ok"]) + b"\xc3\x28 \xed\xa0\x80" + b"\xff" + b"\xf4\x90")
 put("fuzz_tokenizer", "no_unk", bytes([0, 0]) + b"[CLS]\n[SEP]\nhello\n" + b"\xff" + b"hello")
+
+# ---- whole-model loading (layout in fuzz_load.c) ------------------------------------------
+# config.json SEP shard1 [SEP model.safetensors.index.json SEP shard2 ...]
+SEP = b"#@PART@#"
+load_cfg = {"model_type": "bert", "vocab_size": 20, "hidden_size": 8, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 12, "max_position_embeddings": 16,
+            "type_vocab_size": 2, "layer_norm_eps": 1e-12, "hidden_act": "gelu"}
+
+
+def bert_tensors(cfg, pooler=False):
+    """[(HF name, shape)] of a BertModel, in HF's order."""
+    V, H, I = cfg["vocab_size"], cfg["hidden_size"], cfg["intermediate_size"]
+    t = [("embeddings.word_embeddings.weight", [V, H]),
+         ("embeddings.position_embeddings.weight", [cfg["max_position_embeddings"], H]),
+         ("embeddings.token_type_embeddings.weight", [cfg["type_vocab_size"], H]),
+         ("embeddings.LayerNorm.weight", [H]), ("embeddings.LayerNorm.bias", [H])]
+    for l in range(cfg["num_hidden_layers"]):
+        p = "encoder.layer.%d." % l
+        for q in ("query", "key", "value"):
+            t += [(p + "attention.self.%s.weight" % q, [H, H]),
+                  (p + "attention.self.%s.bias" % q, [H])]
+        t += [(p + "attention.output.dense.weight", [H, H]), (p + "attention.output.dense.bias", [H]),
+              (p + "attention.output.LayerNorm.weight", [H]),
+              (p + "attention.output.LayerNorm.bias", [H]),
+              (p + "intermediate.dense.weight", [I, H]), (p + "intermediate.dense.bias", [I]),
+              (p + "output.dense.weight", [H, I]), (p + "output.dense.bias", [H]),
+              (p + "output.LayerNorm.weight", [H]), (p + "output.LayerNorm.bias", [H])]
+    if pooler:
+        t += [("pooler.dense.weight", [H, H]), ("pooler.dense.bias", [H])]
+    return t
+
+
+def values(n, seed, center=0.0):
+    """n reproducible values in [center - 0.5, center + 0.5) (a small LCG, no random module)."""
+    out, s = [], seed
+    for _ in range(n):
+        s = (s * 1103515245 + 12345) % 2**31
+        out.append(center + (s / 2**31 - 0.5))
+    return out
+
+
+def encode(vals, dtype):
+    if dtype == "F32":
+        return struct.pack("<%df" % len(vals), *vals)
+    if dtype == "F16":
+        return struct.pack("<%de" % len(vals), *vals)
+    # BF16: the high half of the f32 bits (truncation is fine for seeds)
+    return b"".join(struct.pack("<I", x)[2:] for x in struct.unpack("<%dI" % len(vals),
+                                                                      struct.pack("<%df" % len(vals), *vals)))
+
+
+def checkpoint(tensors, dtype, rename=lambda n: n):
+    """safetensors bytes of [(name, shape)] with reproducible values (LayerNorm weights near 1)."""
+    entries, data = [], b""
+    for i, (name, shape) in enumerate(tensors):
+        n = 1
+        for d in shape:
+            n *= d
+        blob = encode(values(n, i + 1, 1.0 if name.endswith("LayerNorm.weight") else 0.0), dtype)
+        entries.append((rename(name), dtype, shape, len(data), len(data) + len(blob)))
+        data += blob
+    return st(entries, data, meta={"format": "pt"})
+
+
+def legacy(name):
+    """The old TF-converted spellings: bert. prefix, LayerNorm gamma/beta."""
+    name = name.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
+    return "bert." + name
+
+
+cfg_json = json.dumps(load_cfg).encode()
+tensors = bert_tensors(load_cfg)
+put("fuzz_load", "f32", cfg_json + SEP + checkpoint(tensors, "F32"))
+put("fuzz_load", "f16_pooler", cfg_json + SEP + checkpoint(bert_tensors(load_cfg, True), "F16"))
+put("fuzz_load", "bf16", cfg_json + SEP + checkpoint(tensors, "BF16"))
+put("fuzz_load", "prefix_gamma_beta_f16",
+    cfg_json + SEP + checkpoint(bert_tensors(load_cfg, True), "F16", legacy))
+# sharded in two: embeddings in shard 1, the encoder layer in shard 2
+half = 5
+shard_names = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+index = {"metadata": {"total_size": 0},
+         "weight_map": {n: shard_names[0 if i < half else 1] for i, (n, _) in enumerate(tensors)}}
+put("fuzz_load", "sharded_f16",
+    cfg_json + SEP + checkpoint(tensors[:half], "F16") + SEP + json.dumps(index).encode() + SEP +
+    checkpoint(tensors[half:], "F16"))
+# near misses: a config claiming a huge model with the tiny checkpoint, an unexpected layer
+big = dict(load_cfg, vocab_size=10000000, hidden_size=65536, num_attention_heads=1,
+           num_hidden_layers=512, intermediate_size=262144, max_position_embeddings=1048576)
+put("fuzz_load", "bad_huge_config", json.dumps(big).encode() + SEP + checkpoint(tensors, "F16"))
+put("fuzz_load", "bad_extra_layer",
+    cfg_json + SEP + checkpoint(bert_tensors(dict(load_cfg, num_hidden_layers=2)), "F16"))
