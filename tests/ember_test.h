@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -150,6 +152,17 @@ inline std::vector<GoldenCase> LoadManifest() {
     }
     json_decref(root);
     return out;
+}
+
+// A whole file as bytes ("" when it cannot be read).
+inline std::string ReadFile(const std::string &path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Replace a file's contents with `bytes`.
+inline void WriteFile(const std::string &path, const std::string &bytes) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
 }
 
 // True in AddressSanitizer / ThreadSanitizer builds: their shadow memory and quarantine make

@@ -24,15 +24,6 @@ struct Result {
 
 const std::string kMiniLm = std::string(EMBER_SOURCE_DIR) + "/.pydeps/all-MiniLM-L6-v2";
 
-std::string ReadFile(const fs::path &p) {
-    std::ifstream f(p, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-void WriteFile(const fs::path &p, const std::string &s) { std::ofstream(p, std::ios::binary) << s; }
-
 // Single-quoted for /bin/sh.
 std::string Q(const std::string &s) {
     std::string r = "'";

@@ -25,15 +25,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string ReadText(const fs::path &p) {
-    std::ifstream f(p);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-void WriteText(const fs::path &p, const std::string &s) { std::ofstream(p, std::ios::trunc) << s; }
-
 // A fixed valid request on a model and its output.
 std::vector<float> Forward(ember_model *m, ember_status *st = nullptr) {
     ember_config c;
@@ -69,12 +60,12 @@ protected:
 
     void SetConfig(const std::string &key, const std::string &value) {
         fs::path p = dir_ / "m" / "config.json";
-        std::string s = ReadText(p);
+        std::string s = ReadFile(p);
         size_t k = s.find("\"" + key + "\"");
         ASSERT_NE(k, std::string::npos) << key;
         size_t colon = s.find(':', k), end = s.find_first_of(",\n}", colon);
         s.replace(colon + 1, end - colon - 1, " " + value);
-        WriteText(p, s);
+        WriteFile(p, s);
     }
 
     // Load fails with `want`, a message holding `needle`, *out NULL; then the bundled model
@@ -156,12 +147,12 @@ TEST_F(Hostile, ShardSymlinkLoopIsAnIoError) {
 
 TEST_F(Hostile, ShardNamedDotDotOrWithADirectory) {
     fs::path d = CopyModel("gelu-new-sharded");
-    const std::string orig = ReadText(d / "model.safetensors.index.json");
+    const std::string orig = ReadFile(d / "model.safetensors.index.json");
     const std::string first = "model-00001-of-00003.safetensors";
     for (const char *bad : {"..", ".", "sub/model.safetensors", "..\\\\model.safetensors", ""}) {
         std::string s = orig;
         s.replace(s.find(first), first.size(), bad);
-        WriteText(d / "model.safetensors.index.json", s);
+        WriteFile(d / "model.safetensors.index.json", s);
         SCOPED_TRACE(bad);
         ExpectLoadFails(EMBER_ERR_FORMAT, "is not a plain file name", "gelu-new-sharded");
     }

@@ -13,18 +13,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string ReadText(const fs::path &p) {
-    std::ifstream f(p);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-void WriteText(const fs::path &p, const std::string &s) {
-    std::ofstream f(p, std::ios::trunc);
-    f << s;
-}
-
 // A scratch copy of a bundled model that a test may break.
 class BrokenCheckpoint : public ::testing::Test {
 protected:
@@ -43,7 +31,7 @@ protected:
 
     // Replace one "key": value line of config.json (save_pretrained writes one per line).
     void SetConfig(const std::string &key, const std::string &value) {
-        std::string s = ReadText(dir_ / "config.json");
+        std::string s = ReadFile(dir_ / "config.json");
         size_t k = s.find("\"" + key + "\"");
         if (k == std::string::npos) {
             s.insert(s.find('{') + 1, "\n  \"" + key + "\": " + value + ",");
@@ -51,7 +39,7 @@ protected:
             size_t colon = s.find(':', k), end = s.find_first_of(",\n}", colon);
             s.replace(colon + 1, end - colon - 1, " " + value);
         }
-        WriteText(dir_ / "config.json", s);
+        WriteFile(dir_ / "config.json", s);
     }
 
     // Rewrite model.safetensors through `edit`, which may drop (return false), rename or
@@ -240,15 +228,15 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST_F(BrokenCheckpoint, ConfigNotJson) {
     CopyModel("tiny-odd");
-    WriteText(dir_ / "config.json", "{\"hidden_size\": 72,");
+    WriteFile(dir_ / "config.json", "{\"hidden_size\": 72,");
     ExpectLoadFails(EMBER_ERR_CONFIG, "invalid JSON");
 }
 
 TEST_F(BrokenCheckpoint, ConfigDuplicateKey) {
     CopyModel("tiny-odd");
-    std::string s = ReadText(dir_ / "config.json");
+    std::string s = ReadFile(dir_ / "config.json");
     s.insert(s.find('{') + 1, "\n  \"hidden_size\": 72,");
-    WriteText(dir_ / "config.json", s);
+    WriteFile(dir_ / "config.json", s);
     ExpectLoadFails(EMBER_ERR_CONFIG, "hidden_size");
 }
 
@@ -260,16 +248,16 @@ TEST_F(BrokenCheckpoint, ShardedMissingShard) {
 
 TEST_F(BrokenCheckpoint, ShardedPathTraversal) {
     CopyModel("gelu-new-sharded");
-    std::string s = ReadText(dir_ / "model.safetensors.index.json");
+    std::string s = ReadFile(dir_ / "model.safetensors.index.json");
     size_t at = s.find("model-00001-of-00003.safetensors");
     s.replace(at, strlen("model-00001-of-00003.safetensors"), "../../etc/passwd");
-    WriteText(dir_ / "model.safetensors.index.json", s);
+    WriteFile(dir_ / "model.safetensors.index.json", s);
     ExpectLoadFails(EMBER_ERR_FORMAT, "not a plain file name");
 }
 
 TEST_F(BrokenCheckpoint, ShardedIndexPointsAtWrongShard) {
     CopyModel("gelu-new-sharded");
-    std::string s = ReadText(dir_ / "model.safetensors.index.json");
+    std::string s = ReadFile(dir_ / "model.safetensors.index.json");
     // move the word embeddings' entry to another existing shard
     size_t k = s.find("\"embeddings.word_embeddings.weight\"");
     ASSERT_NE(k, std::string::npos);
@@ -278,7 +266,7 @@ TEST_F(BrokenCheckpoint, ShardedIndexPointsAtWrongShard) {
     std::string other = cur == "model-00003-of-00003.safetensors" ? "model-00001-of-00003.safetensors"
                                                                   : "model-00003-of-00003.safetensors";
     s.replace(v, cur.size(), other);
-    WriteText(dir_ / "model.safetensors.index.json", s);
+    WriteFile(dir_ / "model.safetensors.index.json", s);
     ExpectLoadFails(EMBER_ERR_FORMAT, "embeddings.word_embeddings.weight");
 }
 

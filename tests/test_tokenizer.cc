@@ -58,11 +58,6 @@ std::vector<int32_t> JsonInts(json_t *a) {
     return v;
 }
 
-void WriteText(const fs::path &p, const std::string &s) {
-    std::ofstream f(p, std::ios::binary | std::ios::trunc);
-    f << s;
-}
-
 // tests/data/tokenizer/goldens.json, read once (tools/make_tokenizer_goldens.py).
 struct Goldens {
     json_t *root = nullptr;
@@ -100,7 +95,7 @@ protected:
         fs::path d = dir_ / name;
         fs::create_directories(d);
         fs::copy_file(DataPath("tokenizer/vocab.txt"), d / "vocab.txt");
-        if (!config.empty()) WriteText(d / "tokenizer_config.json", config);
+        if (!config.empty()) WriteFile(d / "tokenizer_config.json", config);
         return d;
     }
     ember_status TryLoad(const fs::path &p, Tok *out,
@@ -510,7 +505,7 @@ TEST_F(TokenizerFiles, MaxLengthZeroMeansModelMaxLength) {
 TEST_F(TokenizerFiles, VocabLinesLikeTokenizersReadFile) {
     // CRLF, trailing white space (NBSP too) dropped, an empty line keeps its id, a duplicate maps
     // to its last line, the last line needs no newline, a lone CR stays inside a token.
-    WriteText(dir_ / "vocab.txt",
+    WriteFile(dir_ / "vocab.txt",
               "[UNK]\r\n[CLS]\n[SEP]\nhello \n\nab\nab\n##c\xC2\xA0\nx\ry\nworld");
     Tok t;
     ASSERT_EQ(TryLoad(dir_, &t), EMBER_OK) << ember_last_error();
@@ -545,7 +540,7 @@ TEST_F(TokenizerFiles, CanonicalOrderingOfMarksBeforeStripping) {
     // Musical symbols U+1D165 (ccc 216) and U+1D16D (ccc 226) are Mc, so they survive accent
     // stripping in canonical order; a CGJ (U+034F, Mn, ccc 0) separates the runs. Expected
     // ids are what transformers 5 gives for this vocabulary.
-    WriteText(dir_ / "vocab.txt",
+    WriteFile(dir_ / "vocab.txt",
               "[UNK]\n[CLS]\n[SEP]\nx\n##\xF0\x9D\x85\xA5\n##\xF0\x9D\x85\xAD\n##y\n");
     Tok t;
     ASSERT_EQ(TryLoad(dir_, &t), EMBER_OK) << ember_last_error();
@@ -581,7 +576,7 @@ TEST_F(TokenizerFiles, MalformedVocabIsFormatErrorNamingFileAndLine) {
         {"no [UNK]", "[CLS]\n[SEP]\nhello\n", "[UNK]"},
     };
     for (const Case &c : cases) {
-        WriteText(dir_ / "vocab.txt", c.content);
+        WriteFile(dir_ / "vocab.txt", c.content);
         Tok t;
         EXPECT_EQ(TryLoad(dir_, &t), EMBER_ERR_FORMAT) << c.what;
         EXPECT_FALSE(t) << c.what;
@@ -637,7 +632,7 @@ TEST_F(TokenizerFiles, MalformedConfigIsFormatErrorNamingFile) {
     };
     for (const Case &c : cases) {
         fs::path d = WithConfig(c.what, "");
-        WriteText(d / c.file, c.content);
+        WriteFile(d / c.file, c.content);
         Tok t;
         EXPECT_EQ(TryLoad(d, &t), EMBER_ERR_FORMAT) << c.what;
         std::string msg = ember_last_error();
@@ -651,7 +646,7 @@ TEST_F(TokenizerFiles, ConfigSpecialTokensAndOverrides) {
     fs::path d = WithConfig("a",
                             "{\"unk_token\": {\"__type\": \"AddedToken\", \"content\": \"[UNK]\"},"
                             " \"mask_token\": null, \"do_lower_case\": true}");
-    WriteText(d / "special_tokens_map.json", "{\"mask_token\": \"[unused0]\"}");
+    WriteFile(d / "special_tokens_map.json", "{\"mask_token\": \"[unused0]\"}");
     Tok t;
     ASSERT_EQ(TryLoad(d, &t), EMBER_OK) << ember_last_error();
     ember_special_tokens sp;
@@ -661,7 +656,7 @@ TEST_F(TokenizerFiles, ConfigSpecialTokensAndOverrides) {
               std::vector<int32_t>({1037, 1, 1038, 1031, 7308, 1033}));
     // ...unless the config has added_tokens_decoder (transformers 5 then ignores the map).
     fs::path d2 = WithConfig("b", "{\"added_tokens_decoder\": {}}");
-    WriteText(d2 / "special_tokens_map.json", "{\"mask_token\": \"[unused0]\"}");
+    WriteFile(d2 / "special_tokens_map.json", "{\"mask_token\": \"[unused0]\"}");
     ASSERT_EQ(TryLoad(d2, &t), EMBER_OK) << ember_last_error();
     ASSERT_EQ(ember_tokenizer_special(t.get(), &sp), EMBER_OK);
     EXPECT_EQ(sp.mask, 103);
