@@ -3,6 +3,7 @@
 // ember_last_error() stays each thread's own. Built with the `tsan` preset these tests run
 // under ThreadSanitizer (tools/sanitize.sh).
 #include <atomic>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,8 +18,20 @@ namespace {
 constexpr int kThreads = 8;
 constexpr int kPerThread = 12;
 
-void WaitFor(const std::atomic<bool> &go) {
-    while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+// Run body(t, failure) on n threads released together; each thread's failure text must stay
+// empty (a thread reports instead of asserting, so every thread's problems are shown).
+void RunTogether(int n, const std::function<void(int, std::string &)> &body) {
+    std::atomic<bool> go{false};
+    std::vector<std::string> failures(n);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < n; t++)
+        threads.emplace_back([&, t] {
+            while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+            body(t, failures[t]);
+        });
+    go.store(true, std::memory_order_release);
+    for (auto &th : threads) th.join();
+    for (int t = 0; t < n; t++) EXPECT_EQ(failures[t], "") << "thread " << t;
 }
 
 TEST(Threads, OneCpuModelManyThreadsBitIdenticalToOneThread) {
@@ -40,54 +53,44 @@ TEST(Threads, OneCpuModelManyThreadsBitIdenticalToOneThread) {
     std::vector<float> word((size_t)(rows * cols));
     ASSERT_EQ(ember_table_copy(m.get(), EMBER_TABLE_WORD, word.data(), word.size(), nullptr), EMBER_OK);
 
-    std::atomic<bool> go{false};
-    std::vector<std::string> failures(kThreads);
-    std::vector<std::thread> threads;
-    for (int t = 0; t < kThreads; t++) {
-        threads.emplace_back([&, t] {
-            WaitFor(go);
-            std::string &fail = failures[t];
-            for (int round = 0; round < 2; round++) {
-                for (int k = 0; k < kPerThread; k++) {
-                    // every thread walks its requests in its own order, round 1 backwards
-                    const int i = t * kPerThread + (round == 0 ? k : kPerThread - 1 - k);
-                    Result r = RunRequest(m.get(), reqs[i], cfg);
-                    if (!SameBits(r, ref[i]))
-                        fail += "request " + std::to_string(i) + ": status " +
-                                std::to_string(r.st) + " " + ember_last_error() +
-                                (r.st == EMBER_OK ? " (bits differ from the one-thread run)" : "") +
-                                "\n";
-                    if (k % 4 == 1) {  // the other serialised calls, interleaved
-                        int32_t ids[3] = {t % (int)rows, (int)rows - 1, (7 * k) % (int)rows};
-                        std::vector<float> e(3 * (size_t)cols);
-                        if (ember_embed_tokens(m.get(), ids, 3, e.data(), nullptr) != EMBER_OK ||
-                            memcmp(e.data() + cols, &word[(size_t)(rows - 1) * cols],
-                                   sizeof(float) * (size_t)cols) != 0)
-                            fail += std::string("embed_tokens: ") + ember_last_error() + "\n";
-                        size_t wb = 0, sb = 0;
-                        if (ember_model_memory(m.get(), &wb, &sb) != EMBER_OK || wb == 0 || sb == 0)
-                            fail += "model_memory\n";
-                        if (ember_model_sync(m.get(), nullptr) != EMBER_OK) fail += "model_sync\n";
-                    }
-                    if (t == 0 && round == 0 && k == kPerThread / 2) {
-                        // grow the workspace while the others run: results must not change
-                        if (ember_model_reserve(m.get(), 6, 24) != EMBER_OK)
-                            fail += std::string("reserve: ") + ember_last_error() + "\n";
-                    }
-                    if (t == 1 && k == 3) {
-                        std::vector<float> tab((size_t)(rows * cols));
-                        if (ember_table_copy(m.get(), EMBER_TABLE_WORD, tab.data(), tab.size(),
-                                             nullptr) != EMBER_OK ||
-                            !BitIdentical(tab, word))
-                            fail += "table_copy\n";
-                    }
+    RunTogether(kThreads, [&](int t, std::string &fail) {
+        for (int round = 0; round < 2; round++) {
+            for (int k = 0; k < kPerThread; k++) {
+                // every thread walks its requests in its own order, round 1 backwards
+                const int i = t * kPerThread + (round == 0 ? k : kPerThread - 1 - k);
+                Result r = RunRequest(m.get(), reqs[i], cfg);
+                if (!SameBits(r, ref[i]))
+                    fail += "request " + std::to_string(i) + ": status " +
+                            std::to_string(r.st) + " " + ember_last_error() +
+                            (r.st == EMBER_OK ? " (bits differ from the one-thread run)" : "") +
+                            "\n";
+                if (k % 4 == 1) {  // the other serialised calls, interleaved
+                    int32_t ids[3] = {t % (int)rows, (int)rows - 1, (7 * k) % (int)rows};
+                    std::vector<float> e(3 * (size_t)cols);
+                    if (ember_embed_tokens(m.get(), ids, 3, e.data(), nullptr) != EMBER_OK ||
+                        memcmp(e.data() + cols, &word[(size_t)(rows - 1) * cols],
+                               sizeof(float) * (size_t)cols) != 0)
+                        fail += std::string("embed_tokens: ") + ember_last_error() + "\n";
+                    size_t wb = 0, sb = 0;
+                    if (ember_model_memory(m.get(), &wb, &sb) != EMBER_OK || wb == 0 || sb == 0)
+                        fail += "model_memory\n";
+                    if (ember_model_sync(m.get(), nullptr) != EMBER_OK) fail += "model_sync\n";
+                }
+                if (t == 0 && round == 0 && k == kPerThread / 2) {
+                    // grow the workspace while the others run: results must not change
+                    if (ember_model_reserve(m.get(), 6, 24) != EMBER_OK)
+                        fail += std::string("reserve: ") + ember_last_error() + "\n";
+                }
+                if (t == 1 && k == 3) {
+                    std::vector<float> tab((size_t)(rows * cols));
+                    if (ember_table_copy(m.get(), EMBER_TABLE_WORD, tab.data(), tab.size(),
+                                         nullptr) != EMBER_OK ||
+                        !BitIdentical(tab, word))
+                        fail += "table_copy\n";
                 }
             }
-        });
-    }
-    go.store(true, std::memory_order_release);
-    for (auto &th : threads) th.join();
-    for (int t = 0; t < kThreads; t++) EXPECT_EQ(failures[t], "") << "thread " << t;
+        }
+    });
 }
 
 TEST(Threads, LastErrorIsEachThreadsOwn) {
@@ -95,53 +98,43 @@ TEST(Threads, LastErrorIsEachThreadsOwn) {
     ASSERT_TRUE(m);
     ember_config cfg;
     ember_model_config(m.get(), &cfg);
-    std::atomic<bool> go{false};
-    std::vector<std::string> failures(kThreads);
-    std::vector<std::thread> threads;
-    for (int t = 0; t < kThreads; t++) {
-        threads.emplace_back([&, t] {
-            WaitFor(go);
-            std::string &fail = failures[t];
-            std::vector<int32_t> ids(2 * 5);
-            for (int i = 0; i < 10; i++) ids[i] = (3 * i + t) % cfg.vocab_size;
-            std::vector<float> out(2 * 5 * (size_t)cfg.hidden_size);
-            ember_outputs o{};
-            o.last_hidden_state = out.data();
-            for (int it = 0; it < 40; it++) {
-                ember_inputs in{};
-                in.input_ids = ids.data();
-                std::string want;
-                ember_status want_st;
-                if (it % 2 == 0) {  // an id only this thread uses, at a position only it uses
-                    in.batch = 2;
-                    in.seq_len = 5;
-                    ids[t % 10] = cfg.vocab_size + t;
-                    want = "input_ids[" + std::to_string(t % 10 / 5) + "][" +
-                           std::to_string(t % 5) + "] = " + std::to_string(cfg.vocab_size + t);
-                    want_st = EMBER_ERR_OUT_OF_RANGE;
-                } else {  // a batch only this thread uses
-                    in.batch = -(t + 1);
-                    in.seq_len = 5;
-                    want = "batch = " + std::to_string(-(t + 1)) + " ";
-                    want_st = EMBER_ERR_INVALID_ARGUMENT;
-                }
-                ember_status st = ember_forward(m.get(), &in, &o, nullptr);
-                ids[t % 10] = (3 * (t % 10) + t) % cfg.vocab_size;
-                std::this_thread::yield();  // let the others fail in between
-                const std::string msg = ember_last_error();
-                if (st != want_st || msg.find(want) == std::string::npos)
-                    fail += "iteration " + std::to_string(it) + ": status " + std::to_string(st) +
-                            ", message '" + msg + "' lacks '" + want + "'\n";
+    RunTogether(kThreads, [&](int t, std::string &fail) {
+        std::vector<int32_t> ids(2 * 5);
+        for (int i = 0; i < 10; i++) ids[i] = (3 * i + t) % cfg.vocab_size;
+        std::vector<float> out(2 * 5 * (size_t)cfg.hidden_size);
+        ember_outputs o{};
+        o.last_hidden_state = out.data();
+        for (int it = 0; it < 40; it++) {
+            ember_inputs in{};
+            in.input_ids = ids.data();
+            std::string want;
+            ember_status want_st;
+            if (it % 2 == 0) {  // an id only this thread uses, at a position only it uses
                 in.batch = 2;
-                st = ember_forward(m.get(), &in, &o, nullptr);
-                if (st != EMBER_OK || ember_last_error()[0] != '\0')
-                    fail += "valid call after a failure: " + std::string(ember_last_error()) + "\n";
+                in.seq_len = 5;
+                ids[t % 10] = cfg.vocab_size + t;
+                want = "input_ids[" + std::to_string(t % 10 / 5) + "][" +
+                       std::to_string(t % 5) + "] = " + std::to_string(cfg.vocab_size + t);
+                want_st = EMBER_ERR_OUT_OF_RANGE;
+            } else {  // a batch only this thread uses
+                in.batch = -(t + 1);
+                in.seq_len = 5;
+                want = "batch = " + std::to_string(-(t + 1)) + " ";
+                want_st = EMBER_ERR_INVALID_ARGUMENT;
             }
-        });
-    }
-    go.store(true, std::memory_order_release);
-    for (auto &th : threads) th.join();
-    for (int t = 0; t < kThreads; t++) EXPECT_EQ(failures[t], "") << "thread " << t;
+            ember_status st = ember_forward(m.get(), &in, &o, nullptr);
+            ids[t % 10] = (3 * (t % 10) + t) % cfg.vocab_size;
+            std::this_thread::yield();  // let the others fail in between
+            const std::string msg = ember_last_error();
+            if (st != want_st || msg.find(want) == std::string::npos)
+                fail += "iteration " + std::to_string(it) + ": status " + std::to_string(st) +
+                        ", message '" + msg + "' lacks '" + want + "'\n";
+            in.batch = 2;
+            st = ember_forward(m.get(), &in, &o, nullptr);
+            if (st != EMBER_OK || ember_last_error()[0] != '\0')
+                fail += "valid call after a failure: " + std::string(ember_last_error()) + "\n";
+        }
+    });
 }
 
 TEST(Threads, ModelPerThreadLoadedConcurrently) {
@@ -153,29 +146,20 @@ TEST(Threads, ModelPerThreadLoadedConcurrently) {
     Request q = RandomRequest(rng, cfg, 2, 8);
     const Result ref = RunRequest(m0.get(), q, cfg);
     ASSERT_EQ(ref.st, EMBER_OK) << Why(ref.st);
-    std::atomic<bool> go{false};
-    std::vector<std::string> failures(4);
-    std::vector<std::thread> threads;
-    for (int t = 0; t < 4; t++) {
-        threads.emplace_back([&, t] {
-            WaitFor(go);
-            ember_load_options opt;
-            ember_load_options_init(&opt);
-            opt.max_batch = 2;
-            opt.max_seq_len = 8;
-            ember_model *m = nullptr;
-            if (ember_model_load(DataPath("models/gelu-new-sharded").c_str(), &opt, &m) != EMBER_OK) {
-                failures[t] = std::string("load: ") + ember_last_error();
-                return;
-            }
-            for (int i = 0; i < 5; i++)
-                if (!SameBits(RunRequest(m, q, cfg), ref)) failures[t] += "forward differs\n";
-            ember_model_free(m);
-        });
-    }
-    go.store(true, std::memory_order_release);
-    for (auto &th : threads) th.join();
-    for (int t = 0; t < 4; t++) EXPECT_EQ(failures[t], "") << "thread " << t;
+    RunTogether(4, [&](int t, std::string &fail) {
+        ember_load_options opt;
+        ember_load_options_init(&opt);
+        opt.max_batch = 2;
+        opt.max_seq_len = 8;
+        ember_model *m = nullptr;
+        if (ember_model_load(DataPath("models/gelu-new-sharded").c_str(), &opt, &m) != EMBER_OK) {
+            fail = std::string("load: ") + ember_last_error();
+            return;
+        }
+        for (int i = 0; i < 5; i++)
+            if (!SameBits(RunRequest(m, q, cfg), ref)) fail += "forward differs\n";
+        ember_model_free(m);
+    });
 }
 
 }  // namespace
@@ -233,44 +217,35 @@ TEST(CudaThreads, OneModelFourStreamsBitIdentical) {
         CUDA_OK(cudaMemcpy(ref[k].data(), d_out, sizeof(float) * N * H, cudaMemcpyDeviceToHost));
         CUDA_OK(cudaFree(d_out));
     }
-    std::atomic<bool> go{false};
-    std::vector<std::string> failures(kT);
-    std::vector<std::thread> threads;
-    for (int t = 0; t < kT; t++) {
-        threads.emplace_back([&, t] {
-            cudaStream_t st;
-            CUDA_OK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-            float *d_out = nullptr;
-            CUDA_OK(cudaMalloc((void **)&d_out, sizeof(float) * N * H));
-            std::vector<float> h((size_t)N * H);
-            WaitFor(go);
-            for (int i = 0; i < 12; i++) {
-                const int k = (i + t) % kShapes;
-                ember_inputs in{};
-                in.batch = B;
-                in.seq_len = S;
-                in.input_ids = d_ids[k];
-                in.flags = (i % 2) ? EMBER_FORWARD_ASYNC : 0u;
-                ember_outputs o{};
-                o.last_hidden_state = d_out;
-                if (ember_forward(m.get(), &in, &o, (ember_stream)st) != EMBER_OK ||
-                    ((in.flags & EMBER_FORWARD_ASYNC) &&
-                     ember_model_sync(m.get(), (ember_stream)st) != EMBER_OK)) {
-                    failures[t] += std::string("forward: ") + ember_last_error() + "\n";
-                    continue;
-                }
-                CUDA_OK(cudaMemcpyAsync(h.data(), d_out, sizeof(float) * N * H,
-                                        cudaMemcpyDeviceToHost, st));
-                CUDA_OK(cudaStreamSynchronize(st));
-                if (!BitIdentical(h, ref[k])) failures[t] += "bits differ, shape " + std::to_string(k) + "\n";
+    RunTogether(kT, [&](int t, std::string &fail) {
+        cudaStream_t st;
+        CUDA_OK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+        float *d_out = nullptr;
+        CUDA_OK(cudaMalloc((void **)&d_out, sizeof(float) * N * H));
+        std::vector<float> h((size_t)N * H);
+        for (int i = 0; i < 12; i++) {
+            const int k = (i + t) % kShapes;
+            ember_inputs in{};
+            in.batch = B;
+            in.seq_len = S;
+            in.input_ids = d_ids[k];
+            in.flags = (i % 2) ? EMBER_FORWARD_ASYNC : 0u;
+            ember_outputs o{};
+            o.last_hidden_state = d_out;
+            if (ember_forward(m.get(), &in, &o, (ember_stream)st) != EMBER_OK ||
+                ((in.flags & EMBER_FORWARD_ASYNC) &&
+                 ember_model_sync(m.get(), (ember_stream)st) != EMBER_OK)) {
+                fail += std::string("forward: ") + ember_last_error() + "\n";
+                continue;
             }
-            CUDA_OK(cudaFree(d_out));
-            CUDA_OK(cudaStreamDestroy(st));
-        });
-    }
-    go.store(true, std::memory_order_release);
-    for (auto &th : threads) th.join();
-    for (int t = 0; t < kT; t++) EXPECT_EQ(failures[t], "") << "thread " << t;
+            CUDA_OK(cudaMemcpyAsync(h.data(), d_out, sizeof(float) * N * H,
+                                    cudaMemcpyDeviceToHost, st));
+            CUDA_OK(cudaStreamSynchronize(st));
+            if (!BitIdentical(h, ref[k])) fail += "bits differ, shape " + std::to_string(k) + "\n";
+        }
+        CUDA_OK(cudaFree(d_out));
+        CUDA_OK(cudaStreamDestroy(st));
+    });
     for (int32_t *p : d_ids) CUDA_OK(cudaFree(p));
 }
 
