@@ -117,17 +117,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_bert_config(json);
     free(json);
 
-    put(ROLE_TOK_CONFIG, "tokenizer_config.json", data, size);
-    fuzz_tokenizer_config(ROLE_TOK_CONFIG);
-    put(ROLE_SPECIAL_MAP, "special_tokens_map.json", data, size);
-    fuzz_tokenizer_config(ROLE_SPECIAL_MAP);
-    put(ROLE_MODULES, "modules.json", data, size);
-    fuzz_pooling_config(ROLE_MODULES);
-    put(ROLE_POOLING, "1_Pooling/config.json", data, size);
-    fuzz_pooling_config(ROLE_POOLING);
-    put(ROLE_NORMALIZE, "2_Normalize/config.json", data, size);
-    fuzz_pooling_config(ROLE_NORMALIZE);
-    put(ROLE_SBERT, "sentence_bert_config.json", data, size);
-    fuzz_pooling_config(ROLE_SBERT);
+    /* the same bytes as each of the other JSON files ember reads */
+    static const struct {
+        int role;
+        const char *file;
+        void (*check)(int role);
+    } files[N_ROLES] = {
+        {ROLE_TOK_CONFIG, "tokenizer_config.json", fuzz_tokenizer_config},
+        {ROLE_SPECIAL_MAP, "special_tokens_map.json", fuzz_tokenizer_config},
+        {ROLE_MODULES, "modules.json", fuzz_pooling_config},
+        {ROLE_POOLING, "1_Pooling/config.json", fuzz_pooling_config},
+        {ROLE_NORMALIZE, "2_Normalize/config.json", fuzz_pooling_config},
+        {ROLE_SBERT, "sentence_bert_config.json", fuzz_pooling_config},
+    };
+    for (int i = 0; i < N_ROLES; i++) {
+        put(files[i].role, files[i].file, data, size);
+        files[i].check(files[i].role);
+    }
     return 0;
 }
