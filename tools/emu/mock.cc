@@ -3,7 +3,7 @@
 #include <cublasLt.h>
 #include <cstdio>
 #include <cstdlib>
-#include <set>
+#include <map>
 #include "kernels/ops.h"
 #include "host/error.h"
 
@@ -42,7 +42,7 @@ emu_switch:
     ret
 )");
 static cudaError_t g_last = cudaSuccess;
-static std::set<void *> g_live;
+static std::map<const void *, size_t> g_live;  // base -> size of each cudaMalloc
 static size_t g_fail_after = (size_t)-1;  // make the N-th cudaMalloc fail (EMU_FAIL_MALLOC)
 
 static cudaError_t set(cudaError_t e) { if (e != cudaSuccess) g_last = e; return e; }
@@ -57,18 +57,21 @@ cudaError_t cudaMalloc(void **p, size_t n) {
     if (++count == g_fail_after) { *p = nullptr; return set(cudaErrorMemoryAllocation); }
     if (posix_memalign(p, 256, n ? n : 1)) abort();  // exact size: ASan sees overruns
     memset(*p, 0xA5, n);  // garbage, like fresh device memory
-    g_live.insert(*p);
+    g_live[*p] = n;
     return cudaSuccess;
 }
 cudaError_t cudaFree(void *p) { if (p) { if (!g_live.erase(p)) { fprintf(stderr, "emu: bad cudaFree\n"); abort(); } free(p); } return cudaSuccess; }
 cudaError_t cudaMallocHost(void **p, size_t n) { *p = malloc(n); return cudaSuccess; }
 cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
-cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind) { memmove(d, s, n); return cudaSuccess; }
+// n = 0 copies and sets are legal in CUDA with any pointers (an empty host vector's data() is NULL)
+cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind) { if (n) memmove(d, s, n); return cudaSuccess; }
 cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) {
+    if (!n) return cudaSuccess;
     if (emu::g_capturing) { emu::g_capture->push_back([=] { memmove(d, s, n); }); return cudaSuccess; }
     memmove(d, s, n); return cudaSuccess; }
-cudaError_t cudaMemset(void *d, int v, size_t n) { memset(d, v, n); return cudaSuccess; }
+cudaError_t cudaMemset(void *d, int v, size_t n) { if (n) memset(d, v, n); return cudaSuccess; }
 cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t) {
+    if (!n) return cudaSuccess;
     if (emu::g_capturing) { emu::g_capture->push_back([=] { memset(d, v, n); }); return cudaSuccess; }
     memset(d, v, n); return cudaSuccess; }
 cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
@@ -79,6 +82,14 @@ cudaError_t cudaStreamSynchronize(cudaStream_t) {
     return cudaSuccess;
 }
 size_t emu_live_allocs() { return g_live.size(); }
+// Does [p, p + bytes) lie inside one live cudaMalloc allocation? (mocklt.cc's operand checks)
+bool emu_dev_range(const void *p, size_t bytes) {
+    auto it = g_live.upper_bound(p);
+    if (it == g_live.begin()) return false;
+    --it;
+    const char *base = (const char *)it->first, *q = (const char *)p;
+    return q >= base && (size_t)(q - base) <= it->second && bytes <= it->second - (size_t)(q - base);
+}
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = (cudaStream_t)0x1234; return cudaSuccess; }
 cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int) {
@@ -92,33 +103,4 @@ const char *cudaGetErrorName(cudaError_t e) { return e == cudaSuccess ? "cudaSuc
 const char *cudaGetErrorString(cudaError_t) { return "emulated"; }
 const char *cublasGetStatusName(cublasStatus_t) { return "CUBLAS_STATUS_X"; }
 const char *cublasGetStatusString(cublasStatus_t) { return "emulated"; }
-}
-
-// ---- linear: naive f32-accumulating GEMM instead of cuBLASLt ----
-struct ember_cuda_gemm { int dummy; };
-extern "C" ember_status ember_cuda_gemm_create(ember_cuda_gemm **out, void *, size_t) { *out = new ember_cuda_gemm(); return EMBER_OK; }
-extern "C" void ember_cuda_gemm_destroy(ember_cuda_gemm *g) { delete g; }
-template <typename T> static float f(const T x) { return (float)x; }
-static float f(const __half x) { return __half2float(x); }
-static float f(const __nv_bfloat16 x) { return __bfloat162float(x); }
-template <typename T> static T to(float x);
-template <> float to<float>(float x) { return x; }
-template <> __half to<__half>(float x) { return __float2half_rn(x); }
-template <> __nv_bfloat16 to<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-template <typename T>
-static void lin(T *out, const T *in, const T *w, const T *b, int N, int IN, int OUT, int64_t ld) {
-    for (int t = 0; t < N; t++)
-        for (int j = 0; j < OUT; j++) {
-            float acc = 0.f;
-            for (int i = 0; i < IN; i++) acc += f(in[t * ld + i]) * f(w[(int64_t)j * IN + i]);
-            out[(int64_t)t * OUT + j] = to<T>(b ? acc + f(b[j]) : acc);
-        }
-}
-extern "C" ember_status ember_cuda_linear(void *out, const void *in, const void *w, const void *b, int N, int IN, int OUT, int64_t ld, ember_dtype dt, ember_cuda_gemm *gg, cudaStream_t st) {
-    if (emu::g_capturing) { emu::g_capture->push_back([=] { emu::g_capturing = false; ember_cuda_linear(out, in, w, b, N, IN, OUT, ld, dt, gg, st); }); return EMBER_OK; }
-    if (g_live.empty()) abort();
-    if (dt == EMBER_DTYPE_F32) lin((float *)out, (const float *)in, (const float *)w, (const float *)b, N, IN, OUT, ld);
-    else if (dt == EMBER_DTYPE_F16) lin((__half *)out, (const __half *)in, (const __half *)w, (const __half *)b, N, IN, OUT, ld);
-    else lin((__nv_bfloat16 *)out, (const __nv_bfloat16 *)in, (const __nv_bfloat16 *)w, (const __nv_bfloat16 *)b, N, IN, OUT, ld);
-    return EMBER_OK;
 }

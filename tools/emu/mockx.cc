@@ -1,5 +1,5 @@
 // More of the CUDA runtime for the whole-model emulation: events (no-ops), stream capture and
-// graphs (record and replay), the GEMM+activation entry (naive GEMM then bias_act). tools/emu.
+// graphs (record and replay). tools/emu.
 #include "cuda_runtime.h"
 #include <cstdio>
 #include "kernels/ops.h"
@@ -34,10 +34,3 @@ cudaError_t cudaGraphDestroy(cudaGraph_t g) { delete g; return cudaSuccess; }
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) { delete e; return cudaSuccess; }
 cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t) { for (auto &f : e->ops) f(); return cudaSuccess; }
 }
-extern "C" ember_status ember_cuda_linear_act(void *out, const void *in, const void *w, const void *b, int N, int IN, int OUT,
-                                              int64_t ld_in, int act, ember_dtype dt, ember_cuda_gemm *g, cudaStream_t st) {
-    ember_status s = ember_cuda_linear(out, in, w, b, N, IN, OUT, ld_in, dt, g, st);
-    if (s || act == EMBER_CUDA_ACT_NONE) return s;
-    return ember_cuda_bias_act(out, nullptr, N, OUT, act, dt, st);
-}
-extern "C" int ember_cuda_gemm_gelu_epilogue(const ember_cuda_gemm *) { return 0; }

@@ -4,10 +4,10 @@
 #   bash tools/emu/run.sh [BUILD_DIR] [gtest args...]     BUILD_DIR defaults to build-emu/
 #
 # Builds, from the repository's current sources only, one test binary:
-#   kernels/*.cu (except linear.cu)  -> prep.py -> g++ against fake/cuda_runtime.h (fibers)
+#   kernels/*.cu                     -> prep.py -> g++ against fake/cuda_runtime.h (fibers)
 #   host/*.c weights/*.c kernels/*.c -> gcc -DEMBER_WITH_CUDA, real CUDA runtime *headers*
 #   tests/test_cuda.cc test_perf_paths.cc test_attention.cc test_pooling.cc
-#   mock.cc mockx.cc                 -> CUDA runtime, graphs, naive GEMM instead of cuBLASLt
+#   mock.cc mockx.cc mocklt.cc       -> CUDA runtime, graphs, a host model of cuBLASLt
 # then runs it. Exits non-zero if any step of the build or any test fails.
 # Needs: gcc/g++ (C++20), python3, CUDA toolkit headers (CUDA_INC, default
 # /usr/local/cuda/include), GoogleTest and Jansson (apt: libgtest-dev libjansson-dev).
@@ -27,7 +27,6 @@ B="$(cd "$B" && pwd)"
 
 for f in kernels/*.cu; do
     n=$(basename "$f" .cu)
-    [ "$n" = linear ] && continue  # cuBLASLt: replaced by the naive GEMM in mock.cc
     python3 "$EMU/prep.py" "$f" "$B/src/$n.cc"
 done
 
@@ -40,8 +39,17 @@ CXXTEST=(g++ -std=c++17 -O2 -g -pthread -DEMBER_WITH_CUDA -I"$ROOT" -I"$ROOT/inc
          -isystem "$CUDA_INC" -DEMBER_TEST_DATA_DIR="\"$ROOT/tests/data\""
          -DEMBER_SOURCE_DIR="\"$ROOT\"")
 
+# EMU_SANITIZE=1: everything built with ASan+UBSan. cudaMalloc is an exact-size host
+# allocation, so a kernel reading or writing past a device buffer is reported (the part of
+# compute-sanitizer's memcheck the emulation can give), and so is dynamic shared memory.
+LINK=(g++ -pthread)
+if [ "${EMU_SANITIZE:-0}" = 1 ]; then
+    SAN=(-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+    CXXEMU+=("${SAN[@]}"); CC+=("${SAN[@]}"); CXXTEST+=("${SAN[@]}"); LINK+=("${SAN[@]}")
+fi
+
 cmds=()
-for f in "$B"/src/*.cc "$EMU/mock.cc" "$EMU/mockx.cc"; do
+for f in "$B"/src/*.cc "$EMU/mock.cc" "$EMU/mockx.cc" "$EMU/mocklt.cc"; do
     cmds+=("$(printf '%q ' "${CXXEMU[@]}" -c "$f" -o "$B/obj/emu_$(basename "$f" .cc).o")")
 done
 for f in host/*.c weights/*.c kernels/*.c; do
@@ -56,7 +64,22 @@ echo "emu: compiling ${#cmds[@]} files in $B ($JOBS jobs)"
 printf '%s\0' "${cmds[@]}" | xargs -0 -P "$JOBS" -I{} bash -c '{}' \
     || { echo "emu: build failed" >&2; exit 1; }
 
-g++ -pthread -o "$B/ember_emu_tests" "$B"/obj/*.o -lgtest_main -lgtest -ljansson -lutf8proc -lgomp -lm \
+"${LINK[@]}" -o "$B/ember_emu_tests" "$B"/obj/*.o -lgtest_main -lgtest -ljansson -lutf8proc -lgomp -lm \
     || { echo "emu: link failed" >&2; exit 1; }
 echo "emu: built $B/ember_emu_tests; running (CPU emulation, not a GPU)"
 "$B/ember_emu_tests" "$@"
+[ $# -eq 0 ] || exit 0
+# Without gtest arguments, also the GEMM paths again under the cuBLASLt model's knobs
+# (mocklt.cc): no epilogue algorithms, BIAS only, and a GELU epilogue that computes erf GELU,
+# which the library's probe must reject. Each falls back to ember's own bias/activation kernel.
+LT_TESTS='CudaOps.Linear*:CudaOps.Pooler*:CudaLinearAct.*:Random/CudaModel.MatchesCpuBackend/*'
+for knob in EMU_LT_EPILOGUES=none EMU_LT_EPILOGUES=bias EMU_LT_GELU=erf; do
+    echo "emu: GEMM paths again with $knob"
+    env "$knob" "$B/ember_emu_tests" --gtest_filter="$LT_TESTS" --gtest_brief=1 \
+        || { echo "emu: failed with $knob" >&2; exit 1; }
+done
+# the one test the full run skips: it needs a machine that reports no CUDA device
+echo "emu: CudaNoDevice with EMU_NO_DEVICE=1 (the runtime reports 0 devices)"
+EMU_NO_DEVICE=1 "$B/ember_emu_tests" --gtest_filter='CudaNoDevice.*' --gtest_brief=1 \
+    || { echo "emu: failed with EMU_NO_DEVICE=1" >&2; exit 1; }
+echo "emu: all passed (CPU emulation, not a GPU)"

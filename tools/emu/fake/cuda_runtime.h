@@ -115,7 +115,7 @@ void launch(void (*k)(KA...), dim3 grid, dim3 block, size_t smem, cudaStream_t s
     }
     const int nt = (int)(block.x * block.y * block.z);
     if (nt <= 0 || nt > 1024 || block.y != 1 || block.z != 1) { fprintf(stderr, "emu: bad block\n"); abort(); }
-    std::vector<char> dyn(smem + 64);
+    std::vector<char> dyn(smem ? smem : 1);  // exact size: an overrun is caught under EMU_SANITIZE=1
     std::vector<float> shfl(nt);
     const size_t SS = 256 * 1024;
     static char *stacks_mem = nullptr;
@@ -137,6 +137,7 @@ void launch(void (*k)(KA...), dim3 grid, dim3 block, size_t smem, cudaStream_t s
         for (unsigned by = 0; by < grid.y; by++)
             for (unsigned bx = 0; bx < grid.x; bx++) {
                 tl.bid = dim3(bx, by, bz);
+                memset(dyn.data(), 0xFF, dyn.size());  // undefined at block start: NaN if read unwritten
                 for (int t = 0; t < nt; t++) {
                     char *top = stacks_mem + (size_t)(t + 1) * SS;
                     top = (char *)((uintptr_t)top & ~(uintptr_t)15);
