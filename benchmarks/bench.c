@@ -47,6 +47,7 @@ typedef struct bench_opts {
     long copy_mib;
     double peak_tflops, peak_gbs; /* override the nominal ceilings */
     int skip_masked;   /* EMBER_FORWARD_SKIP_MASKED: padding removal */
+    int valid_tokens;  /* with skip_masked: pass each set's count as ember_inputs.valid_tokens */
     int async;         /* EMBER_FORWARD_ASYNC: no per-call synchronisation */
     int no_graphs;     /* ember_load_options.cuda_graphs = 0 */
 } bench_opts;
@@ -71,6 +72,9 @@ static void usage(FILE *f) {
         "  --gemm-n N --copy-mib N --ceil-reps N   ceiling sizes (8192, 2048, 20)\n"
         "  --peak-tflops X --peak-gbs Y   replace the nominal ceilings (800, 3000)\n"
         "  --skip-masked             padding removal (EMBER_FORWARD_SKIP_MASKED)\n"
+        "  --valid-tokens            with --skip-masked: pass each call's count of valid\n"
+        "                            tokens (ember_inputs.valid_tokens), as a pipeline with a\n"
+        "                            host tokenizer can: no read-back sync on cuda\n"
         "  --async                   no per-call sync (EMBER_FORWARD_ASYNC); one sync after\n"
         "                            the timed loop, events still per call (cuda)\n"
         "  --no-graphs               cuda_graphs = 0: plain launches every call (cuda)\n"
@@ -198,6 +202,8 @@ static void parse_args(int argc, char **argv, bench_opts *o) {
             o->peak_gbs = parse_double(a, next_arg(argc, argv, &i));
         } else if (!strcmp(a, "--skip-masked")) {
             o->skip_masked = 1;
+        } else if (!strcmp(a, "--valid-tokens")) {
+            o->valid_tokens = 1;
         } else if (!strcmp(a, "--async")) {
             o->async = 1;
         } else if (!strcmp(a, "--no-graphs")) {
@@ -349,6 +355,14 @@ static void save_output(const char *path, const float *h, const float *pool, int
     bench_check(ember_st_write(path, t, pool ? 2 : 1, NULL, NULL, 0), "--save-output");
 }
 
+/* ember_inputs.valid_tokens for input set s (0 = not given). */
+static int set_valid_tokens(const bench_opts *o, const input_sets *in, int s) {
+    if (!o->skip_masked || !o->valid_tokens) return 0;
+    int n = 0;
+    for (int b = 0; b < in->batch; b++) n += in->lengths[(size_t)s * in->batch + b];
+    return n;
+}
+
 /* The EMBER_FORWARD_* flags of the timed calls (ASYNC only for the timed loop on cuda). */
 static unsigned forward_flags(const bench_opts *o) {
     return (o->skip_masked ? EMBER_FORWARD_SKIP_MASKED : 0u) | (o->async ? EMBER_FORWARD_ASYNC : 0u);
@@ -366,7 +380,8 @@ static void run_cpu(ember_model *m, const bench_opts *o, const input_sets *in, i
     for (int i = 0; i < o->warmup + o->iters; i++) {
         int s = i % in->sets;
         ember_inputs inp = {.batch = in->batch, .seq_len = in->seq, .input_ids = in->ids + s * bs,
-                            .attention_mask = in->mask + s * bs, .flags = forward_flags(o)};
+                            .attention_mask = in->mask + s * bs, .flags = forward_flags(o),
+                            .valid_tokens = set_valid_tokens(o, in, s)};
         double t0 = bench_now_s();
         bench_check(ember_forward(m, &inp, &outs, NULL), "ember_forward");
         double t1 = bench_now_s();
@@ -432,7 +447,8 @@ static void run_cuda(ember_model *m, const bench_opts *o, const input_sets *in, 
         int s = i % sets;
         const int timed = i >= o->warmup, k = i - o->warmup;
         ember_inputs inp = {.batch = in->batch, .seq_len = in->seq, .input_ids = d_ids + s * bs,
-                            .attention_mask = d_mask + s * bs, .flags = forward_flags(o)};
+                            .attention_mask = d_mask + s * bs, .flags = forward_flags(o),
+                            .valid_tokens = set_valid_tokens(o, in, s % in->sets)};
         if (flush) {
             CK(cudaMemsetAsync(flush, i & 0xFF, flush_bytes, stream));
             if (!o->async) CK(cudaStreamSynchronize(stream));
@@ -562,7 +578,9 @@ static void print_report(const report *R) {
     printf("runs: warmup %d, timed %d, seed %llu%s\n", R->o->warmup, R->o->iters,
            (unsigned long long)R->o->seed, R->o->flush_l2 ? ", L2 flushed before each call" : "");
     printf("forward: padding removal %s; %s; CUDA graphs %s\n",
-           R->o->skip_masked ? "on (EMBER_FORWARD_SKIP_MASKED)" : "off",
+           !R->o->skip_masked    ? "off"
+           : R->o->valid_tokens ? "on (EMBER_FORWARD_SKIP_MASKED, valid_tokens given)"
+                                : "on (EMBER_FORWARD_SKIP_MASKED)",
            R->o->async ? "EMBER_FORWARD_ASYNC (one wait after the timed loop)"
                        : "each call waits for its stream",
            R->backend != EMBER_BACKEND_CUDA ? "n/a" : R->o->no_graphs ? "off" : "on");
@@ -726,6 +744,7 @@ static void write_json(const char *path, const report *R) {
     j_num(&w, "pooler", R->pooler);
     j_num(&w, "flush_l2", R->o->flush_l2);
     j_num(&w, "skip_masked", R->o->skip_masked);
+    j_num(&w, "valid_tokens_given", R->o->skip_masked && R->o->valid_tokens);
     j_num(&w, "async", R->o->async);
     j_num(&w, "cuda_graphs", R->backend == EMBER_BACKEND_CUDA && !R->o->no_graphs);
     j_num(&w, "valid_tokens", R->valid_tokens);
@@ -798,6 +817,8 @@ int main(int argc, char **argv) {
     for (int i = 0, n = 0; i < argc && n < (int)sizeof R.command - 1; i++)
         n += snprintf(R.command + n, sizeof R.command - (size_t)n, "%s%s", i ? " " : "", argv[i]);
 
+    if (o.valid_tokens && !o.skip_masked)
+        bench_die("--valid-tokens is only used with --skip-masked");
     if (!o.backend_set)
         o.backend = ember_cuda_device_count() > 0 ? EMBER_BACKEND_CUDA : EMBER_BACKEND_CPU;
     if (!o.dtype_set) o.dtype = o.backend == EMBER_BACKEND_CUDA ? EMBER_DTYPE_F16 : EMBER_DTYPE_F32;

@@ -63,8 +63,9 @@ CASES = [
     ("base-b32-s128-f32", "bert-base", "f32", 32, 128, "full"),
 ]
 # ember_bench options per case. The variable-length case removes padding (the target compares
-# it with the same batch padded, every token valid, run without the flag).
-EMBER_CASE_ARGS = {"base-b16-s512-uniform": ["--skip-masked"]}
+# it with the same batch padded, every token valid, run without the flag), and passes the
+# number of valid tokens as a pipeline whose tokenizer runs on the host can (no read-back).
+EMBER_CASE_ARGS = {"base-b16-s512-uniform": ["--skip-masked", "--valid-tokens"]}
 
 # The H100 figures; --ceilings replaces them by what ember_bench measured.
 NOMINAL_TFLOPS_16BIT = 800.0
@@ -552,8 +553,9 @@ def main():
         "outputs; HF = torch.cuda.max_memory_allocated over the timed calls (weights included).",
         "- the 'same batch padded' of the variable-length target is ember on the same B and S "
         "with every token valid (case base-b16-s512-padded); the variable-length case runs "
-        "ember with --skip-masked (padding removal, EMBER_FORWARD_SKIP_MASKED), so its rows of "
-        "masked tokens are 0 and its error column covers the valid tokens only.",
+        "ember with --skip-masked --valid-tokens (padding removal, EMBER_FORWARD_SKIP_MASKED, "
+        "with the count of valid tokens given), so its rows of masked tokens are 0 and its "
+        "error column covers the valid tokens only.",
     ] + ([f"- every ember run also had: {args.ember_args}"] if args.ember_args else []) + [
         f"- torch.compile {c}" for c in compile_notes]
     doc = ["# ember vs HuggingFace BertModel" + (" (dry run)" if args.dry_run else ""), "",

@@ -16,7 +16,8 @@
  *
  * Padding removal (EMBER_FORWARD_SKIP_MASKED, kernels/packing.cu): after the mask check the
  * plan kernel packs the valid tokens; the host reads T back (the one synchronisation of such
- * a call, see packing.cu for why), the embedding kernel writes the T packed rows directly,
+ * a call, see packing.cu for why) unless the caller gave it as ember_inputs.valid_tokens (the
+ * plan kernel then checks it), the embedding kernel writes the T packed rows directly,
  * every GEMM and LayerNorm runs on T rows, attention on cu_seqlens, and the f32 outputs are
  * unpacked into the padded layout with zero rows for masked tokens.
  *
@@ -465,8 +466,13 @@ static ember_status report_flag(const ember_config *c, int flag, const char *cal
         n += (size_t)snprintf(what + n, sizeof what - n,
                               "%sattention_mask values other than 0 and 1", n ? "; " : "");
     if ((flag & EMBER_BAD_NONFINITE) && n < sizeof what)
+        n += (size_t)snprintf(what + n, sizeof what - n,
+                              "%sNaN or Inf in inputs_embeds / embedding_output (rejected)",
+                              n ? "; " : "");
+    if ((flag & EMBER_BAD_VALID_TOKENS) && n < sizeof what)
         snprintf(what + n, sizeof what - n,
-                 "%sNaN or Inf in inputs_embeds / embedding_output (rejected)", n ? "; " : "");
+                 "%sa valid_tokens count that differs from the number of nonzero "
+                 "attention_mask values", n ? "; " : "");
     const ember_status st = (flag & (EMBER_BAD_ID | EMBER_BAD_TOKEN_TYPE | EMBER_BAD_POSITION))
                                 ? EMBER_ERR_OUT_OF_RANGE
                                 : EMBER_ERR_INVALID_ARGUMENT;
@@ -614,12 +620,19 @@ static ember_status enqueue_head(fwd *f, const ember_inputs *in, int *err, int a
             EMBER_TRY(ember_cuda_check_indices(in->input_ids, c->vocab_size, in->token_type_ids,
                                                c->type_vocab_size, in->position_ids,
                                                c->max_position_embeddings, f->N, err, stream));
-        EMBER_TRY(ember_cuda_pack_plan(in->attention_mask, f->B, f->S, s->cu_seqlens, s->index,
-                                       s->inverse, stream));
-        EMBER_CUDA_CHECK(cudaMemcpyAsync(s->h_err + H_TOTAL, s->cu_seqlens + f->B, sizeof(int32_t),
-                                         cudaMemcpyDeviceToHost, stream));
-        EMBER_CUDA_CHECK(cudaStreamSynchronize(stream)); /* the one synchronisation: T sizes the GEMMs */
-        f->T = s->h_err[H_TOTAL];
+        const int given = in->valid_tokens > 0; /* checked <= N by ember_forward */
+        EMBER_TRY(ember_cuda_pack_plan(in->attention_mask, f->B, f->S,
+                                       given ? in->valid_tokens : -1, s->cu_seqlens, s->index,
+                                       s->inverse, err, stream));
+        if (given) {
+            f->T = in->valid_tokens; /* the device flags a count that differs */
+        } else {
+            EMBER_CUDA_CHECK(cudaMemcpyAsync(s->h_err + H_TOTAL, s->cu_seqlens + f->B,
+                                             sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
+            /* the one synchronisation: T sizes the GEMMs */
+            EMBER_CUDA_CHECK(cudaStreamSynchronize(stream));
+            f->T = s->h_err[H_TOTAL];
+        }
         if (f->T < 0 || f->T > f->N)
             return ember_fail(EMBER_ERR_INTERNAL, "packing plan: %d valid tokens of %d", f->T,
                               f->N);

@@ -346,12 +346,20 @@ static ember_status check_host_values(const ember_model *m, const ember_inputs *
         EMBER_TRY(check_index("position_ids", in->position_ids, B, S, c->max_position_embeddings,
                               "max_position_embeddings"));
     }
-    if (in->attention_mask)
-        for (int64_t t = 0; t < (int64_t)B * S; t++)
+    if (in->attention_mask) {
+        int64_t ones = 0;
+        for (int64_t t = 0; t < (int64_t)B * S; t++) {
             if (in->attention_mask[t] != 0 && in->attention_mask[t] != 1)
                 return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
                                   "attention_mask[%lld][%lld] = %d: mask values must be 0 or 1",
                                   (long long)(t / S), (long long)(t % S), (int)in->attention_mask[t]);
+            ones += in->attention_mask[t];
+        }
+        if (in->valid_tokens && in->valid_tokens != ones)
+            return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                              "inputs.valid_tokens = %d but attention_mask has %lld nonzero "
+                              "values", in->valid_tokens, (long long)ones);
+    }
     EMBER_TRY(check_finite("inputs_embeds", in->inputs_embeds, B, S, c->hidden_size));
     EMBER_TRY(check_finite("embedding_output", in->embedding_output, B, S, c->hidden_size));
     return EMBER_OK;
@@ -388,6 +396,14 @@ static ember_status check_forward_args(const ember_model *m, const ember_inputs 
                           "EMBER_FORWARD_SKIP_MASKED 0x%x, EMBER_FORWARD_ASYNC 0x%x)",
                           in->flags, in->flags & ~known, EMBER_FORWARD_SKIP_MASKED,
                           EMBER_FORWARD_ASYNC);
+    if (in->valid_tokens && !((in->flags & EMBER_FORWARD_SKIP_MASKED) && in->attention_mask))
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "inputs.valid_tokens = %d is only read with EMBER_FORWARD_SKIP_MASKED "
+                          "and an attention_mask; pass 0 otherwise", in->valid_tokens);
+    if (in->valid_tokens < 0 || (int64_t)in->valid_tokens > (int64_t)in->batch * in->seq_len)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "inputs.valid_tokens = %d is outside [0, batch x seq_len = %lld]",
+                          in->valid_tokens, (long long)in->batch * in->seq_len);
     if (!out->last_hidden_state)
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "outputs.last_hidden_state is NULL");
     if (out->pooler_output && !c->has_pooler)

@@ -212,11 +212,14 @@ EMBER_API ember_status ember_model_memory(const ember_model *model, size_t *weig
  *     particular for a sequence with no valid token).
  * Without attention_mask the flag changes nothing. On the CPU the valid rows are bit-identical
  * to a call without the flag.
- * CUDA: the number of valid tokens sizes every GEMM but is only known on the device (the mask
- * is device memory), so padding removal costs one host synchronisation per call, right after
- * a small packing kernel (also under EMBER_FORWARD_ASYNC: the host waits for the stream up to
- * that kernel, then enqueues the rest without waiting), and such calls are never captured in
- * a CUDA graph. It pays for batches with much padding, not for short full batches. */
+ * CUDA: the number of valid tokens T sizes every GEMM. The mask is device memory, so unless
+ * the caller passes T in ember_inputs.valid_tokens (a tokenizer on the host knows it), the
+ * call reads T back after a small packing kernel: one host synchronisation per call (also
+ * under EMBER_FORWARD_ASYNC: the host waits for the stream up to that kernel, then enqueues
+ * the rest without waiting). With valid_tokens the call synchronises only as any synchronous
+ * call does, and an ASYNC call not at all; the device checks the count. Such calls are never
+ * captured in a CUDA graph. Padding removal pays for batches with much padding, not for short
+ * full batches. */
 #define EMBER_FORWARD_SKIP_MASKED 0x1u
 /* CUDA: return as soon as the work is enqueued, without waiting for the stream. Values the
  * device finds out of range (ids, token types, positions, mask values other than 0/1) are
@@ -246,6 +249,12 @@ typedef struct ember_inputs {
     const int32_t *token_type_ids;  /* [B,S], NULL = zeros; ignored with embedding_output   */
     const int32_t *position_ids;    /* [B,S], NULL = 0..S-1; ignored with embedding_output  */
     unsigned flags;                 /* EMBER_FORWARD_*, 0 by default                         */
+    /* With EMBER_FORWARD_SKIP_MASKED and attention_mask only (0 otherwise): the number of
+     * nonzero mask values, if the caller knows it; 0 = not given. On CUDA it saves padding
+     * removal's host synchronisation. A count that differs from the mask's is
+     * EMBER_ERR_INVALID_ARGUMENT (CUDA: found on the device, like a bad id; the outputs of
+     * that call are not valid). */
+    int valid_tokens;
 } ember_inputs;
 
 /* Forward outputs, always F32. last_hidden_state is required; the others are optional. */

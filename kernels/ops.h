@@ -74,7 +74,8 @@ void ember_ref_pool(float *out, const float *hidden, const int32_t *mask, int B,
 /* Activations in the compute dtype `dt` (F32, F16 or BF16) unless named f32. Kernels that
  * read caller indices clamp them in-bounds and set *err_flag (device int) on violation:
  * bit 0 = id, bit 1 = token type, bit 2 = position, bit 3 = mask value not 0/1, bit 4 = a NaN
- * or Inf in the f32 inputs_embeds / embedding_output.
+ * or Inf in the f32 inputs_embeds / embedding_output, bit 5 = the caller's valid_tokens differs
+ * from the mask's count.
  * Weights and biases are in `dt`; LayerNorm gamma/beta are f32. Accumulation and LayerNorm
  * statistics are f32. Every entry returns EMBER_OK or the status of the failed CUDA/cuBLAS
  * call (message via ember_last_error(); see host/cuda_check.h). Nothing here allocates
@@ -87,6 +88,7 @@ enum {
     EMBER_BAD_POSITION = 4,
     EMBER_BAD_MASK = 8,
     EMBER_BAD_NONFINITE = 16,
+    EMBER_BAD_VALID_TOKENS = 32, /* ember_inputs.valid_tokens differs from the mask's count */
 };
 
 /* Twin of ember_ref_gather: out (n,H) f32 = word[ids[t]] widened from dt; word is (V,H). */
@@ -229,9 +231,13 @@ void ember_ref_embed_layernorm_packed(float *out, const int32_t *index, int64_t 
 #ifdef EMBER_WITH_CUDA
 /* Twin of ember_ref_pack_plan, on the device, nothing read back: mask (B,S), cu_seqlens
  * (B+1), index (B*S; the first T entries written), inverse (B*S), all device int32; T is
- * cu_seqlens[B] on the device. One block (B*S up to a few hundred thousand is fine). */
-ember_status ember_cuda_pack_plan(const int32_t *mask, int B, int S, int32_t *cu_seqlens,
-                                  int32_t *index, int32_t *inverse, cudaStream_t stream);
+ * cu_seqlens[B] on the device. One block (B*S up to a few hundred thousand is fine).
+ * expected_T: the caller's count (0 <= expected_T <= B*S), or -1 for none. When T differs
+ * from it, EMBER_BAD_VALID_TOKENS is set in *err_flag, and index[T..expected_T) is filled
+ * with 0 so that kernels sized for expected_T rows still read valid token positions. */
+ember_status ember_cuda_pack_plan(const int32_t *mask, int B, int S, int expected_T,
+                                  int32_t *cu_seqlens, int32_t *index, int32_t *inverse,
+                                  int *err_flag, cudaStream_t stream);
 
 /* Twin of ember_ref_gather_rows that also converts: out (T,C) in dt = rows index[r] of the
  * f32 in (N,C). */

@@ -15,10 +15,14 @@
  *   (c) bucketed graphs: capture the encoder for a few row counts and pick one on the device
  *       (conditional graph nodes or device-side graph launch). No host round trip and little
  *       waste, but a second driver path that cannot be validated without a GPU.
- * The driver takes (a): for the batches where padding removal pays (B16 x S512, ~1 ms of
- * GPU work, ~40% of it padding) one round trip is ~1-2% of the call; (c) is the follow-up if
- * a measurement says the round trip matters. The plan itself never synchronises: the driver
- * copies cu_seqlens[B] to pinned memory and waits for that copy.
+ *   (d) the caller says T (ember_inputs.valid_tokens): a host tokenizer knows it for free.
+ *       No round trip and no waste; the plan kernel compares its own count with the caller's
+ *       and flags a difference like a bad id.
+ * The driver takes (d) when the caller gives T and (a) otherwise: for the batches where
+ * padding removal pays (B16 x S512, ~1 ms of GPU work, ~40% of it padding) one round trip is
+ * ~1-2% of the call; (c) is the follow-up if a measurement says the round trip matters. The
+ * plan itself never synchronises: in (a) the driver copies cu_seqlens[B] to pinned memory
+ * and waits for that copy.
  *
  * version 1: the plan is one block of 1024 threads (32 warps). Phase 1: each warp counts the
  * valid tokens of its sequences (ballot + popc over 32 tokens at a time). Phase 2: a
@@ -51,8 +55,8 @@ __device__ __forceinline__ int block_inclusive_scan(int v, int *buf, int *total)
 }
 
 static __global__ void __launch_bounds__(kPlanThreads)
-    pack_plan_kernel(const int32_t *mask, int B, int S, int32_t *cu_seqlens, int32_t *index,
-                     int32_t *inverse) {
+    pack_plan_kernel(const int32_t *mask, int B, int S, int expected_T, int32_t *cu_seqlens,
+                     int32_t *index, int32_t *inverse, int *err_flag) {
     __shared__ int buf[kPlanThreads];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = kPlanThreads / 32;
     const unsigned below = (1u << lane) - 1u; /* lanes before this one */
@@ -80,6 +84,12 @@ static __global__ void __launch_bounds__(kPlanThreads)
         carry += total;
     }
     if (threadIdx.x == 0) cu_seqlens[0] = 0;
+    /* carry = T. The caller's count: flag a difference; rows T..expected_T of index, which
+     * phase 3 does not write, get token position 0 (valid for any B, S) */
+    if (expected_T >= 0 && carry != expected_T) {
+        if (threadIdx.x == 0) atomicOr(err_flag, EMBER_BAD_VALID_TOKENS);
+        for (int r = carry + (int)threadIdx.x; r < expected_T; r += kPlanThreads) index[r] = 0;
+    }
     __syncthreads();
 
     /* 3. index and inverse */
@@ -101,11 +111,13 @@ static __global__ void __launch_bounds__(kPlanThreads)
     }
 }
 
-extern "C" ember_status ember_cuda_pack_plan(const int32_t *mask, int B, int S,
+extern "C" ember_status ember_cuda_pack_plan(const int32_t *mask, int B, int S, int expected_T,
                                              int32_t *cu_seqlens, int32_t *index,
-                                             int32_t *inverse, cudaStream_t stream) {
+                                             int32_t *inverse, int *err_flag,
+                                             cudaStream_t stream) {
     if (B <= 0 || S <= 0) return EMBER_OK;
-    pack_plan_kernel<<<1, kPlanThreads, 0, stream>>>(mask, B, S, cu_seqlens, index, inverse);
+    pack_plan_kernel<<<1, kPlanThreads, 0, stream>>>(mask, B, S, expected_T, cu_seqlens, index,
+                                                     inverse, err_flag);
     EMBER_CUDA_CHECK(cudaGetLastError());
     return EMBER_OK;
 }

@@ -26,7 +26,20 @@ struct Batch {
     int B = 0, S = 0;
     std::vector<int32_t> ids, mask, types, positions;  // empty = absent
     std::vector<float> embeds, embedding_output;        // set = that entry point instead of ids
+    int valid_tokens = 0;                               // ember_inputs.valid_tokens
 };
+
+// Every value is still the NaN poison: nothing was written.
+bool AllNaN(const std::vector<float> &v) {
+    return std::all_of(v.begin(), v.end(), [](float f) { return std::isnan(f); });
+}
+
+// The number of nonzero mask values: what ember_inputs.valid_tokens must say.
+int CountValid(const Batch &x) {
+    int n = 0;
+    for (int32_t v : x.mask) n += v != 0;
+    return n;
+}
 
 struct Outs {
     std::vector<float> last, pooled, hidden;
@@ -214,6 +227,7 @@ ember_status RunCpu(ember_model *m, const Batch &x, unsigned flags, bool pooler,
     in.token_type_ids = x.types.empty() ? nullptr : x.types.data();
     in.position_ids = x.positions.empty() ? nullptr : x.positions.data();
     in.flags = flags;
+    in.valid_tokens = x.valid_tokens;
     o->last = Poisoned(N * H);
     o->pooled = pooler ? Poisoned(x.B * H) : std::vector<float>();
     o->hidden = hidden ? Poisoned((c.num_hidden_layers + 1) * N * H) : std::vector<float>();
@@ -339,6 +353,79 @@ TEST(SkipMaskedCpu, EdgeCasesMatchThePaddedRun) {
             EXPECT_TRUE(Same(packed.pooled, plain.pooled));
         }
     }
+}
+
+// ember_inputs.valid_tokens: the right count changes no bit; a wrong one is rejected before
+// anything is written, and the model then gives the same bits.
+TEST(SkipMaskedCpu, ValidTokensCountIsCheckedAndChangesNothing) {
+    ember_config c = TinyConfig();
+    Model m = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 8, 40);
+    ASSERT_TRUE(m);
+    int checked = 0;
+    for (Batch x : EdgeCases(c)) {
+        if (x.mask.empty() || CountValid(x) == 0) continue;  // 0 means "not given"
+        SCOPED_TRACE(x.name);
+        checked++;
+        Outs plain, given;
+        ASSERT_EQ(RunCpu(m.get(), x, EMBER_FORWARD_SKIP_MASKED, true, true, &plain), EMBER_OK);
+        x.valid_tokens = CountValid(x);
+        ASSERT_EQ(RunCpu(m.get(), x, EMBER_FORWARD_SKIP_MASKED, true, true, &given), EMBER_OK)
+            << ember_last_error();
+        EXPECT_TRUE(Same(given.last, plain.last));
+        EXPECT_TRUE(Same(given.hidden, plain.hidden));
+        EXPECT_TRUE(Same(given.pooled, plain.pooled));
+        for (int wrong : {x.valid_tokens - 1, x.valid_tokens + 1}) {
+            if (wrong < 1 || wrong > x.B * x.S) continue;
+            Batch bad = x;
+            bad.valid_tokens = wrong;
+            Outs o;
+            ember_status st = RunCpu(m.get(), bad, EMBER_FORWARD_SKIP_MASKED, true, false, &o);
+            EXPECT_EQ(st, EMBER_ERR_INVALID_ARGUMENT) << Why(st);
+            const std::string msg = ember_last_error();
+            EXPECT_NE(msg.find("valid_tokens = " + std::to_string(wrong)), std::string::npos) << msg;
+            EXPECT_NE(msg.find(std::to_string(x.valid_tokens) + " nonzero"), std::string::npos)
+                << msg;
+            EXPECT_TRUE(AllNaN(o.last)) << "nothing is written";
+        }
+        ASSERT_EQ(RunCpu(m.get(), x, EMBER_FORWARD_SKIP_MASKED, true, true, &given), EMBER_OK);
+        EXPECT_TRUE(Same(given.last, plain.last)) << "after the rejected calls";
+    }
+    EXPECT_GE(checked, 3);
+}
+
+// valid_tokens outside its use or its range: rejected by name on both backends' common path.
+TEST(ForwardFlags, ValidTokensOutsideItsUseIsRejected) {
+    ember_config c = TinyConfig();
+    Model m = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 4, 16);
+    ASSERT_TRUE(m);
+    Batch x = WithIds("x", 2, 5, MaskOf({"11100", "11111"}), c, 1);
+    struct {
+        const char *why;
+        int valid_tokens;
+        unsigned flags;
+        bool mask;
+        const char *says;
+    } cases[] = {
+        {"without SKIP_MASKED", 8, 0u, true, "only read with EMBER_FORWARD_SKIP_MASKED"},
+        {"without a mask", 10, EMBER_FORWARD_SKIP_MASKED, false, "only read with"},
+        {"negative", -1, EMBER_FORWARD_SKIP_MASKED, true, "outside [0, batch x seq_len = 10]"},
+        {"above B x S", 11, EMBER_FORWARD_SKIP_MASKED, true, "outside [0, batch x seq_len = 10]"},
+    };
+    for (const auto &k : cases) {
+        SCOPED_TRACE(k.why);
+        Batch y = x;
+        y.valid_tokens = k.valid_tokens;
+        if (!k.mask) y.mask.clear();
+        Outs o;
+        ember_status st = RunCpu(m.get(), y, k.flags, false, false, &o);
+        EXPECT_EQ(st, EMBER_ERR_INVALID_ARGUMENT) << Why(st);
+        const std::string msg = ember_last_error();
+        EXPECT_NE(msg.find(k.says), std::string::npos) << msg;
+    }
+    x.valid_tokens = 8;
+    Outs o;
+    EXPECT_EQ(RunCpu(m.get(), x, EMBER_FORWARD_SKIP_MASKED, false, false, &o), EMBER_OK)
+        << ember_last_error();
 }
 
 // Without the pooler and hidden_states, and with a workspace exactly the batch's size.
@@ -544,6 +631,7 @@ ember_status RunCuda(ember_model *m, const Batch &x, unsigned flags, bool pooler
     in.token_type_ids = x.types.empty() ? nullptr : types.as<int32_t>();
     in.position_ids = x.positions.empty() ? nullptr : pos.as<int32_t>();
     in.flags = flags;
+    in.valid_tokens = x.valid_tokens;
     ember_outputs out{};
     out.last_hidden_state = last.as<float>();
     out.pooler_output = pooler ? pool.as<float>() : nullptr;
@@ -591,15 +679,29 @@ TEST(CudaPacking, PlanMatchesReference) {
         std::vector<int32_t> cu(c.B + 1), index(N), inverse(N);
         const int64_t T = ember_ref_pack_plan(c.mask.data(), c.B, c.S, cu.data(), index.data(),
                                               inverse.data());
-        Dev dm = Up(c.mask), dcu((c.B + 1) * 4), dix(N * 4), dinv(N * 4);
-        ASSERT_EQ(ember_cuda_pack_plan(dm.as<int32_t>(), c.B, c.S, dcu.as<int32_t>(),
-                                       dix.as<int32_t>(), dinv.as<int32_t>(), nullptr),
-                  EMBER_OK)
-            << ember_last_error();
-        EXPECT_EQ(Down<int32_t>(dcu.p, c.B + 1), cu);
-        EXPECT_EQ(Down<int32_t>(dinv.p, N), inverse);
-        std::vector<int32_t> gi = Down<int32_t>(dix.p, N);
-        EXPECT_TRUE(std::equal(index.begin(), index.begin() + T, gi.begin()));
+        Dev dm = Up(c.mask), dcu((c.B + 1) * 4), dix(N * 4), dinv(N * 4), err(4);
+        // the caller's count: none, right, one too many, one too few (where they exist)
+        std::vector<int64_t> expected = {-1, T};
+        if (T < (int64_t)N) expected.push_back(T + 1);
+        if (T > 0) expected.push_back(T - 1);
+        for (int64_t want : expected) {
+            SCOPED_TRACE(::testing::Message() << "expected_T " << want << " (T = " << T << ")");
+            CUDA_OK(cudaMemset(err.p, 0, 4));
+            CUDA_OK(cudaMemset(dix.p, 0x7f, N * 4));  // poison: what the plan leaves is visible
+            ASSERT_EQ(ember_cuda_pack_plan(dm.as<int32_t>(), c.B, c.S, (int)want, dcu.as<int32_t>(),
+                                           dix.as<int32_t>(), dinv.as<int32_t>(), err.as<int>(),
+                                           nullptr),
+                      EMBER_OK)
+                << ember_last_error();
+            EXPECT_EQ(Down<int32_t>(dcu.p, c.B + 1), cu);
+            EXPECT_EQ(Down<int32_t>(dinv.p, N), inverse);
+            std::vector<int32_t> gi = Down<int32_t>(dix.p, N);
+            EXPECT_TRUE(std::equal(index.begin(), index.begin() + T, gi.begin()));
+            const bool differs = want >= 0 && want != T;
+            EXPECT_EQ(Down<int>(err.p, 1)[0], differs ? (int)EMBER_BAD_VALID_TOKENS : 0);
+            // rows T..want, which kernels sized for the caller's count read: position 0
+            for (int64_t r = T; r < want; r++) EXPECT_EQ(gi[r], 0) << "index[" << r << "]";
+        }
     }
 }
 
@@ -825,6 +927,25 @@ TEST_P(CudaSkipMasked, MatchesCpuReferenceOnEdgeCases) {
                 << ember_last_error();
             ASSERT_EQ(ember_model_sync(gpu.get(), nullptr), EMBER_OK) << ember_last_error();
             EXPECT_TRUE(Same(only.last, got.last));
+            // T given by the caller (no read-back): the same kernels on the same rows, so the
+            // same bits, synchronous and ASYNC
+            if (!x.mask.empty() && CountValid(x) > 0) {
+                Batch y = x;
+                y.valid_tokens = CountValid(x);
+                Outs given;
+                ASSERT_EQ(RunCuda(gpu.get(), y, EMBER_FORWARD_SKIP_MASKED, pooler, true, &given),
+                          EMBER_OK)
+                    << ember_last_error();
+                EXPECT_TRUE(Same(given.last, got.last)) << "valid_tokens given";
+                EXPECT_TRUE(Same(given.hidden, got.hidden)) << "valid_tokens given";
+                EXPECT_TRUE(Same(given.pooled, got.pooled)) << "valid_tokens given";
+                ASSERT_EQ(RunCuda(gpu.get(), y, EMBER_FORWARD_SKIP_MASKED | EMBER_FORWARD_ASYNC,
+                                  false, false, &only),
+                          EMBER_OK)
+                    << ember_last_error();
+                ASSERT_EQ(ember_model_sync(gpu.get(), nullptr), EMBER_OK) << ember_last_error();
+                EXPECT_TRUE(Same(only.last, got.last)) << "valid_tokens given, ASYNC";
+            }
         }
     }
 }
@@ -908,6 +1029,45 @@ TEST(CudaSkipMaskedErrors, BadValuesOnMaskedTokensAreReported) {
     x.mask[7] = 1;
     EXPECT_EQ(RunCuda(gpu.get(), x, EMBER_FORWARD_SKIP_MASKED, true, false, &o), EMBER_OK)
         << ember_last_error();
+}
+
+// A valid_tokens count that differs from the mask's (checked on the device, which has the
+// mask): reported by the call, or by ember_model_sync under ASYNC; the model stays usable.
+// Counts above the true one make the kernels read rows the plan did not write; those rows
+// point at token 0, so nothing is read out of bounds (compute-sanitizer's memcheck on a GPU,
+// ASan under tools/emu).
+TEST(CudaSkipMaskedErrors, WrongValidTokensCountIsReported) {
+    REQUIRE_CUDA_DEVICE();
+    ember_config c = TinyConfig();
+    Model gpu = MakeModel(c, EMBER_BACKEND_CUDA, EMBER_DTYPE_F32, 4, 16);
+    ASSERT_TRUE(gpu);
+    Batch x = WithIds("x", 3, 7, MaskOf({"1110000", "1111111", "0110100"}), c, 4);
+    const int T = CountValid(x);
+    Outs ref;
+    ASSERT_EQ(RunCuda(gpu.get(), x, EMBER_FORWARD_SKIP_MASKED, true, true, &ref), EMBER_OK)
+        << ember_last_error();
+    for (int wrong : {1, T - 1, T + 1, x.B * x.S}) {
+        SCOPED_TRACE(::testing::Message() << "valid_tokens " << wrong << " of " << T);
+        Batch bad = x;
+        bad.valid_tokens = wrong;
+        Outs o;
+        ember_status st = RunCuda(gpu.get(), bad, EMBER_FORWARD_SKIP_MASKED, true, true, &o);
+        EXPECT_EQ(st, EMBER_ERR_INVALID_ARGUMENT) << Why(st);
+        EXPECT_NE(std::string(ember_last_error()).find("valid_tokens"), std::string::npos)
+            << ember_last_error();
+        EXPECT_EQ(RunCuda(gpu.get(), bad, EMBER_FORWARD_SKIP_MASKED | EMBER_FORWARD_ASYNC, true,
+                          false, &o),
+                  EMBER_OK);
+        st = ember_model_sync(gpu.get(), nullptr);
+        EXPECT_EQ(st, EMBER_ERR_INVALID_ARGUMENT) << Why(st);
+        EXPECT_NE(std::string(ember_last_error()).find("valid_tokens"), std::string::npos)
+            << ember_last_error();
+        Outs again;
+        ASSERT_EQ(RunCuda(gpu.get(), x, EMBER_FORWARD_SKIP_MASKED, true, true, &again), EMBER_OK)
+            << ember_last_error();
+        EXPECT_TRUE(Same(again.last, ref.last)) << "the model is still usable";
+        EXPECT_TRUE(Same(again.hidden, ref.hidden));
+    }
 }
 
 // ---- EMBER_FORWARD_ASYNC + ember_model_sync ----------------------------------------------------

@@ -9,6 +9,7 @@
  *             pooler_output, hidden_states, the model without a pooler
  *   opts      attention_mask, token_type_ids, position_ids present; value modes
  *   batch, seq_len, flags   small values or extremes (-1, 0, INT_MAX, ...)
+ *   valid_tokens            absent, the mask's count, the count off by a signed byte, any int
  *   values    the arrays' elements (valid by construction, raw int8 or raw int32; floats
  *             small, or raw bits: NaN and Inf must be rejected)
  * Every buffer holds exactly what batch x seq_len claims (so that ASan catches ember reading
@@ -190,8 +191,17 @@ static void fuzz_forward(reader *r, uint8_t op, uint8_t ptrs) {
     float *h = poisoned(n * H), *p = poisoned(sane ? (int64_t)B * H : 1);
     float *hs = poisoned(n * H * (LAYERS + 1));
 
+    /* valid_tokens (fb bits 2-3): not given, the mask's count, the count off by a signed
+     * byte, or any int */
+    int64_t ones = 0;
+    for (int64_t t = 0; mask && t < n; t++) ones += mask[t] != 0;
+    const int vt_mode = (fb >> 2) & 3;
+    const int valid_tokens = vt_mode == 0   ? 0
+                             : vt_mode == 1 ? (int)ones
+                             : vt_mode == 2 ? (int)ones + (int8_t)u8(r)
+                                            : (int)u32(r);
     ember_inputs in = {.batch = B, .seq_len = S, .attention_mask = mask, .token_type_ids = types,
-                       .position_ids = pos, .flags = flags};
+                       .position_ids = pos, .flags = flags, .valid_tokens = valid_tokens};
     if (entry == 0 || entry == 4) in.input_ids = ids;
     if (entry == 1) in.inputs_embeds = emb;
     if (entry == 2 || entry == 4) in.embedding_output = emb;
@@ -210,6 +220,9 @@ static void fuzz_forward(reader *r, uint8_t op, uint8_t ptrs) {
                 !(with_pool && k == 1);
     if (valid) {
         valid = in_range(ids, N, VOCAB) && in_range(mask, N, 2) && (!emb || all_finite(emb, N * H));
+        /* given, it is read only with SKIP_MASKED and a mask, and must be the mask's count */
+        if (valid_tokens)
+            valid = valid && (flags & EMBER_FORWARD_SKIP_MASKED) && mask && valid_tokens == ones;
         if (entry != 2) valid = valid && in_range(types, N, TYPES) && in_range(pos, N, MAXPOS);
     }
     FUZZ_CHECK((st == EMBER_OK) == valid, "ember_forward: status %s but the call is %s (%s)",
