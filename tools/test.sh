@@ -4,6 +4,11 @@
 #   1. the GoogleTest suite (Release, CUDA backend built when nvcc is present)
 #   2. the sanitizer jobs: ASan+LSan+UBSan over the CPU suite, TSan over threads and soak
 #   3. the libFuzzer targets, EMBER_FUZZ_SECONDS each (default 60), on the committed corpora
+#   4. where the CUDA toolkit's headers are present (x86-64): the CUDA tests in the CPU
+#      emulation of tools/emu (the real kernels/*.cu on fibers, a host model of cuBLASLt),
+#      built with ASan+UBSan so that a kernel reading or writing outside a device buffer is
+#      reported. It is not a GPU run; it catches logic and bounds errors in the GPU code on
+#      machines without one. EMBER_EMU=0 skips it (and the last line says so).
 # Each job must pass; the first failure stops the script with a non-zero status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,4 +21,14 @@ cmake --build --preset default
 ctest --preset default -j "$(nproc)"
 bash tools/sanitize.sh
 bash tools/fuzz.sh --seconds "${EMBER_FUZZ_SECONDS:-60}"
-echo "test: all jobs passed (GoogleTest suite, sanitizers, fuzzers)"
+if [ "${EMBER_EMU:-1}" = 0 ]; then
+    echo "test: CUDA emulation not run (EMBER_EMU=0)"
+    echo "test: all jobs passed (GoogleTest suite, sanitizers, fuzzers)"
+elif [ -f "${CUDA_INC:-/usr/local/cuda/include}/cuda_runtime_api.h" ] && [ "$(uname -m)" = x86_64 ]; then
+    EMU_SANITIZE=1 bash tools/emu/run.sh build-emu
+    echo "test: all jobs passed (GoogleTest suite, sanitizers, fuzzers, CUDA emulation)"
+else
+    echo "test: CUDA emulation not run: it needs the CUDA toolkit's headers" \
+         "(${CUDA_INC:-/usr/local/cuda/include}, set CUDA_INC) on x86-64"
+    echo "test: all jobs passed (GoogleTest suite, sanitizers, fuzzers)"
+fi
