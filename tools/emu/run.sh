@@ -78,6 +78,13 @@ for knob in EMU_LT_EPILOGUES=none EMU_LT_EPILOGUES=bias EMU_LT_GELU=erf; do
     env "$knob" "$B/ember_emu_tests" --gtest_filter="$LT_TESTS" --gtest_brief=1 \
         || { echo "emu: failed with $knob" >&2; exit 1; }
 done
+# the kernels with barriers, warp collectives and cp.async again with warps drifting apart
+# between barriers and cp.async copies landing only at the wait (a missing __syncthreads or
+# a read before cp.async.wait shows up as a wrong result or NaN)
+echo "emu: attention, packing and pooling kernels again with EMU_SCHED=drift EMU_CPASYNC=late"
+EMU_SCHED=drift EMU_CPASYNC=late "$B/ember_emu_tests" \
+    --gtest_filter='*Attention*:*Packing*:*SkipMasked*:*Pool*' --gtest_brief=1 \
+    || { echo "emu: failed with EMU_SCHED=drift EMU_CPASYNC=late" >&2; exit 1; }
 # the one test the full run skips: it needs a machine that reports no CUDA device
 echo "emu: CudaNoDevice with EMU_NO_DEVICE=1 (the runtime reports 0 devices)"
 EMU_NO_DEVICE=1 "$B/ember_emu_tests" --gtest_filter='CudaNoDevice.*' --gtest_brief=1 \
