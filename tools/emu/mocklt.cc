@@ -70,6 +70,13 @@ cublasStatus_t bad(const char *why) {
     return CUBLAS_STATUS_INVALID_VALUE;
 }
 
+// SetAttribute's common part: the caller's buffer must be exactly one T.
+template <typename T> cublasStatus_t put(T *dst, const void *buf, size_t size, const char *what) {
+    if (size != sizeof(T)) return bad(what);
+    memcpy(dst, buf, size);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
 size_t elem(cudaDataType_t t) {
     return t == CUDA_R_32F ? 4 : (t == CUDA_R_16F || t == CUDA_R_16BF) ? 2 : 0;
 }
@@ -201,19 +208,10 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc,
     Desc *d = (Desc *)desc;
     if (d->magic != kMagicDesc) return bad("SetAttribute on an uninitialised descriptor");
     switch (attr) {
-    case CUBLASLT_MATMUL_DESC_TRANSA:
-    case CUBLASLT_MATMUL_DESC_TRANSB:
-        if (size != sizeof(cublasOperation_t)) return bad("TRANSA/TRANSB size");
-        memcpy(attr == CUBLASLT_MATMUL_DESC_TRANSA ? &d->ta : &d->tb, buf, size);
-        return CUBLAS_STATUS_SUCCESS;
-    case CUBLASLT_MATMUL_DESC_EPILOGUE:
-        if (size != sizeof(cublasLtEpilogue_t)) return bad("EPILOGUE size");
-        memcpy(&d->epi, buf, size);
-        return CUBLAS_STATUS_SUCCESS;
-    case CUBLASLT_MATMUL_DESC_BIAS_POINTER:
-        if (size != sizeof(void *)) return bad("BIAS_POINTER size");
-        memcpy(&d->bias, buf, size);
-        return CUBLAS_STATUS_SUCCESS;
+    case CUBLASLT_MATMUL_DESC_TRANSA: return put(&d->ta, buf, size, "TRANSA size");
+    case CUBLASLT_MATMUL_DESC_TRANSB: return put(&d->tb, buf, size, "TRANSB size");
+    case CUBLASLT_MATMUL_DESC_EPILOGUE: return put(&d->epi, buf, size, "EPILOGUE size");
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER: return put(&d->bias, buf, size, "BIAS_POINTER size");
     default:
         return bad("matmul descriptor attribute the model does not know");
     }
@@ -247,20 +245,16 @@ cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p
     if (p->magic != kMagicPref) return bad("SetAttribute on an uninitialised preference");
     switch (attr) {
     case CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES:
-        if (size != sizeof(uint64_t)) return bad("MAX_WORKSPACE_BYTES size");
-        memcpy(&p->max_ws, buf, size);
-        return CUBLAS_STATUS_SUCCESS;
+        return put(&p->max_ws, buf, size, "MAX_WORKSPACE_BYTES size");
     case CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK:
-        if (size != sizeof(uint32_t)) return bad("REDUCTION_SCHEME_MASK size");
-        memcpy(&p->reduction, buf, size);
-        return CUBLAS_STATUS_SUCCESS;
+        return put(&p->reduction, buf, size, "REDUCTION_SCHEME_MASK size");
     case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES:
     case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES:
     case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES:
     case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES: {
-        if (size != sizeof(uint32_t)) return bad("MIN_ALIGNMENT size");
         uint32_t v;
-        memcpy(&v, buf, size);
+        if (put(&v, buf, size, "MIN_ALIGNMENT size") != CUBLAS_STATUS_SUCCESS)
+            return CUBLAS_STATUS_INVALID_VALUE;
         if (v == 0 || (v & (v - 1))) return bad("MIN_ALIGNMENT not a power of two");
         p->align[attr - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES] = v;
         return CUBLAS_STATUS_SUCCESS;
