@@ -9,6 +9,8 @@
 #      built with ASan+UBSan so that a kernel reading or writing outside a device buffer is
 #      reported. It is not a GPU run; it catches logic and bounds errors in the GPU code on
 #      machines without one. EMBER_EMU=0 skips it (and the last line says so).
+#   5. the Python package (tools/python-test.sh): `pip install ./python` into a fresh venv and
+#      pytest on NumPy (torch tests report Skipped: torch is not installed here)
 # Each job must pass; the first failure stops the script with a non-zero status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,16 +21,17 @@ bash tools/fetch-minilm.sh || echo "test: all-MiniLM-L6-v2 not fetched; the test
 cmake --preset default
 cmake --build --preset default
 ctest --preset default -j "$(nproc)"
+bash tools/python-test.sh
 bash tools/sanitize.sh
 bash tools/fuzz.sh --seconds "${EMBER_FUZZ_SECONDS:-60}"
 if [ "${EMBER_EMU:-1}" = 0 ]; then
     echo "test: CUDA emulation not run (EMBER_EMU=0)"
-    echo "test: all jobs passed (GoogleTest suite, sanitizers, fuzzers)"
+    echo "test: all jobs passed (GoogleTest suite, Python, sanitizers, fuzzers)"
 elif [ -f "${CUDA_INC:-/usr/local/cuda/include}/cuda_runtime_api.h" ] && [ "$(uname -m)" = x86_64 ]; then
     EMU_SANITIZE=1 bash tools/emu/run.sh build-emu
-    echo "test: all jobs passed (GoogleTest suite, sanitizers, fuzzers, CUDA emulation)"
+    echo "test: all jobs passed (GoogleTest suite, Python, sanitizers, fuzzers, CUDA emulation)"
 else
     echo "test: CUDA emulation not run: it needs the CUDA toolkit's headers" \
          "(${CUDA_INC:-/usr/local/cuda/include}, set CUDA_INC) on x86-64"
-    echo "test: all jobs passed (GoogleTest suite, sanitizers, fuzzers)"
+    echo "test: all jobs passed (GoogleTest suite, Python, sanitizers, fuzzers)"
 fi
