@@ -97,10 +97,20 @@ static ember_status cpu_reserve(ember_model *m, int max_batch, int max_seq_len) 
     return EMBER_OK;
 }
 
-/* dst (N,H) = the current hidden state in the padded layout; masked rows 0 when packed. */
-static void emit(float *dst, const cpu_state *s, int packed, int N, int H) {
-    if (packed) ember_ref_unpack_rows(dst, s->x, s->inverse, N, H);
-    else memcpy(dst, s->x, sizeof(float) * (size_t)N * H);
+/* dst (N,H) in dt = the current hidden state in the padded layout; masked rows 0 when packed.
+ * A half dst is staged in f32 in s->ctx (free between layers) and rounded once. */
+static void emit(void *dst, ember_dtype dt, cpu_state *s, int packed, int N, int H) {
+    float *f32 = dt == EMBER_DTYPE_F32 ? dst : s->ctx;
+    if (packed) ember_ref_unpack_rows(f32, s->x, s->inverse, N, H);
+    else memcpy(f32, s->x, sizeof(float) * (size_t)N * H);
+    if (f32 != dst) ember_ref_convert(dst, dt, f32, EMBER_DTYPE_F32, (int64_t)N * H);
+}
+
+/* The caller's half inputs_embeds / embedding_output as f32, in s->tmp (free before layer 0). */
+static const float *embeds_f32(cpu_state *s, const void *x, ember_dtype dt, int N, int H) {
+    if (!x || dt == EMBER_DTYPE_F32) return x;
+    ember_ref_convert(s->tmp, EMBER_DTYPE_F32, x, dt, (int64_t)N * H);
+    return s->tmp;
 }
 
 static ember_status cpu_forward(ember_model *m, const ember_inputs *in, const ember_outputs *out,
@@ -110,27 +120,31 @@ static ember_status cpu_forward(ember_model *m, const ember_inputs *in, const em
     const ember_weights *w = &s->w;
     const int B = in->batch, S = in->seq_len, H = c->hidden_size, I = c->intermediate_size;
     const int N = B * S, NH = c->num_attention_heads, HD = H / NH;
-    float *hs = out->hidden_states; /* (L+1,N,H) or NULL */
+    const ember_dtype odt = out->dtype;
+    const size_t osize = odt == EMBER_DTYPE_F32 ? 4 : 2;
+    char *hs = (char *)out->hidden_states; /* (L+1,N,H) in odt, or NULL */
     /* Padding removal: the encoder runs on the T valid tokens only (T = N otherwise). */
     const int packed = (in->flags & EMBER_FORWARD_SKIP_MASKED) && in->attention_mask;
     const int T = packed ? (int)ember_ref_pack_plan(in->attention_mask, B, S, s->cu_seqlens,
                                                     s->index, s->inverse)
                          : N;
 
-    if (in->embedding_output) {
-        if (packed) ember_ref_gather_rows(s->x, in->embedding_output, s->index, T, H);
-        else memcpy(s->x, in->embedding_output, sizeof(float) * (size_t)N * H);
+    const float *emb_out = embeds_f32(s, in->embedding_output, in->embeds_dtype, N, H);
+    const float *embeds = embeds_f32(s, in->inputs_embeds, in->embeds_dtype, N, H);
+    if (emb_out) {
+        if (packed) ember_ref_gather_rows(s->x, emb_out, s->index, T, H);
+        else memcpy(s->x, emb_out, sizeof(float) * (size_t)N * H);
     } else if (packed) {
-        ember_ref_embed_layernorm_packed(s->x, s->index, T, in->input_ids, in->inputs_embeds,
+        ember_ref_embed_layernorm_packed(s->x, s->index, T, in->input_ids, embeds,
                                          in->token_type_ids, in->position_ids, w->word,
                                          w->position, w->token_type, w->emb_ln_g, w->emb_ln_b, S,
                                          H, c->layer_norm_eps);
     } else {
-        ember_ref_embed_layernorm(s->x, in->input_ids, in->inputs_embeds, in->token_type_ids,
+        ember_ref_embed_layernorm(s->x, in->input_ids, embeds, in->token_type_ids,
                                   in->position_ids, w->word, w->position, w->token_type,
                                   w->emb_ln_g, w->emb_ln_b, B, S, H, c->layer_norm_eps);
     }
-    if (hs) emit(hs, s, packed, N, H);
+    if (hs) emit(hs, odt, s, packed, N, H);
 
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const ember_layer_weights *L = &w->layers[l];
@@ -147,19 +161,31 @@ static ember_status cpu_forward(ember_model *m, const ember_inputs *in, const em
         ember_ref_linear(s->tmp, s->inter, L->out_w, NULL, T, I, H);
         ember_ref_bias_residual_layernorm(s->x, s->tmp, L->out_b, s->x1, L->out_ln_g,
                                           L->out_ln_b, T, H, c->layer_norm_eps);
-        if (hs) emit(hs + (size_t)(l + 1) * N * H, s, packed, N, H);
+        if (hs) emit(hs + (size_t)(l + 1) * N * H * osize, odt, s, packed, N, H);
     }
-    emit(out->last_hidden_state, s, packed, N, H);
-    /* From the written rows: with padding removal a masked first token reads a zero row. */
-    if (out->pooler_output)
-        ember_ref_pooler(out->pooler_output, out->last_hidden_state, w->pool_w, w->pool_b, B, S, H);
+    emit(out->last_hidden_state, odt, s, packed, N, H);
+    if (!out->pooler_output) return EMBER_OK;
+    /* From the f32 rows (s->ctx holds them for a half output): with padding removal a masked
+     * first token reads a zero row. */
+    const float *last = odt == EMBER_DTYPE_F32 ? out->last_hidden_state : s->ctx;
+    float *pool = odt == EMBER_DTYPE_F32 ? out->pooler_output : s->tmp;
+    ember_ref_pooler(pool, last, w->pool_w, w->pool_b, B, S, H);
+    if (odt != EMBER_DTYPE_F32)
+        ember_ref_convert(out->pooler_output, odt, pool, EMBER_DTYPE_F32, (int64_t)B * H);
     return EMBER_OK;
 }
 
-static ember_status cpu_embed(ember_model *m, const int32_t *ids, int64_t n, float *out,
-                              ember_stream stream) {
+static ember_status cpu_embed(ember_model *m, const int32_t *ids, int64_t n, void *out,
+                              ember_dtype out_dt, unsigned flags, ember_stream stream) {
     cpu_state *s = m->impl;
-    ember_ref_gather(out, ids, n, s->w.word, m->cfg.hidden_size);
+    const int H = m->cfg.hidden_size;
+    if (out_dt == EMBER_DTYPE_F32) {
+        ember_ref_gather(out, ids, n, s->w.word, H);
+        return EMBER_OK;
+    }
+    for (int64_t t = 0; t < n; t++) /* row by row: no f32 staging of the caller's n rows */
+        ember_ref_convert((uint16_t *)out + t * H, out_dt, s->w.word + (int64_t)ids[t] * H,
+                          EMBER_DTYPE_F32, H);
     return EMBER_OK;
 }
 

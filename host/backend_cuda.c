@@ -505,32 +505,39 @@ typedef struct fwd {
     int B, S, N, T;
     int packed;            /* padding removal: T rows, attention by cu_seqlens */
     const int32_t *mask;   /* the mask the attention reads (NULL = none)       */
-    float *hs;             /* hidden_states (L+1,B,S,H) f32 or NULL            */
+    void *hs;              /* hidden_states (L+1,B,S,H) in odt, or NULL        */
+    ember_dtype odt;       /* ember_outputs.dtype                              */
+    size_t osize;          /* its bytes per element                            */
 } fwd;
 
-/* out (B,S,H) f32 = the current hidden state s->x in the padded layout. */
-static ember_status emit_f32(const fwd *f, float *out, cudaStream_t stream) {
+/* Row n of a caller's (.., H) output in odt. */
+static void *out_rows(const fwd *f, void *base, int64_t n) {
+    return base ? (char *)base + (size_t)n * f->m->cfg.hidden_size * f->osize : NULL;
+}
+
+/* out (B,S,H) in odt = the current hidden state s->x in the padded layout. */
+static ember_status emit(const fwd *f, void *out, cudaStream_t stream) {
     const cuda_state *s = f->s;
     const int H = f->m->cfg.hidden_size;
     if (f->packed)
-        return ember_cuda_unpack_rows(out, s->x, s->dt, s->inverse, f->N, H, stream);
-    return ember_cuda_convert(out, EMBER_DTYPE_F32, s->x, s->dt, (int64_t)f->N * H, stream);
+        return ember_cuda_unpack_rows(out, f->odt, s->x, s->dt, s->inverse, f->N, H, stream);
+    return ember_cuda_convert(out, f->odt, s->x, s->dt, (int64_t)f->N * H, stream);
 }
 
 /* The final LayerNorm of layer l alone (the tail's half of the last layer). */
-static ember_status enqueue_layer_final_ln(const fwd *f, int l, float *f32_out,
+static ember_status enqueue_layer_final_ln(const fwd *f, int l, void *out_x,
                                            cudaStream_t stream) {
     const ember_config *c = &f->m->cfg;
     cuda_state *s = f->s;
     const cuda_layer *w = &s->layers[l];
-    return ember_cuda_bias_residual_layernorm(s->x, f32_out, s->tmp, w->o_b, s->x1, w->ln2_g,
-                                              w->ln2_b, f->T, c->hidden_size, c->layer_norm_eps,
-                                              s->dt, stream);
+    return ember_cuda_bias_residual_layernorm(s->x, out_x, f->odt, s->tmp, w->o_b, s->x1,
+                                              w->ln2_g, w->ln2_b, f->T, c->hidden_size,
+                                              c->layer_norm_eps, s->dt, stream);
 }
 
-/* Layer l up to (and, if final_ln, including) its last LayerNorm; f32_out (T,H) as in
+/* Layer l up to (and, if final_ln, including) its last LayerNorm; out_x (T,H) in odt as in
  * ember_cuda_bias_residual_layernorm. */
-static ember_status enqueue_layer(const fwd *f, int l, int final_ln, float *f32_out,
+static ember_status enqueue_layer(const fwd *f, int l, int final_ln, void *out_x,
                                   cudaStream_t stream) {
     const ember_config *c = &f->m->cfg;
     cuda_state *s = f->s;
@@ -547,13 +554,13 @@ static ember_status enqueue_layer(const fwd *f, int l, int final_ln, float *f32_
     else
         EMBER_TRY(ember_cuda_attention(s->ctx, s->big, f->mask, f->B, f->S, NH, HD, dt, stream));
     EMBER_TRY(ember_cuda_linear(s->tmp, s->ctx, w->ao_w, NULL, T, H, H, H, dt, s->gemm, stream));
-    EMBER_TRY(ember_cuda_bias_residual_layernorm(s->x1, NULL, s->tmp, w->ao_b, s->x, w->ln1_g,
-                                                 w->ln1_b, T, H, eps, dt, stream));
+    EMBER_TRY(ember_cuda_bias_residual_layernorm(s->x1, NULL, dt, s->tmp, w->ao_b, s->x,
+                                                 w->ln1_g, w->ln1_b, T, H, eps, dt, stream));
     EMBER_TRY(ember_cuda_linear_act(s->big, s->x1, w->i_w, w->i_b, T, H, I, H, (int)c->hidden_act,
                                     dt, s->gemm, stream));
     EMBER_TRY(ember_cuda_linear(s->tmp, s->big, w->o_w, NULL, T, I, H, I, dt, s->gemm, stream));
     if (!final_ln) return EMBER_OK;
-    return enqueue_layer_final_ln(f, l, f32_out, stream);
+    return enqueue_layer_final_ln(f, l, out_x, stream);
 }
 
 /* The body: every layer except the last one's final LayerNorm, and the hidden_states of
@@ -561,12 +568,11 @@ static ember_status enqueue_layer(const fwd *f, int l, int final_ln, float *f32_
 static ember_status enqueue_body(void *ctx, cudaStream_t stream) {
     const fwd *f = ctx;
     const int L = f->m->cfg.num_hidden_layers;
-    const int64_t NHs = (int64_t)f->N * f->m->cfg.hidden_size;
     for (int l = 0; l < L; l++) {
-        float *hs_l = f->hs ? f->hs + (size_t)(l + 1) * NHs : NULL;
+        void *hs_l = out_rows(f, f->hs, (int64_t)(l + 1) * f->N);
         const int last = l == L - 1;
         EMBER_TRY(enqueue_layer(f, l, !last, f->packed ? NULL : hs_l, stream));
-        if (!last && f->packed && hs_l) EMBER_TRY(emit_f32(f, hs_l, stream));
+        if (!last && f->packed && hs_l) EMBER_TRY(emit(f, hs_l, stream));
     }
     return EMBER_OK;
 }
@@ -577,29 +583,29 @@ static ember_status enqueue_tail(const fwd *f, const ember_outputs *out, cudaStr
     const ember_config *c = &f->m->cfg;
     cuda_state *s = f->s;
     const int H = c->hidden_size, L = c->num_hidden_layers;
-    const int64_t NHs = (int64_t)f->N * H;
-    float *hs_L = f->hs ? f->hs + (size_t)L * NHs : NULL;
+    void *hs_L = out_rows(f, f->hs, (int64_t)L * f->N);
     if (L > 0) {
-        float *f32 = f->packed ? NULL : hs_L ? hs_L : out->last_hidden_state;
-        EMBER_TRY(enqueue_layer_final_ln(f, L - 1, f32, stream));
+        void *dst = f->packed ? NULL : hs_L ? hs_L : out->last_hidden_state;
+        EMBER_TRY(enqueue_layer_final_ln(f, L - 1, dst, stream));
     }
     if (f->packed || L == 0) {
-        if (hs_L && L > 0) EMBER_TRY(emit_f32(f, hs_L, stream));
-        EMBER_TRY(emit_f32(f, out->last_hidden_state, stream));
+        if (hs_L && L > 0) EMBER_TRY(emit(f, hs_L, stream));
+        EMBER_TRY(emit(f, out->last_hidden_state, stream));
     } else if (hs_L) {
-        EMBER_CUDA_CHECK(cudaMemcpyAsync(out->last_hidden_state, hs_L, sizeof(float) * (size_t)NHs,
-                                         cudaMemcpyDeviceToDevice, stream));
+        EMBER_CUDA_CHECK(cudaMemcpyAsync(out->last_hidden_state, hs_L,
+                                         f->osize * (size_t)f->N * H, cudaMemcpyDeviceToDevice,
+                                         stream));
     }
     if (!out->pooler_output) return EMBER_OK;
     if (!s->pool_w)
         return ember_fail(EMBER_ERR_UNSUPPORTED, "pooler_output requested without a pooler");
     if (!f->packed)
-        return ember_cuda_pooler(out->pooler_output, s->x, s->pool_w, s->pool_b, f->B, f->S, H,
-                                 s->tmp, s->dt, s->gemm, stream);
+        return ember_cuda_pooler(out->pooler_output, f->odt, s->x, s->pool_w, s->pool_b, f->B,
+                                 f->S, H, s->tmp, s->dt, s->gemm, stream);
     /* packed: row 0 of each sequence, or a zero row when token 0 is masked */
     EMBER_TRY(ember_cuda_first_rows(s->ctx, s->x, s->inverse, f->B, f->S, H, s->dt, stream));
-    return ember_cuda_pooler(out->pooler_output, s->ctx, s->pool_w, s->pool_b, f->B, 1, H, s->tmp,
-                             s->dt, s->gemm, stream);
+    return ember_cuda_pooler(out->pooler_output, f->odt, s->ctx, s->pool_w, s->pool_b, f->B, 1, H,
+                             s->tmp, s->dt, s->gemm, stream);
 }
 
 /* The head: error flag, input checks, packing plan (and T read back), embeddings. */
@@ -612,8 +618,10 @@ static ember_status enqueue_head(fwd *f, const ember_inputs *in, int *err, int a
     const double eps = c->layer_norm_eps;
     if (!async) EMBER_CUDA_CHECK(cudaMemsetAsync(err, 0, sizeof(int), stream));
     EMBER_TRY(ember_cuda_check_mask(in->attention_mask, f->N, err, stream));
-    const float *f32_in = in->inputs_embeds ? in->inputs_embeds : in->embedding_output;
-    EMBER_TRY(ember_cuda_check_finite(f32_in, (int64_t)f->N * H, err, stream));
+    const void *embeds_in = in->inputs_embeds ? (const void *)in->inputs_embeds
+                                              : (const void *)in->embedding_output;
+    const ember_dtype edt = in->embeds_dtype;
+    EMBER_TRY(ember_cuda_check_finite(embeds_in, edt, (int64_t)f->N * H, err, stream));
     if (f->packed) {
         /* the packed embedding reads only valid tokens: check every token here */
         if (!in->embedding_output)
@@ -637,17 +645,17 @@ static ember_status enqueue_head(fwd *f, const ember_inputs *in, int *err, int a
             return ember_fail(EMBER_ERR_INTERNAL, "packing plan: %d valid tokens of %d", f->T,
                               f->N);
         if (in->embedding_output)
-            return ember_cuda_gather_rows(s->x, dt, in->embedding_output, s->index, f->T, H,
+            return ember_cuda_gather_rows(s->x, dt, in->embedding_output, edt, s->index, f->T, H,
                                           stream);
         return ember_cuda_embed_layernorm_packed(
-            s->x, s->index, f->T, in->input_ids, in->inputs_embeds, in->token_type_ids,
+            s->x, s->index, f->T, in->input_ids, in->inputs_embeds, edt, in->token_type_ids,
             in->position_ids, s->word, s->pos, s->type, s->emb_g, s->emb_b, f->S, H, c->vocab_size,
             c->max_position_embeddings, c->type_vocab_size, eps, dt, err, stream);
     }
     if (in->embedding_output)
-        return ember_cuda_convert(s->x, dt, in->embedding_output, EMBER_DTYPE_F32,
-                                  (int64_t)f->N * H, stream);
-    return ember_cuda_embed_layernorm(s->x, in->input_ids, in->inputs_embeds, in->token_type_ids,
+        return ember_cuda_convert(s->x, dt, in->embedding_output, edt, (int64_t)f->N * H, stream);
+    return ember_cuda_embed_layernorm(s->x, in->input_ids, in->inputs_embeds, edt,
+                                      in->token_type_ids,
                                       in->position_ids, s->word, s->pos, s->type, s->emb_g,
                                       s->emb_b, f->B, f->S, H, c->vocab_size,
                                       c->max_position_embeddings, c->type_vocab_size, eps, dt, err,
@@ -661,7 +669,7 @@ static ember_status enqueue_forward(fwd *fp, const ember_inputs *in, const ember
     const ember_config *c = &f.m->cfg;
     cuda_state *s = f.s;
     EMBER_TRY(enqueue_head(&f, in, err, async, stream));
-    if (f.hs) EMBER_TRY(emit_f32(&f, f.hs, stream));
+    if (f.hs) EMBER_TRY(emit(&f, f.hs, stream));
     const int L = c->num_hidden_layers;
     if (f.T > 0 && L > 0) {
         if (s->graphs && !f.packed && !f.hs) {
@@ -678,8 +686,7 @@ static ember_status enqueue_forward(fwd *fp, const ember_inputs *in, const ember
             EMBER_TRY(enqueue_body(&f, stream));
         }
     } else if (f.hs) { /* no valid token: every hidden state is zero rows */
-        for (int l = 1; l < L; l++)
-            EMBER_TRY(emit_f32(&f, f.hs + (size_t)l * f.N * c->hidden_size, stream));
+        for (int l = 1; l < L; l++) EMBER_TRY(emit(&f, out_rows(&f, f.hs, (int64_t)l * f.N), stream));
     }
     return enqueue_tail(&f, out, stream);
 }
@@ -689,7 +696,8 @@ static ember_status forward_impl(ember_model *m, cuda_state *s, const ember_inpu
     const ember_config *c = &m->cfg;
     const int async = (in->flags & EMBER_FORWARD_ASYNC) != 0;
     fwd f = {.m = m, .s = s, .B = in->batch, .S = in->seq_len, .mask = in->attention_mask,
-             .hs = out->hidden_states};
+             .hs = out->hidden_states, .odt = out->dtype,
+             .osize = out->dtype == EMBER_DTYPE_F32 ? sizeof(float) : 2};
     f.N = f.B * f.S;
     f.T = f.N;
     f.packed = (in->flags & EMBER_FORWARD_SKIP_MASKED) && in->attention_mask;
@@ -764,21 +772,33 @@ ember_status ember_cuda_graph_stats_get(const ember_model *m, ember_cuda_graph_s
     return EMBER_OK;
 }
 
-static ember_status cuda_embed(ember_model *m, const int32_t *ids, int64_t n, float *out,
-                               ember_stream stream) {
+/* Like a forward: a synchronous call checks its own flag; an ASYNC one flags ERR_ASYNC for
+ * ember_model_sync and returns. The gather reads only the weights and the caller's buffers, so
+ * it orders after a pending call only for its flag's sake (cheap: one event wait). */
+static ember_status cuda_embed(ember_model *m, const int32_t *ids, int64_t n, void *out,
+                               ember_dtype out_dt, unsigned flags, ember_stream stream) {
     cuda_state *s = m->impl;
     cudaStream_t st_ = (cudaStream_t)stream;
+    const int async = (flags & EMBER_FORWARD_ASYNC) != 0;
+    int *err = s->d_err + (async ? ERR_ASYNC : ERR_CALL);
     int prev;
     ember_status st = enter(s, &prev);
     if (st == EMBER_OK) st = order_after_pending(s, st_);
-    if (st == EMBER_OK) {
-        cudaError_t e = cudaMemsetAsync(s->d_err + ERR_CALL, 0, sizeof(int), st_);
+    if (st == EMBER_OK && !async) {
+        cudaError_t e = cudaMemsetAsync(err, 0, sizeof(int), st_);
         if (e != cudaSuccess) st = ember_cuda_fail(e, "cudaMemsetAsync(d_err)", __func__, __FILE__, __LINE__);
     }
     if (st == EMBER_OK)
-        st = ember_cuda_gather(out, ids, n, s->word, m->cfg.hidden_size, m->cfg.vocab_size, s->dt,
-                               s->d_err + ERR_CALL, st_);
-    if (st == EMBER_OK) st = finish(&m->cfg, s, st_, "embed_tokens");
+        st = ember_cuda_gather(out, out_dt, ids, n, s->word, m->cfg.hidden_size,
+                               m->cfg.vocab_size, s->dt, err, st_);
+    if (st == EMBER_OK && async) {
+        cudaError_t e = cudaEventRecord(s->done, st_);
+        if (e != cudaSuccess) st = ember_cuda_fail(e, "cudaEventRecord(done)", __func__, __FILE__, __LINE__);
+        s->pending = 1;
+        s->last_stream = st_;
+    } else if (st == EMBER_OK) {
+        st = finish(&m->cfg, s, st_, "embed_tokens");
+    }
     return leave(s, prev, st);
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "kernels/ops.h"
 #include "weights/bert_weights.h"
 #include "weights/config.h"
 
@@ -322,17 +323,23 @@ static ember_status check_index(const char *what, const int32_t *v, int B, int S
     return EMBER_OK;
 }
 
-/* NaN and Inf in the f32 entry points are rejected (ember.h, ember_inputs): the first one found
- * is named. One pass over B*S*H floats, next to the ~24*L*H flops per float of the encoder. */
-static ember_status check_finite(const char *what, const float *x, int B, int S, int H) {
+/* NaN and Inf in the embeds entry points are rejected (ember.h, ember_inputs): the first one
+ * found is named. One pass over B*S*H values, next to the ~24*L*H flops per value of the
+ * encoder. */
+static ember_status check_finite(const char *what, const void *x, ember_dtype dt, int B, int S,
+                                 int H) {
     if (!x) return EMBER_OK;
     const int64_t n = (int64_t)B * S * H;
-    for (int64_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
+    for (int64_t i = 0; i < n; i++) {
+        float v;
+        ember_ref_convert(&v, EMBER_DTYPE_F32, (const char *)x + i * (dt == EMBER_DTYPE_F32 ? 4 : 2),
+                          dt, 1);
+        if (!isfinite(v))
             return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
                               "%s[%lld][%lld][%lld] = %g: NaN and Inf are rejected", what,
                               (long long)(i / ((int64_t)S * H)), (long long)(i / H % S),
-                              (long long)(i % H), (double)x[i]);
+                              (long long)(i % H), (double)v);
+    }
     return EMBER_OK;
 }
 
@@ -360,9 +367,15 @@ static ember_status check_host_values(const ember_model *m, const ember_inputs *
                               "inputs.valid_tokens = %d but attention_mask has %lld nonzero "
                               "values", in->valid_tokens, (long long)ones);
     }
-    EMBER_TRY(check_finite("inputs_embeds", in->inputs_embeds, B, S, c->hidden_size));
-    EMBER_TRY(check_finite("embedding_output", in->embedding_output, B, S, c->hidden_size));
+    EMBER_TRY(check_finite("inputs_embeds", in->inputs_embeds, in->embeds_dtype, B, S,
+                           c->hidden_size));
+    EMBER_TRY(check_finite("embedding_output", in->embedding_output, in->embeds_dtype, B, S,
+                           c->hidden_size));
     return EMBER_OK;
+}
+
+static int valid_dtype(ember_dtype dt) {
+    return dt == EMBER_DTYPE_F32 || dt == EMBER_DTYPE_F16 || dt == EMBER_DTYPE_BF16;
 }
 
 /* The checks that need only the arguments and the model's immutable config. */
@@ -406,6 +419,14 @@ static ember_status check_forward_args(const ember_model *m, const ember_inputs 
                           in->valid_tokens, (long long)in->batch * in->seq_len);
     if (!out->last_hidden_state)
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "outputs.last_hidden_state is NULL");
+    if (!valid_dtype(in->embeds_dtype))
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "inputs.embeds_dtype = %d is not an ember_dtype (F32 0, F16 1, BF16 2)",
+                          (int)in->embeds_dtype);
+    if (!valid_dtype(out->dtype))
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "outputs.dtype = %d is not an ember_dtype (F32 0, F16 1, BF16 2)",
+                          (int)out->dtype);
     if (out->pooler_output && !c->has_pooler)
         return ember_fail(EMBER_ERR_UNSUPPORTED,
                           "outputs.pooler_output requested but the checkpoint has no pooler "
@@ -458,8 +479,22 @@ ember_status ember_model_sync(ember_model *m, ember_stream stream) {
 
 ember_status ember_embed_tokens(ember_model *m, const int32_t *ids, int64_t n, float *out,
                                 ember_stream stream) {
+    return ember_embed_tokens_as(m, ids, n, EMBER_DTYPE_F32, out, 0, stream);
+}
+
+ember_status ember_embed_tokens_as(ember_model *m, const int32_t *ids, int64_t n,
+                                   ember_dtype out_dtype, void *out, unsigned flags,
+                                   ember_stream stream) {
     ember_clear_error();
     if (!m) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "model is NULL");
+    if (!valid_dtype(out_dtype))
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "out_dtype = %d is not an ember_dtype (F32 0, F16 1, BF16 2)",
+                          (int)out_dtype);
+    if (flags & ~EMBER_FORWARD_ASYNC)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "flags = 0x%x: only EMBER_FORWARD_ASYNC (0x%x) is known here", flags,
+                          EMBER_FORWARD_ASYNC);
     if (!ids || !out)
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "%s is NULL", ids ? "out" : "input_ids");
     if (n < 1) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "n_tokens = %lld must be >= 1", (long long)n);
@@ -473,7 +508,7 @@ ember_status ember_embed_tokens(ember_model *m, const int32_t *ids, int64_t n, f
                                   (long long)t, (int)ids[t], m->cfg.vocab_size);
     }
     model_lock(m);
-    const ember_status st = m->ops->embed(m, ids, n, out, stream);
+    const ember_status st = m->ops->embed(m, ids, n, out, out_dtype, flags, stream);
     model_unlock(m);
     return st;
 }

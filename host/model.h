@@ -53,8 +53,9 @@ typedef struct ember_backend_ops {
     ember_status (*reserve)(ember_model *m, int max_batch, int max_seq_len);
     ember_status (*forward)(ember_model *m, const ember_inputs *in, const ember_outputs *out,
                             ember_stream stream);
-    ember_status (*embed)(ember_model *m, const int32_t *ids, int64_t n, float *out,
-                          ember_stream stream);
+    /* out (n,H) in out_dt; flags 0 or EMBER_FORWARD_ASYNC */
+    ember_status (*embed)(ember_model *m, const int32_t *ids, int64_t n, void *out,
+                          ember_dtype out_dt, unsigned flags, ember_stream stream);
     ember_status (*table_copy)(const ember_model *m, ember_table t, float *dst,
                                ember_stream stream);
     ember_status (*memory)(const ember_model *m, size_t *weight_bytes, size_t *workspace_bytes);

@@ -232,6 +232,9 @@ EMBER_API ember_status ember_model_memory(const ember_model *model, size_t *weig
 #define EMBER_FORWARD_ASYNC 0x2u
 
 /* Forward inputs. Exactly one of input_ids / inputs_embeds / embedding_output is non-NULL.
+ * inputs_embeds / embedding_output hold elements of embeds_dtype: F32 (the default of a zeroed
+ * struct) or, for half-precision pipelines, F16 / BF16 (2-byte elements: cast the pointer).
+ * The CUDA backend reads them as they are; the CPU backend converts them to f32 internally.
  * NaN and Inf: every value of inputs_embeds / embedding_output (all B*S*H, masked tokens
  * included) must be finite; otherwise the call fails with EMBER_ERR_INVALID_ARGUMENT naming the
  * first bad element [b][s][h] (HF would instead propagate it silently through the sequence's
@@ -255,13 +258,20 @@ typedef struct ember_inputs {
      * EMBER_ERR_INVALID_ARGUMENT (CUDA: found on the device, like a bad id; the outputs of
      * that call are not valid). */
     int valid_tokens;
+    /* Element type of inputs_embeds / embedding_output (ignored with input_ids). */
+    ember_dtype embeds_dtype;
 } ember_inputs;
 
-/* Forward outputs, always F32. last_hidden_state is required; the others are optional. */
+/* Forward outputs. last_hidden_state is required; the others are optional. All three hold
+ * elements of `dtype`: F32 (the default of a zeroed struct), F16 or BF16 (2-byte elements: cast
+ * the pointers). The CUDA backend writes them from its kernels directly (a model computing in
+ * f16 that returns f16 rounds nothing twice); the CPU backend computes in f32 and rounds each
+ * value once to nearest even. */
 typedef struct ember_outputs {
     float *last_hidden_state; /* [B,S,H]                                               */
     float *pooler_output;     /* [B,H] tanh(dense(h[:,0])), NULL = not computed        */
     float *hidden_states;     /* [L+1,B,S,H] like output_hidden_states=True, NULL = no */
+    ember_dtype dtype;
 } ember_outputs;
 
 /* Run the encoder. Attention follows HF eager semantics: mask 0 adds float32 min to the
@@ -284,6 +294,15 @@ EMBER_API ember_status ember_model_sync(ember_model *model, ember_stream stream)
  * Feeding the result as inputs_embeds gives bit-identical outputs to input_ids. */
 EMBER_API ember_status ember_embed_tokens(ember_model *model, const int32_t *input_ids,
                                           int64_t n_tokens, float *out, ember_stream stream);
+
+/* ember_embed_tokens with out [n_tokens, H] in out_dtype (F32, F16 or BF16): the word table's
+ * values, exact when out_dtype holds the model's compute dtype (e.g. F16 for an f16 model), so
+ * that feeding them back as inputs_embeds (embeds_dtype = out_dtype) gives bit-identical
+ * outputs to input_ids. flags: 0 or EMBER_FORWARD_ASYNC (CUDA: return without waiting for the
+ * stream; ids outside the vocabulary are then reported by ember_model_sync, as for forward). */
+EMBER_API ember_status ember_embed_tokens_as(ember_model *model, const int32_t *input_ids,
+                                             int64_t n_tokens, ember_dtype out_dtype, void *out,
+                                             unsigned flags, ember_stream stream);
 
 typedef enum ember_table {
     EMBER_TABLE_WORD = 0,     /* [vocab_size, H]              */

@@ -24,38 +24,42 @@ __device__ __forceinline__ int clamp_index(int v, int limit, int bit, int *bad) 
     return v;
 }
 
-/* ---- gather: out (n,H) f32 = word[ids[t]] ------------------------------------------------- */
+/* ---- gather: out (n,H) in O = word[ids[t]] (widened exactly to f32, or copied for O = T) ---- */
 
-template <typename T>
-static __global__ void gather_kernel(float *out, const int32_t *ids, int64_t n, const T *word,
+template <typename T, typename O>
+static __global__ void gather_kernel(O *out, const int32_t *ids, int64_t n, const T *word,
                                      int H, int V, int *err_flag) {
     for (int64_t t = blockIdx.x; t < n; t += gridDim.x) {
         int bad = 0;
         const int id = clamp_index(ids[t], V, EMBER_BAD_ID, &bad);
         if (bad && threadIdx.x == 0) atomicOr(err_flag, bad);
         const T *w = word + (int64_t)id * H;
-        float *o = out + t * H;
-        for (int k = threadIdx.x; k < H; k += blockDim.x) o[k] = to_f32(w[k]);
+        O *o = out + t * H;
+        for (int k = threadIdx.x; k < H; k += blockDim.x) o[k] = from_f32<O>(to_f32(w[k]));
     }
 }
 
-template <typename T>
-static cudaError_t gather_cuda(float *out, const int32_t *ids, int64_t n, const T *word, int H,
+template <typename T, typename O>
+static cudaError_t gather_cuda(O *out, const int32_t *ids, int64_t n, const T *word, int H,
                                int V, int *err_flag, cudaStream_t stream) {
     const int threads = row_threads(H, 4);
     const int blocks = n < 65536 ? (int)n : 65536;
-    gather_kernel<T><<<blocks, threads, 0, stream>>>(out, ids, n, word, H, V, err_flag);
+    gather_kernel<T, O><<<blocks, threads, 0, stream>>>(out, ids, n, word, H, V, err_flag);
     return cudaGetLastError();
 }
 
-extern "C" ember_status ember_cuda_gather(float *out, const int32_t *ids, int64_t n,
-                                          const void *word, int H, int V, ember_dtype dt,
-                                          int *err_flag, cudaStream_t stream) {
+extern "C" ember_status ember_cuda_gather(void *out, ember_dtype out_dt, const int32_t *ids,
+                                          int64_t n, const void *word, int H, int V,
+                                          ember_dtype dt, int *err_flag, cudaStream_t stream) {
     if (n <= 0) return EMBER_OK;
     return dispatch(dt, [&](auto tag) {
         using T = decltype(tag);
-        EMBER_CUDA_CHECK(gather_cuda(out, ids, n, (const T *)word, H, V, err_flag, stream));
-        return EMBER_OK;
+        return dispatch(out_dt, [&](auto otag) {
+            using O = decltype(otag);
+            EMBER_CUDA_CHECK(gather_cuda((O *)out, ids, n, (const T *)word, H, V, err_flag,
+                                         stream));
+            return EMBER_OK;
+        });
     });
 }
 
@@ -63,9 +67,9 @@ extern "C" ember_status ember_cuda_gather(float *out, const int32_t *ids, int64_
 
 /* Block r writes row r of out; it embeds token t = index[r] of the padded batch (index NULL:
  * t = r). */
-template <typename T>
+template <typename T, typename E>
 static __global__ void embed_layernorm_kernel(T *out, const int32_t *index, const int32_t *ids,
-                                              const float *embeds, const int32_t *type_ids,
+                                              const E *embeds, const int32_t *type_ids,
                                               const int32_t *pos_ids, const T *word, const T *pos,
                                               const T *type, const float *gamma,
                                               const float *beta, int S, int H, int V, int P,
@@ -76,7 +80,7 @@ static __global__ void embed_layernorm_kernel(T *out, const int32_t *index, cons
     const int64_t t = index ? (int64_t)index[r] : r;
 
     int bad = 0;
-    const float *e = nullptr;
+    const E *e = nullptr;
     const T *w = nullptr;
     if (ids)
         w = word + (int64_t)clamp_index(ids[t], V, EMBER_BAD_ID, &bad) * H;
@@ -91,7 +95,7 @@ static __global__ void embed_layernorm_kernel(T *out, const int32_t *index, cons
     float sum = 0.f;
     for (int k = threadIdx.x; k < H; k += blockDim.x) {
         /* HF order: (inputs_embeds + token_type) + position, in f32. */
-        const float x = ((w ? to_f32(w[k]) : e[k]) + to_f32(ty[k])) + to_f32(ps[k]);
+        const float x = ((w ? to_f32(w[k]) : to_f32(e[k])) + to_f32(ty[k])) + to_f32(ps[k]);
         row[k] = x;
         sum += x;
     }
@@ -108,9 +112,9 @@ static __global__ void embed_layernorm_kernel(T *out, const int32_t *index, cons
         o[k] = from_f32<T>((row[k] - mean) * rstd * gamma[k] + beta[k]);
 }
 
-template <typename T>
+template <typename T, typename E>
 static cudaError_t embed_layernorm_cuda(T *out, const int32_t *index, int64_t rows,
-                                        const int32_t *ids, const float *embeds,
+                                        const int32_t *ids, const E *embeds,
                                         const int32_t *type_ids, const int32_t *pos_ids,
                                         const T *word, const T *pos, const T *type,
                                         const float *gamma, const float *beta, int S, int H,
@@ -118,16 +122,27 @@ static cudaError_t embed_layernorm_cuda(T *out, const int32_t *index, int64_t ro
                                         cudaStream_t stream) {
     const int threads = row_threads(H, 4);
     const size_t smem = sizeof(float) * (size_t)H;
-    cudaError_t e = allow_smem(embed_layernorm_kernel<T>, smem);
+    cudaError_t e = allow_smem(embed_layernorm_kernel<T, E>, smem);
     if (e != cudaSuccess) return e;
-    embed_layernorm_kernel<T><<<(unsigned)rows, threads, smem, stream>>>(
+    embed_layernorm_kernel<T, E><<<(unsigned)rows, threads, smem, stream>>>(
         out, index, ids, embeds, type_ids, pos_ids, word, pos, type, gamma, beta, S, H, V, P, TV,
         eps, err_flag);
     return cudaGetLastError();
 }
 
+/* Both entries below: f(T{}, E{}) with T the storage type and E the embeds' type (E = T when
+ * embeds is NULL: nothing of type E is read then). */
+template <typename F>
+static ember_status dispatch_embeds(ember_dtype dt, const void *embeds, ember_dtype edt, F &&f) {
+    return dispatch(dt, [&](auto tag) {
+        if (!embeds) return f(tag, tag);
+        return dispatch(edt, [&](auto etag) { return f(tag, etag); });
+    });
+}
+
 extern "C" ember_status ember_cuda_embed_layernorm(void *out, const int32_t *ids,
-                                                   const float *embeds, const int32_t *type_ids,
+                                                   const void *embeds, ember_dtype embeds_dt,
+                                                   const int32_t *type_ids,
                                                    const int32_t *pos_ids, const void *word,
                                                    const void *pos, const void *type,
                                                    const float *gamma, const float *beta, int B,
@@ -137,31 +152,34 @@ extern "C" ember_status ember_cuda_embed_layernorm(void *out, const int32_t *ids
     if ((int64_t)B * S <= 0) return EMBER_OK;
     if (!ids && !embeds)
         return ember_fail(EMBER_ERR_INTERNAL, "ember_cuda_embed_layernorm: ids and embeds are NULL");
-    return dispatch(dt, [&](auto tag) {
-        using E = decltype(tag);
-        EMBER_CUDA_CHECK(embed_layernorm_cuda((E *)out, nullptr, (int64_t)B * S, ids, embeds,
-                                              type_ids, pos_ids, (const E *)word, (const E *)pos,
-                                              (const E *)type, gamma, beta, S, H, V, P, T,
-                                              (float)eps, err_flag, stream));
+    return dispatch_embeds(dt, embeds, embeds_dt, [&](auto tag, auto etag) {
+        using D = decltype(tag);
+        using E = decltype(etag);
+        EMBER_CUDA_CHECK(embed_layernorm_cuda((D *)out, nullptr, (int64_t)B * S, ids,
+                                              (const E *)embeds, type_ids, pos_ids,
+                                              (const D *)word, (const D *)pos, (const D *)type,
+                                              gamma, beta, S, H, V, P, T, (float)eps, err_flag,
+                                              stream));
         return EMBER_OK;
     });
 }
 
 extern "C" ember_status ember_cuda_embed_layernorm_packed(
-    void *out, const int32_t *index, int64_t T, const int32_t *ids, const float *embeds,
-    const int32_t *type_ids, const int32_t *pos_ids, const void *word, const void *pos,
+    void *out, const int32_t *index, int64_t T, const int32_t *ids, const void *embeds,
+    ember_dtype embeds_dt, const int32_t *type_ids, const int32_t *pos_ids, const void *word, const void *pos,
     const void *type, const float *gamma, const float *beta, int S, int H, int V, int P, int TV,
     double eps, ember_dtype dt, int *err_flag, cudaStream_t stream) {
     if (T <= 0) return EMBER_OK;
     if ((!ids && !embeds) || !index)
         return ember_fail(EMBER_ERR_INTERNAL,
                           "ember_cuda_embed_layernorm_packed: ids/embeds or index is NULL");
-    return dispatch(dt, [&](auto tag) {
-        using E = decltype(tag);
-        EMBER_CUDA_CHECK(embed_layernorm_cuda((E *)out, index, T, ids, embeds, type_ids, pos_ids,
-                                              (const E *)word, (const E *)pos, (const E *)type,
-                                              gamma, beta, S, H, V, P, TV, (float)eps, err_flag,
-                                              stream));
+    return dispatch_embeds(dt, embeds, embeds_dt, [&](auto tag, auto etag) {
+        using D = decltype(tag);
+        using E = decltype(etag);
+        EMBER_CUDA_CHECK(embed_layernorm_cuda((D *)out, index, T, ids, (const E *)embeds, type_ids,
+                                              pos_ids, (const D *)word, (const D *)pos,
+                                              (const D *)type, gamma, beta, S, H, V, P, TV,
+                                              (float)eps, err_flag, stream));
         return EMBER_OK;
     });
 }
@@ -192,21 +210,26 @@ extern "C" ember_status ember_cuda_check_indices(const int32_t *ids, int V, cons
     return EMBER_OK;
 }
 
-/* ---- NaN / Inf in the caller's f32 inputs_embeds or embedding_output ----------------------- */
+/* ---- NaN / Inf in the caller's inputs_embeds or embedding_output (f32, f16 or bf16) -------- */
 
-static __global__ void check_finite_kernel(const float *x, int64_t n, int *err_flag) {
+template <typename X>
+static __global__ void check_finite_kernel(const X *x, int64_t n, int *err_flag) {
     int bad = 0;
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        bad |= !isfinite(x[i]);
+        bad |= !isfinite(to_f32(x[i]));
     if (bad) atomicOr(err_flag, EMBER_BAD_NONFINITE);
 }
 
-extern "C" ember_status ember_cuda_check_finite(const float *x, int64_t n, int *err_flag,
-                                                cudaStream_t stream) {
+extern "C" ember_status ember_cuda_check_finite(const void *x, ember_dtype x_dt, int64_t n,
+                                                int *err_flag, cudaStream_t stream) {
     if (n <= 0 || !x) return EMBER_OK;
     const int threads = 256;
-    check_finite_kernel<<<grid_blocks(n, threads), threads, 0, stream>>>(x, n, err_flag);
-    EMBER_CUDA_CHECK(cudaGetLastError());
-    return EMBER_OK;
+    return dispatch(x_dt, [&](auto tag) {
+        using X = decltype(tag);
+        check_finite_kernel<X><<<grid_blocks(n, threads), threads, 0, stream>>>((const X *)x, n,
+                                                                                 err_flag);
+        EMBER_CUDA_CHECK(cudaGetLastError());
+        return EMBER_OK;
+    });
 }

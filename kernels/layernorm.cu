@@ -4,18 +4,21 @@
  * two passes (mean, then mean of squared deviations), like the double reference. When H is a
  * multiple of the 16-byte vector and every pointer is 16-byte aligned, rows move as 16-byte
  * vectors (8 halves or 4 floats per access); otherwise element by element. Only ember's own
- * buffers decide the path: the caller's out_f32 is written with scalar stores when it is not
+ * buffers decide the path: the caller's second output (out_x, in f32, f16 or bf16: the
+ * caller's last_hidden_state / hidden_states) is written with scalar stores when it is not
  * 16-byte aligned, so the reduction order, and the bits, never depend on where the caller's
  * output lies. Each thread reads and writes the same columns, so out may alias residual. */
+#include <type_traits>
+
 #include "kernels/cuda_common.cuh"
 
 using namespace ember_cuda;
 
-template <typename T, bool VEC>
-static __global__ void bias_residual_layernorm_kernel(T *out, float *out_f32, const T *x,
+template <typename T, typename O, bool VEC>
+static __global__ void bias_residual_layernorm_kernel(T *out, O *out_x, const T *x,
                                                       const T *bias, const T *residual,
                                                       const float *gamma, const float *beta,
-                                                      int H, float eps, bool f32_vec) {
+                                                      int H, float eps, bool x_vec) {
     extern __shared__ float row[]; /* (H) f32, read back by the thread that wrote it */
     __shared__ float red[32];
     constexpr int VE = VEC ? Vec<T>::N : 1;
@@ -74,49 +77,59 @@ static __global__ void bias_residual_layernorm_kernel(T *out, float *out_f32, co
                 f[j] = to_f32(ov.v[j]);
             }
             store_vec(out + off + k, ov);
-            if (out_f32 && f32_vec) {
+            if constexpr (std::is_same<O, float>::value) {
+                if (out_x && x_vec) {
 #pragma unroll
-                for (int j = 0; j < VE; j += 4)
-                    *reinterpret_cast<float4 *>(out_f32 + off + k + j) =
-                        make_float4(f[j], f[j + 1], f[j + 2], f[j + 3]);
-            } else if (out_f32) {
+                    for (int j = 0; j < VE; j += 4)
+                        *reinterpret_cast<float4 *>(out_x + off + k + j) =
+                            make_float4(f[j], f[j + 1], f[j + 2], f[j + 3]);
+                    continue;
+                }
+            } else if constexpr (std::is_same<O, T>::value) {
+                if (out_x && x_vec) {
+                    store_vec(out_x + off + k, ov);
+                    continue;
+                }
+            }
+            if (out_x) {
 #pragma unroll
-                for (int j = 0; j < VE; j++) out_f32[off + k + j] = f[j];
+                for (int j = 0; j < VE; j++) out_x[off + k + j] = from_f32<O>(f[j]);
             }
         } else {
             const T o = from_f32<T>((row[k] - mean) * rstd * gamma[k] + beta[k]);
             out[off + k] = o;
-            if (out_f32) out_f32[off + k] = to_f32(o);
+            if (out_x) out_x[off + k] = from_f32<O>(to_f32(o));
         }
     }
 }
 
-template <typename T, bool VEC>
-static cudaError_t launch(T *out, float *out_f32, const T *x, const T *bias, const T *residual,
+template <typename T, typename O, bool VEC>
+static cudaError_t launch(T *out, O *out_x, const T *x, const T *bias, const T *residual,
                           const float *gamma, const float *beta, int N, int H, float eps,
                           cudaStream_t stream) {
     const int threads = row_threads(H, VEC ? Vec<T>::N : 4);
     const size_t smem = sizeof(float) * (size_t)H;
-    cudaError_t e = allow_smem(bias_residual_layernorm_kernel<T, VEC>, smem);
+    cudaError_t e = allow_smem(bias_residual_layernorm_kernel<T, O, VEC>, smem);
     if (e != cudaSuccess) return e;
-    bias_residual_layernorm_kernel<T, VEC><<<N, threads, smem, stream>>>(
-        out, out_f32, x, bias, residual, gamma, beta, H, eps, !out_f32 || aligned16(out_f32));
+    bias_residual_layernorm_kernel<T, O, VEC><<<N, threads, smem, stream>>>(
+        out, out_x, x, bias, residual, gamma, beta, H, eps, !out_x || aligned16(out_x));
     return cudaGetLastError();
 }
 
-template <typename T>
-static cudaError_t bias_residual_layernorm_cuda(T *out, float *out_f32, const T *x, const T *bias,
+template <typename T, typename O>
+static cudaError_t bias_residual_layernorm_cuda(T *out, O *out_x, const T *x, const T *bias,
                                                 const T *residual, const float *gamma,
                                                 const float *beta, int N, int H, float eps,
                                                 cudaStream_t stream) {
     const bool vec = H % Vec<T>::N == 0 && aligned16(out) && aligned16(x) &&
                      aligned16(residual) && (!bias || aligned16(bias)) && aligned16(gamma) &&
                      aligned16(beta);
-    if (vec) return launch<T, true>(out, out_f32, x, bias, residual, gamma, beta, N, H, eps, stream);
-    return launch<T, false>(out, out_f32, x, bias, residual, gamma, beta, N, H, eps, stream);
+    if (vec) return launch<T, O, true>(out, out_x, x, bias, residual, gamma, beta, N, H, eps, stream);
+    return launch<T, O, false>(out, out_x, x, bias, residual, gamma, beta, N, H, eps, stream);
 }
 
-extern "C" ember_status ember_cuda_bias_residual_layernorm(void *out, float *out_f32,
+extern "C" ember_status ember_cuda_bias_residual_layernorm(void *out, void *out_x,
+                                                           ember_dtype out_x_dt,
                                                            const void *x, const void *bias,
                                                            const void *residual,
                                                            const float *gamma, const float *beta,
@@ -125,9 +138,12 @@ extern "C" ember_status ember_cuda_bias_residual_layernorm(void *out, float *out
     if (N <= 0) return EMBER_OK;
     return dispatch(dt, [&](auto tag) {
         using T = decltype(tag);
-        EMBER_CUDA_CHECK(bias_residual_layernorm_cuda((T *)out, out_f32, (const T *)x,
-                                                      (const T *)bias, (const T *)residual, gamma,
-                                                      beta, N, H, (float)eps, stream));
-        return EMBER_OK;
+        return dispatch(out_x ? out_x_dt : dt, [&](auto otag) {
+            using O = decltype(otag);
+            EMBER_CUDA_CHECK(bias_residual_layernorm_cuda((T *)out, (O *)out_x, (const T *)x,
+                                                          (const T *)bias, (const T *)residual,
+                                                          gamma, beta, N, H, (float)eps, stream));
+            return EMBER_OK;
+        });
     });
 }

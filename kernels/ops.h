@@ -22,6 +22,12 @@ extern "C" {
 /* out is (n,H): out[t,:] = word[ids[t],:]. ids must be in range (checked by the caller). */
 void ember_ref_gather(float *out, const int32_t *ids, int64_t n, const float *word, int H);
 
+/* Twin of ember_cuda_convert (kernels/convert.c): dst[i] = src[i], i < n, between F32, F16 and
+ * BF16; narrowing rounds to nearest even (NaN stays NaN, overflow gives Inf), like torch .to().
+ * dst and src must not overlap unless dst_dt == src_dt and dst == src. */
+void ember_ref_convert(void *dst, ember_dtype dst_dt, const void *src, ember_dtype src_dt,
+                       int64_t n);
+
 /* Fused embeddings: out[t,:] = LN(w_t + type[tt_t] + pos[p_t]) * gamma + beta, t < B*S.
  * w_t is word[ids[t]] when ids != NULL, else embeds[t,:] (inputs_embeds, (B*S,H)).
  * type_ids NULL = 0; pos_ids NULL = t % S. Indices must be in range (checked by caller).
@@ -91,15 +97,19 @@ enum {
     EMBER_BAD_VALID_TOKENS = 32, /* ember_inputs.valid_tokens differs from the mask's count */
 };
 
-/* Twin of ember_ref_gather: out (n,H) f32 = word[ids[t]] widened from dt; word is (V,H). */
-ember_status ember_cuda_gather(float *out, const int32_t *ids, int64_t n, const void *word, int H,
-                               int V, ember_dtype dt, int *err_flag, cudaStream_t stream);
+/* Twin of ember_ref_gather: out (n,H) in out_dt = word[ids[t]] (widened exactly from dt, or
+ * copied when out_dt = dt); word is (V,H). */
+ember_status ember_cuda_gather(void *out, ember_dtype out_dt, const int32_t *ids, int64_t n,
+                               const void *word, int H, int V, ember_dtype dt, int *err_flag,
+                               cudaStream_t stream);
 
-/* Twin of ember_ref_embed_layernorm: out (B*S,H) in dt. embeds (B*S,H) is f32 and used when
- * ids is NULL; word (V,H), pos (P,H), type (T,H) in dt; gamma, beta (H) f32. The word value
- * is widened to f32 before any arithmetic, so ids and embeds = ember_cuda_gather(ids) give
- * bit-identical outputs. */
-ember_status ember_cuda_embed_layernorm(void *out, const int32_t *ids, const float *embeds,
+/* Twin of ember_ref_embed_layernorm: out (B*S,H) in dt. embeds (B*S,H) in embeds_dt (f32, f16
+ * or bf16) is used when ids is NULL; word (V,H), pos (P,H), type (T,H) in dt; gamma, beta (H)
+ * f32. The word value and the embeds are widened to f32 before any arithmetic, so ids and
+ * embeds = ember_cuda_gather(ids) (in any out_dt that holds dt exactly) give bit-identical
+ * outputs. */
+ember_status ember_cuda_embed_layernorm(void *out, const int32_t *ids, const void *embeds,
+                                        ember_dtype embeds_dt,
                                         const int32_t *type_ids, const int32_t *pos_ids,
                                         const void *word, const void *pos, const void *type,
                                         const float *gamma, const float *beta, int B, int S, int H,
@@ -128,16 +138,17 @@ ember_status ember_cuda_bias_act(void *x, const void *bias, int64_t N, int C, in
 
 /* Twin of ember_ref_bias_residual_layernorm: out = LN(x + bias + residual) * gamma + beta, out,
  * x, residual (N,H) in dt; bias (H) in dt or NULL; gamma, beta f32. out may alias residual.
- * out_f32 (N,H), if not NULL, receives out widened to f32 (after rounding to dt). */
-ember_status ember_cuda_bias_residual_layernorm(void *out, float *out_f32, const void *x,
+ * out_x (N,H) in out_x_dt, if not NULL, receives out converted (after rounding to dt). */
+ember_status ember_cuda_bias_residual_layernorm(void *out, void *out_x, ember_dtype out_x_dt,
+                                                const void *x,
                                                 const void *bias, const void *residual,
                                                 const float *gamma, const float *beta, int N,
                                                 int H, double eps, ember_dtype dt,
                                                 cudaStream_t stream);
 
-/* Sets EMBER_BAD_NONFINITE in *err_flag if any of x[0..n) (f32) is NaN or Inf
+/* Sets EMBER_BAD_NONFINITE in *err_flag if any of x[0..n) (in x_dt) is NaN or Inf
  * (kernels/embedding.cu). */
-ember_status ember_cuda_check_finite(const float *x, int64_t n, int *err_flag,
+ember_status ember_cuda_check_finite(const void *x, ember_dtype x_dt, int64_t n, int *err_flag,
                                      cudaStream_t stream);
 
 /* Sets EMBER_BAD_MASK in *err_flag if any of mask[0..n) is not 0 or 1. */
@@ -177,10 +188,10 @@ ember_status ember_cuda_attention_mma(void *out, const void *qkv, const int32_t 
 int ember_cuda_attention_mma_supported(const void *out, const void *qkv, int S, int NH, int HD,
                                        ember_dtype dt);
 
-/* Twin of ember_ref_pooler: out (B,H) f32 = tanh(w @ hidden[b,0,:] + b). hidden (B,S,H), w
- * (H,H), b (H) in dt; scratch holds B*H elements of dt. */
-ember_status ember_cuda_pooler(float *out, const void *hidden, const void *w, const void *b,
-                               int B, int S, int H, void *scratch, ember_dtype dt,
+/* Twin of ember_ref_pooler: out (B,H) in out_dt = tanh(w @ hidden[b,0,:] + b). hidden (B,S,H),
+ * w (H,H), b (H) in dt; scratch holds B*H elements of dt. */
+ember_status ember_cuda_pooler(void *out, ember_dtype out_dt, const void *hidden, const void *w,
+                               const void *b, int B, int S, int H, void *scratch, ember_dtype dt,
                                ember_cuda_gemm *g, cudaStream_t stream);
 
 /* Twin of ember_ref_pool (kernels/pooling.cu): hidden (B,S,H) and out (B,H) f32, mask (B,S)
@@ -239,15 +250,15 @@ ember_status ember_cuda_pack_plan(const int32_t *mask, int B, int S, int expecte
                                   int32_t *cu_seqlens, int32_t *index, int32_t *inverse,
                                   int *err_flag, cudaStream_t stream);
 
-/* Twin of ember_ref_gather_rows that also converts: out (T,C) in dt = rows index[r] of the
- * f32 in (N,C). */
-ember_status ember_cuda_gather_rows(void *out, ember_dtype dt, const float *in,
+/* Twin of ember_ref_gather_rows that also converts: out (T,C) in dt = rows index[r] of in
+ * (N,C) in in_dt. */
+ember_status ember_cuda_gather_rows(void *out, ember_dtype dt, const void *in, ember_dtype in_dt,
                                     const int32_t *index, int64_t T, int C, cudaStream_t stream);
 
-/* Twin of ember_ref_unpack_rows: out (N,C) f32 from packed (T,C) in dt, zero rows where
+/* Twin of ember_ref_unpack_rows: out (N,C) in out_dt from packed (T,C) in dt, zero rows where
  * inverse[p] < 0. */
-ember_status ember_cuda_unpack_rows(float *out, const void *packed, ember_dtype dt,
-                                    const int32_t *inverse, int64_t N, int C,
+ember_status ember_cuda_unpack_rows(void *out, ember_dtype out_dt, const void *packed,
+                                    ember_dtype dt, const int32_t *inverse, int64_t N, int C,
                                     cudaStream_t stream);
 
 /* Twin of ember_ref_first_rows: out (B,C) and packed (T,C) in dt. */
@@ -257,7 +268,8 @@ ember_status ember_cuda_first_rows(void *out, const void *packed, const int32_t 
 /* Twin of ember_ref_embed_layernorm_packed: out (T,H) in dt, the rest as
  * ember_cuda_embed_layernorm; bad indices of the packed tokens are clamped and flagged. */
 ember_status ember_cuda_embed_layernorm_packed(void *out, const int32_t *index, int64_t T,
-                                               const int32_t *ids, const float *embeds,
+                                               const int32_t *ids, const void *embeds,
+                                               ember_dtype embeds_dt,
                                                const int32_t *type_ids, const int32_t *pos_ids,
                                                const void *word, const void *pos,
                                                const void *type, const float *gamma,

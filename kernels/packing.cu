@@ -124,29 +124,29 @@ extern "C" ember_status ember_cuda_pack_plan(const int32_t *mask, int B, int S, 
 
 /* ---- row moves -------------------------------------------------------------------------------- */
 
-/* out (T,C) in T_ = rows index[r] of the f32 in (N,C). */
-template <typename T_>
-static __global__ void gather_rows_kernel(T_ *out, const float *in, const int32_t *index,
-                                          int64_t T, int C) {
+/* out (T,C) in T_ = rows index[r] of in (N,C) in I, converted. */
+template <typename T_, typename I>
+static __global__ void gather_rows_kernel(T_ *out, const I *in, const int32_t *index, int64_t T,
+                                          int C) {
     for (int64_t r = blockIdx.x; r < T; r += gridDim.x) {
-        const float *src = in + (int64_t)index[r] * C;
+        const I *src = in + (int64_t)index[r] * C;
         T_ *dst = out + r * C;
-        for (int k = threadIdx.x; k < C; k += blockDim.x) dst[k] = from_f32<T_>(src[k]);
+        for (int k = threadIdx.x; k < C; k += blockDim.x) dst[k] = from_f32<T_>(to_f32(src[k]));
     }
 }
 
-/* out (N,C) f32: row p = packed[inverse[p]] widened, or zeros. */
-template <typename T_>
-static __global__ void unpack_rows_kernel(float *out, const T_ *packed, const int32_t *inverse,
+/* out (N,C) in O: row p = packed[inverse[p]] converted, or zeros. */
+template <typename T_, typename O>
+static __global__ void unpack_rows_kernel(O *out, const T_ *packed, const int32_t *inverse,
                                           int64_t N, int C) {
     for (int64_t p = blockIdx.x; p < N; p += gridDim.x) {
         const int32_t r = inverse[p];
-        float *dst = out + p * C;
+        O *dst = out + p * C;
         if (r >= 0) {
             const T_ *src = packed + (int64_t)r * C;
-            for (int k = threadIdx.x; k < C; k += blockDim.x) dst[k] = to_f32(src[k]);
+            for (int k = threadIdx.x; k < C; k += blockDim.x) dst[k] = from_f32<O>(to_f32(src[k]));
         } else {
-            for (int k = threadIdx.x; k < C; k += blockDim.x) dst[k] = 0.f;
+            for (int k = threadIdx.x; k < C; k += blockDim.x) dst[k] = from_f32<O>(0.f);
         }
     }
 }
@@ -167,29 +167,35 @@ static unsigned row_grid(int64_t rows) {
     return (unsigned)(rows < 65535 * 16 ? rows : 65535 * 16);
 }
 
-extern "C" ember_status ember_cuda_gather_rows(void *out, ember_dtype dt, const float *in,
-                                               const int32_t *index, int64_t T, int C,
-                                               cudaStream_t stream) {
+extern "C" ember_status ember_cuda_gather_rows(void *out, ember_dtype dt, const void *in,
+                                               ember_dtype in_dt, const int32_t *index, int64_t T,
+                                               int C, cudaStream_t stream) {
     if (T <= 0 || C <= 0) return EMBER_OK;
     return dispatch(dt, [&](auto tag) {
         using T_ = decltype(tag);
-        gather_rows_kernel<T_><<<row_grid(T), row_threads(C, 4), 0, stream>>>((T_ *)out, in, index,
-                                                                              T, C);
-        EMBER_CUDA_CHECK(cudaGetLastError());
-        return EMBER_OK;
+        return dispatch(in_dt, [&](auto itag) {
+            using I = decltype(itag);
+            gather_rows_kernel<T_, I><<<row_grid(T), row_threads(C, 4), 0, stream>>>(
+                (T_ *)out, (const I *)in, index, T, C);
+            EMBER_CUDA_CHECK(cudaGetLastError());
+            return EMBER_OK;
+        });
     });
 }
 
-extern "C" ember_status ember_cuda_unpack_rows(float *out, const void *packed, ember_dtype dt,
-                                               const int32_t *inverse, int64_t N, int C,
-                                               cudaStream_t stream) {
+extern "C" ember_status ember_cuda_unpack_rows(void *out, ember_dtype out_dt, const void *packed,
+                                               ember_dtype dt, const int32_t *inverse, int64_t N,
+                                               int C, cudaStream_t stream) {
     if (N <= 0 || C <= 0) return EMBER_OK;
     return dispatch(dt, [&](auto tag) {
         using T_ = decltype(tag);
-        unpack_rows_kernel<T_><<<row_grid(N), row_threads(C, 4), 0, stream>>>(
-            out, (const T_ *)packed, inverse, N, C);
-        EMBER_CUDA_CHECK(cudaGetLastError());
-        return EMBER_OK;
+        return dispatch(out_dt, [&](auto otag) {
+            using O = decltype(otag);
+            unpack_rows_kernel<T_, O><<<row_grid(N), row_threads(C, 4), 0, stream>>>(
+                (O *)out, (const T_ *)packed, inverse, N, C);
+            EMBER_CUDA_CHECK(cudaGetLastError());
+            return EMBER_OK;
+        });
     });
 }
 

@@ -217,7 +217,7 @@ TEST(CudaOps, GatherIsExactAndFlagsBadIds) {
         Dev did = Upload(ids);
         Dev out(n * H, 4);
         ErrFlag err;
-        ASSERT_EQ(ember_cuda_gather(out.as<float>(), did.as<int32_t>(), n, dword.p, H, V, dt,
+        ASSERT_EQ(ember_cuda_gather(out.as<float>(), EMBER_DTYPE_F32, did.as<int32_t>(), n, dword.p, H, V, dt,
                                     err.ptr(), nullptr),
                   EMBER_OK)
             << ember_last_error();
@@ -228,7 +228,7 @@ TEST(CudaOps, GatherIsExactAndFlagsBadIds) {
         ids[5] = V;
         ids[9] = -3;
         Dev bad = Upload(ids);
-        ASSERT_EQ(ember_cuda_gather(out.as<float>(), bad.as<int32_t>(), n, dword.p, H, V, dt,
+        ASSERT_EQ(ember_cuda_gather(out.as<float>(), EMBER_DTYPE_F32, bad.as<int32_t>(), n, dword.p, H, V, dt,
                                     err.ptr(), nullptr),
                   EMBER_OK);
         EXPECT_EQ(err.Get(), EMBER_BAD_ID);
@@ -268,7 +268,8 @@ TEST(CudaOps, EmbedLayerNormMatchesReference) {
             ErrFlag err;
             ASSERT_EQ(ember_cuda_embed_layernorm(
                           out.p, c.embeds ? nullptr : did.as<int32_t>(),
-                          c.embeds ? dem.as<float>() : nullptr, c.types ? dty.as<int32_t>() : nullptr,
+                          c.embeds ? dem.as<float>() : nullptr, EMBER_DTYPE_F32,
+                          c.types ? dty.as<int32_t>() : nullptr,
                           c.positions ? dps.as<int32_t>() : nullptr, dword.p, dpos.p, dtype.p,
                           dg.as<float>(), db.as<float>(), c.B, c.S, c.H, c.V, c.P, c.T, 1e-12, dt,
                           err.ptr(), nullptr),
@@ -308,7 +309,8 @@ TEST(CudaOps, EmbedLayerNormClampsAndFlagsEachKind) {
         Dev di = Upload(ids), dt = Upload(types), dp = Upload(positions);
         Dev out(N * H, 4);
         ErrFlag err;
-        ASSERT_EQ(ember_cuda_embed_layernorm(out.p, di.as<int32_t>(), nullptr, dt.as<int32_t>(),
+        ASSERT_EQ(ember_cuda_embed_layernorm(out.p, di.as<int32_t>(), nullptr, EMBER_DTYPE_F32,
+                                             dt.as<int32_t>(),
                                              dp.as<int32_t>(), word.p, pos.p, type.p, g.as<float>(),
                                              b.as<float>(), B, S, H, V, P, T, 1e-12,
                                              EMBER_DTYPE_F32, err.ptr(), nullptr),
@@ -412,7 +414,7 @@ TEST(CudaOps, BiasResidualLayerNormMatchesReference) {
             Dev out(n, DtSize(dt)), of32(n, 4);
             void *o = c.alias ? dr.p : out.p;
             ASSERT_EQ(ember_cuda_bias_residual_layernorm(
-                          o, c.f32_out ? of32.as<float>() : nullptr, dx.p, c.bias ? db.p : nullptr,
+                          o, c.f32_out ? of32.as<float>() : nullptr, EMBER_DTYPE_F32, dx.p, c.bias ? db.p : nullptr,
                           dr.p, dg.as<float>(), dbeta.as<float>(), c.N, c.H, 1e-12, dt, nullptr),
                       EMBER_OK)
                 << ember_last_error();
@@ -518,7 +520,7 @@ TEST(CudaOps, PoolerMatchesReference) {
             Dev dw = ToDt(Random((size_t)c.H * c.H, seed++, -wr, wr), dt, &w);
             Dev db = ToDt(Random(c.H, seed++), dt, &b);
             Dev scratch((size_t)c.B * c.H, DtSize(dt)), out((size_t)c.B * c.H, 4);
-            ASSERT_EQ(ember_cuda_pooler(out.as<float>(), dh.p, dw.p, db.p, c.B, c.S, c.H, scratch.p,
+            ASSERT_EQ(ember_cuda_pooler(out.as<float>(), EMBER_DTYPE_F32, dh.p, dw.p, db.p, c.B, c.S, c.H, scratch.p,
                                         dt, g, nullptr),
                       EMBER_OK)
                 << ember_last_error();

@@ -721,7 +721,7 @@ TEST(CudaPacking, RowMovesMatchReference) {
         SCOPED_TRACE(DtName(dt));
         // gather (f32 -> dt): the packed rows, rounded to dt
         Dev packed(T * C * DtSize(dt));
-        ASSERT_EQ(ember_cuda_gather_rows(packed.p, dt, din.as<float>(), dix.as<int32_t>(), T, C,
+        ASSERT_EQ(ember_cuda_gather_rows(packed.p, dt, din.as<float>(), EMBER_DTYPE_F32, dix.as<int32_t>(), T, C,
                                          nullptr),
                   EMBER_OK)
             << ember_last_error();
@@ -732,7 +732,7 @@ TEST(CudaPacking, RowMovesMatchReference) {
         EXPECT_TRUE(Same(got, rounded)) << "gather_rows";
         // unpack (dt -> f32 padded, zero rows)
         Dev out(N * C * 4);
-        ASSERT_EQ(ember_cuda_unpack_rows(out.as<float>(), packed.p, dt, dinv.as<int32_t>(), N, C,
+        ASSERT_EQ(ember_cuda_unpack_rows(out.as<float>(), EMBER_DTYPE_F32, packed.p, dt, dinv.as<int32_t>(), N, C,
                                          nullptr),
                   EMBER_OK)
             << ember_last_error();
@@ -775,12 +775,12 @@ TEST(CudaPacking, PackedEmbeddingRowsEqualPaddedRows) {
             const int32_t *i_pos = explicit_pos ? dps.as<int32_t>() : nullptr;
             CUDA_OK(cudaMemset(err.p, 0, 4));
             Dev padded(N * H * DtSize(dt)), packed(T * H * DtSize(dt));
-            ASSERT_EQ(ember_cuda_embed_layernorm(padded.p, i_ids, i_emb, dty.as<int32_t>(), i_pos,
+            ASSERT_EQ(ember_cuda_embed_layernorm(padded.p, i_ids, i_emb, EMBER_DTYPE_F32, dty.as<int32_t>(), i_pos,
                                                  dword.p, dpos.p, dtype.p, dg.as<float>(),
                                                  db.as<float>(), B, S, H, V, P, TV, 1e-12, dt,
                                                  err.as<int>(), nullptr),
                       EMBER_OK);
-            ASSERT_EQ(ember_cuda_embed_layernorm_packed(packed.p, dix.as<int32_t>(), T, i_ids, i_emb,
+            ASSERT_EQ(ember_cuda_embed_layernorm_packed(packed.p, dix.as<int32_t>(), T, i_ids, i_emb, EMBER_DTYPE_F32,
                                                         dty.as<int32_t>(), i_pos, dword.p, dpos.p,
                                                         dtype.p, dg.as<float>(), db.as<float>(), S,
                                                         H, V, P, TV, 1e-12, dt, err.as<int>(),

@@ -108,6 +108,7 @@ class Inputs(ctypes.Structure):
         ("position_ids", ctypes.c_void_p),
         ("flags", ctypes.c_uint),
         ("valid_tokens", ctypes.c_int),
+        ("embeds_dtype", ctypes.c_int),
     ]
 
 
@@ -116,6 +117,7 @@ class Outputs(ctypes.Structure):
         ("last_hidden_state", ctypes.c_void_p),
         ("pooler_output", ctypes.c_void_p),
         ("hidden_states", ctypes.c_void_p),
+        ("dtype", ctypes.c_int),
     ]
 
 
@@ -169,7 +171,8 @@ model_config = _proto("ember_model_config", _st, _vp, ctypes.POINTER(Config))
 model_reserve = _proto("ember_model_reserve", _st, _vp, ctypes.c_int, ctypes.c_int)
 model_sync = _proto("ember_model_sync", _st, _vp, _vp)
 forward = _proto("ember_forward", _st, _vp, ctypes.POINTER(Inputs), ctypes.POINTER(Outputs), _vp)
-embed_tokens = _proto("ember_embed_tokens", _st, _vp, _vp, ctypes.c_int64, _vp, _vp)
+embed_tokens_as = _proto("ember_embed_tokens_as", _st, _vp, _vp, ctypes.c_int64, ctypes.c_int, _vp,
+                         ctypes.c_uint, _vp)
 pool = _proto("ember_pool", _st, _vp, _vp, _vp, ctypes.c_int, ctypes.c_int, ctypes.c_int,
               ctypes.c_int, _vp, _vp)
 pooling_config_load = _proto("ember_pooling_config_load", _st, ctypes.c_char_p,

@@ -152,7 +152,8 @@ class Model:
     # ---- forward --------------------------------------------------------------------------
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None,
                  position_ids=None, inputs_embeds=None, embedding_output=None,
-                 output_hidden_states=False, pooler=False, skip_masked=False, valid_tokens=None):
+                 output_hidden_states=False, pooler=False, skip_masked=False, valid_tokens=None,
+                 output_dtype=None):
         """Run the encoder on exactly one of input_ids [B,S], inputs_embeds [B,S,H] (raw word
         vectors, as embed_tokens returns) or embedding_output [B,S,H] (HF's hidden_states[0]).
 
@@ -161,7 +162,12 @@ class Model:
         stream without a host synchronisation (bad values the device finds are reported by
         synchronize()). Ids, masks, types and positions may be any integer dtype (int32 is
         used in place; others are narrowed on their device), the mask also bool; embeddings
-        are float32.
+        are float32, float16 or bfloat16, read as they are.
+
+        Outputs are in output_dtype: by default the embeddings' dtype when they are the entry,
+        else the model's dtype (NumPy has no bfloat16: float32 then). A float16 model fed
+        float16 embeddings returns float16 tensors written by its kernels, with no conversion
+        pass on either side.
 
         skip_masked drops masked tokens before the encoder (their output rows are 0; see
         EMBER_FORWARD_SKIP_MASKED). On CUDA it reads the number of valid tokens back (one host
@@ -208,13 +214,17 @@ class Model:
             if a is not None and a.dtype != "int32":
                 arrs[k] = a.fw.narrow_int32(a, clamp=a.dtype != "bool")
         fw, dev = arrs[entry].fw, arrs[entry].device
+        odt = self._output_dtype(output_dtype, e.dtype if entry != "input_ids" else None,
+                                 fw if not staged else _arrays.Numpy)
         L = self._cfg.num_hidden_layers
-        hs = fw.empty((L + 1, B, S, H), "float32", dev) if output_hidden_states else None
-        last = fw.empty((B, S, H), "float32", dev)
-        pool = fw.empty((B, H), "float32", dev) if pooler else None
+        hs = fw.empty((L + 1, B, S, H), odt, dev) if output_hidden_states else None
+        last = fw.empty((B, S, H), odt, dev)
+        pool = fw.empty((B, H), odt, dev) if pooler else None
 
         inp = _lib.Inputs()
         inp.batch, inp.seq_len = B, S
+        if entry != "input_ids":
+            inp.embeds_dtype = _DTYPE_ENUM[arrs[entry].dtype]
         for k in _ENTRIES + _ID_NAMES[1:]:
             a = arrs.get(k)
             setattr(inp, k, a.ptr if a is not None else None)
@@ -234,6 +244,7 @@ class Model:
             flags |= _lib.FORWARD_ASYNC
         inp.flags = flags
         out = _lib.Outputs()
+        out.dtype = _DTYPE_ENUM[odt]
         out.last_hidden_state = _ptr(last)
         out.pooler_output = _ptr(pool) if pool is not None else None
         out.hidden_states = _ptr(hs) if hs is not None else None
@@ -247,6 +258,18 @@ class Model:
                               for x in (last, pool, hs))
         return ModelOutput(last, pool, tuple(hs[i] for i in range(L + 1)) if hs is not None
                            else None)
+
+    def _output_dtype(self, requested, embeds_dtype, fw):
+        if requested is not None:
+            dt = parse_dtype(requested)
+        else:
+            dt = embeds_dtype or self.dtype
+        if dt == "bfloat16" and fw is _arrays.Numpy:
+            if requested is not None:
+                raise TypeError("output_dtype: NumPy has no bfloat16; use float32 or float16, "
+                                "or torch tensors")
+            dt = "float32"
+        return dt
 
     def _forward(self, inp, out, stream, B, S):
         h = self._handle()
@@ -322,10 +345,11 @@ class Model:
         return h.fw.wrap_out(out, h)
 
     # ---- embeddings -----------------------------------------------------------------------
-    def embed_tokens(self, input_ids):
-        """The word-embedding gather (ember_embed_tokens): input_ids of any shape -> float32
-        [..., hidden_size]. Feeding the result as inputs_embeds gives bit-identical outputs to
-        input_ids."""
+    def embed_tokens(self, input_ids, dtype=None):
+        """The word-embedding gather (ember_embed_tokens_as): input_ids of any shape ->
+        [..., hidden_size] in dtype (default: the model's dtype; float32 for NumPy when the
+        model is bfloat16). Feeding the result as inputs_embeds gives bit-identical outputs to
+        input_ids. On CUDA it does not wait for the GPU (bad ids raise at synchronize())."""
         a = _arrays.view("input_ids", input_ids)
         _check_dtype("input_ids", a)
         if not a.contiguous:
@@ -338,16 +362,20 @@ class Model:
             a = stage.view(stage.to_device(a.obj, self._device))
         if a.dtype != "int32":
             a = a.fw.narrow_int32(a, clamp=True)
-        out = a.fw.empty(a.shape + (self._cfg.hidden_size,), "float32", a.device)
-        st = _lib.embed_tokens(self._handle(), a.ptr, a.size, _ptr(out), a.fw.stream(a.device))
-        _lib.check(st, "ember_embed_tokens")
+        odt = self._output_dtype(dtype, None, _arrays.Numpy if staged else a.fw)
+        out = a.fw.empty(a.shape + (self._cfg.hidden_size,), odt, a.device)
+        flags = _lib.FORWARD_ASYNC if a.device[0] == "cuda" and not staged else 0
+        st = _lib.embed_tokens_as(self._handle(), a.ptr, a.size, _DTYPE_ENUM[odt], _ptr(out),
+                                  flags, a.fw.stream(a.device))
+        _lib.check(st, "ember_embed_tokens_as")
         return _to_numpy(out) if staged else a.fw.wrap_out(out, a)
 
 
 def _check_dtype(name, a):
     if name in _ENTRIES[1:]:
-        if a.dtype != "float32":
-            raise TypeError("%s: expected float32, got %s" % (name, a.dtype))
+        if a.dtype not in _arrays.FLOAT_DTYPES:
+            raise TypeError("%s: expected float32, float16 or bfloat16, got %s"
+                            % (name, a.dtype))
     elif a.dtype not in _arrays.INT_DTYPES and not (name == "attention_mask" and
                                                      a.dtype == "bool"):
         raise TypeError("%s: expected an integer array%s, got %s" % (

@@ -77,7 +77,8 @@ class SentenceEncoder:
         # padding removal: bit-identical rows on the CPU, less work for padded batches; on CUDA
         # the count from the host spares the synchronisation
         out = m(input_ids=ids, attention_mask=mask, token_type_ids=types,
-                skip_masked=m.device == "cpu", valid_tokens=valid if m.device == "cpu" else None)
+                skip_masked=m.device == "cpu", valid_tokens=valid if m.device == "cpu" else None,
+                output_dtype="float32")  # ember_pool reads f32
         hidden = out.last_hidden_state
         if output_value == "token_embeddings":
             return hidden

@@ -98,3 +98,26 @@ def test_random_model_is_reproducible():
     ids, _, _ = batch()
     x, y, z = (mm(input_ids=ids).last_hidden_state for mm in (a, b, c))
     assert np.array_equal(x, y) and not np.array_equal(x, z)
+
+
+def test_half_inputs_and_outputs_on_the_cpu(m):
+    """float16 in -> float16 out: the CPU computes in f32, takes the inputs' exact values and
+    rounds each output once to nearest even (NumPy's float16 conversion is the oracle)."""
+    ids, mask, types = batch()
+    e32 = m.embed_tokens(ids).astype(np.float16).astype(np.float32)  # f16-representable
+    e16 = e32.astype(np.float16)
+    want = m(inputs_embeds=e32, attention_mask=mask, token_type_ids=types, pooler=True,
+             output_hidden_states=True)
+    got = m(inputs_embeds=e16, attention_mask=mask, token_type_ids=types, pooler=True,
+            output_hidden_states=True)
+    assert got.last_hidden_state.dtype == np.float16
+    assert np.array_equal(got.last_hidden_state, want.last_hidden_state.astype(np.float16))
+    assert np.array_equal(got.pooler_output, want.pooler_output.astype(np.float16))
+    for x, y in zip(got.hidden_states, want.hidden_states):
+        assert np.array_equal(x, y.astype(np.float16))
+    f32 = m(inputs_embeds=e16, attention_mask=mask, token_type_ids=types, output_dtype="float32")
+    assert np.array_equal(f32.last_hidden_state, want.last_hidden_state)
+    assert np.array_equal(m.embed_tokens(ids, dtype="float16"),
+                          m.embed_tokens(ids).astype(np.float16))
+    with pytest.raises(TypeError, match="output_dtype: NumPy has no bfloat16"):
+        m(input_ids=ids, output_dtype="bfloat16")

@@ -69,7 +69,7 @@ def test_cpu_tensor_errors(m):
     ids, mask, _ = batch()
     with pytest.raises(ValueError, match="input_ids: expected a C-contiguous"):
         m(input_ids=ids.t())
-    with pytest.raises(TypeError, match="inputs_embeds: expected float32, got float64"):
+    with pytest.raises(TypeError, match="inputs_embeds: expected float32, float16 or bfloat16, got float64"):
         m(inputs_embeds=torch.zeros(2, 3, 72, dtype=torch.float64))
     with pytest.raises(ValueError, match="input_ids: expected an array on the CPU"):
         m(input_ids=torch.zeros(2, 3, dtype=torch.int32, device="meta"))
@@ -182,3 +182,38 @@ def test_cupy_arrays(gpu):
     g.synchronize()
     want = c(input_ids=ids, attention_mask=mask).last_hidden_state.numpy()
     assert float(np.abs(cp.asnumpy(out.last_hidden_state) - want).max()) <= TOL["kCudaF32Abs"]
+
+
+def test_cpu_bfloat16_in_and_out(m):
+    """bfloat16 tensors in -> bfloat16 out, each value the f32 result rounded once (torch's own
+    rounding is the oracle)."""
+    ids, mask, types = batch()
+    e = m.embed_tokens(ids, dtype="bfloat16")
+    assert e.dtype == torch.bfloat16
+    assert torch.equal(e, m.embed_tokens(ids).to(torch.bfloat16))
+    want = m(inputs_embeds=e.float(), attention_mask=mask, token_type_ids=types, pooler=True)
+    got = m(inputs_embeds=e, attention_mask=mask, token_type_ids=types, pooler=True)
+    assert got.last_hidden_state.dtype == torch.bfloat16
+    assert torch.equal(got.last_hidden_state, want.last_hidden_state.to(torch.bfloat16))
+    assert torch.equal(got.pooler_output, want.pooler_output.to(torch.bfloat16))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_cuda_half_pipeline(gpu, dtype):
+    """A half model: embed_tokens gives half tensors, fed back as inputs_embeds they give the
+    ids' outputs bit for bit, in half, read in place; and close to the CPU reference."""
+    t, _, c = gpu
+    g = ember.load(MODEL, device="cuda", dtype=dtype)
+    ids, mask, types = (x.int().cuda() for x in batch())
+    e = g.embed_tokens(ids)
+    assert e.dtype == getattr(t, dtype) and e.is_cuda
+    a = g(input_ids=ids, attention_mask=mask, token_type_ids=types, pooler=True)
+    b = g(inputs_embeds=e, attention_mask=mask, token_type_ids=types, pooler=True)
+    g.synchronize()
+    assert a.last_hidden_state.dtype == getattr(t, dtype)
+    assert t.equal(a.last_hidden_state, b.last_hidden_state)
+    assert t.equal(a.pooler_output, b.pooler_output)
+    want = c(input_ids=ids.cpu(), attention_mask=mask.cpu(), token_type_ids=types.cpu())
+    got = a.last_hidden_state.float().cpu()
+    rel = ((got - want.last_hidden_state).norm() / want.last_hidden_state.norm()).item()
+    assert rel <= TOL["kCudaF16RelL2" if dtype == "float16" else "kCudaBf16RelL2"], rel

@@ -6,7 +6,7 @@
 # Builds, from the repository's current sources only, one test binary:
 #   kernels/*.cu                     -> prep.py -> g++ against fake/cuda_runtime.h (fibers)
 #   host/*.c weights/*.c kernels/*.c -> gcc -DEMBER_WITH_CUDA, real CUDA runtime *headers*
-#   tests/test_cuda.cc test_perf_paths.cc test_attention.cc test_pooling.cc
+#   tests/test_cuda.cc test_perf_paths.cc test_attention.cc test_pooling.cc test_io_dtype.cc
 #   mock.cc mockx.cc mocklt.cc       -> CUDA runtime, graphs, a host model of cuBLASLt
 # then runs it. Exits non-zero if any step of the build or any test fails.
 # Needs: gcc/g++ (C++20), python3, CUDA toolkit headers (CUDA_INC, default
@@ -57,7 +57,7 @@ for f in host/*.c weights/*.c kernels/*.c; do
     d=$(dirname "$f")
     cmds+=("$(printf '%q ' "${CC[@]}" -c "$f" -o "$B/obj/${d}_$(basename "$f" .c).o")")
 done
-for t in test_cuda test_perf_paths test_attention test_pooling; do
+for t in test_cuda test_perf_paths test_attention test_pooling test_io_dtype; do
     cmds+=("$(printf '%q ' "${CXXTEST[@]}" -c "tests/$t.cc" -o "$B/obj/tests_$t.o")")
 done
 echo "emu: compiling ${#cmds[@]} files in $B ($JOBS jobs)"
