@@ -62,7 +62,19 @@ def _c_contiguous(shape, strides, itemsize):
     return True
 
 
-class Numpy:
+class _Framework:
+    """Defaults: host arrays have no stream; outputs are returned as allocated."""
+
+    @staticmethod
+    def stream(device):
+        return None
+
+    @staticmethod
+    def wrap_out(x, like):
+        return x
+
+
+class Numpy(_Framework):
     name = "numpy"
 
     @staticmethod
@@ -84,16 +96,8 @@ class Numpy:
             x = np.clip(x, -1, np.iinfo(np.int32).max)
         return Numpy.view(np.ascontiguousarray(x, dtype=np.int32))
 
-    @staticmethod
-    def stream(device):
-        return None
 
-    @staticmethod
-    def wrap_out(x, like):
-        return x
-
-
-class Torch:
+class Torch(_Framework):
     name = "torch"
 
     @staticmethod
@@ -132,12 +136,8 @@ class Torch:
             return None
         return _torch().cuda.current_stream(device[1]).cuda_stream or None
 
-    @staticmethod
-    def wrap_out(x, like):
-        return x
 
-
-class Cupy:
+class Cupy(_Framework):
     name = "cupy"
 
     @staticmethod
@@ -169,10 +169,6 @@ class Cupy:
         import cupy  # noqa: PLC0415
         with cupy.cuda.Device(device[1]):
             return cupy.cuda.get_current_stream().ptr or None
-
-    @staticmethod
-    def wrap_out(x, like):
-        return x
 
 
 class Foreign:

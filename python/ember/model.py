@@ -432,13 +432,7 @@ def _stager():
                         "cupy, and neither is installed") from None
 
 
-def load(model_dir, device="cpu", dtype="float32", max_batch=8, max_seq_len=128,
-         cuda_graphs=True):
-    """Load a HuggingFace BERT directory (config.json + model.safetensors, or sharded).
-
-    device: 'cpu', 'cuda' or 'cuda:N'. dtype: the compute dtype, 'float32', 'float16' or
-    'bfloat16' (the CPU computes in float32 only). max_batch x max_seq_len sizes the workspace
-    at load; a larger call grows it once (see Model.reserve)."""
+def _load_options(device, dtype, max_batch, max_seq_len, cuda_graphs):
     dev = parse_device(device)
     dt = parse_dtype(dtype)
     opt = _lib.LoadOptions()
@@ -448,6 +442,17 @@ def load(model_dir, device="cpu", dtype="float32", max_batch=8, max_seq_len=128,
     opt.device = dev[1] or 0
     opt.max_batch, opt.max_seq_len = int(max_batch), int(max_seq_len)
     opt.cuda_graphs = 1 if cuda_graphs else 0
+    return dev, dt, opt
+
+
+def load(model_dir, device="cpu", dtype="float32", max_batch=8, max_seq_len=128,
+         cuda_graphs=True):
+    """Load a HuggingFace BERT directory (config.json + model.safetensors, or sharded).
+
+    device: 'cpu', 'cuda' or 'cuda:N'. dtype: the compute dtype, 'float32', 'float16' or
+    'bfloat16' (the CPU computes in float32 only). max_batch x max_seq_len sizes the workspace
+    at load; a larger call grows it once (see Model.reserve)."""
+    dev, dt, opt = _load_options(device, dtype, max_batch, max_seq_len, cuda_graphs)
     h = ctypes.c_void_p()
     path = os.fspath(model_dir)
     _lib.check(_lib.model_load(path.encode(), ctypes.byref(opt), ctypes.byref(h)),
@@ -458,20 +463,13 @@ def load(model_dir, device="cpu", dtype="float32", max_batch=8, max_seq_len=128,
 def random_model(config, seed=0, device="cpu", dtype="float32", max_batch=8, max_seq_len=128):
     """A model with random weights (ember_model_init_random), for tests and benchmarks.
     config: a dict with Model.config's keys (hidden_act 'gelu' | 'gelu_new' | 'relu')."""
-    dev = parse_device(device)
-    dt = parse_dtype(dtype)
+    dev, dt, opt = _load_options(device, dtype, max_batch, max_seq_len, True)
     c = _lib.Config()
     acts = {v: k for k, v in _lib.ACTIVATIONS.items()}
     for name, _ in _lib.Config._fields_:
         if name in config:
             v = config[name]
             setattr(c, name, acts[v] if name == "hidden_act" else v)
-    opt = _lib.LoadOptions()
-    _lib.load_options_init(ctypes.byref(opt))
-    opt.backend = _lib.BACKEND_CPU if dev[0] == "cpu" else _lib.BACKEND_CUDA
-    opt.compute_dtype = _DTYPE_ENUM[dt]
-    opt.device = dev[1] or 0
-    opt.max_batch, opt.max_seq_len = int(max_batch), int(max_seq_len)
     h = ctypes.c_void_p()
     _lib.check(_lib.model_init_random(ctypes.byref(c), int(seed), ctypes.byref(opt),
                                       ctypes.byref(h)), "ember_model_init_random")
