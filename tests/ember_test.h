@@ -5,9 +5,11 @@
 #include <jansson.h>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -31,7 +33,50 @@ struct FileDeleter {
 };
 using StFile = std::unique_ptr<ember_st_file, FileDeleter>;
 
-inline std::string DataPath(const std::string &rel) { return std::string(EMBER_TEST_DATA_DIR) + "/" + rel; }
+// Where the tests find the source tree (tests/data, tests/fuzz, .pydeps) and the CLI. Nothing
+// absolute is compiled in, so a build carried to another path or machine runs as it is
+// (tools/gpu-check.sh run): EMBER_SOURCE_DIR and EMBER_CLI in the environment when set, else
+// relative to this executable: EMBER_SOURCE_FROM_BIN (CMake's path from the build folder to
+// the source folder) and the `ember` beside it.
+inline std::string ExeDir() {
+    char buf[4096];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0) return ".";
+    std::string exe(buf, (size_t)n);
+    return exe.substr(0, exe.rfind('/'));
+}
+
+#ifndef EMBER_SOURCE_FROM_BIN
+#define EMBER_SOURCE_FROM_BIN ".."
+#endif
+
+inline const std::string &SourceDir() {
+    static const std::string dir = [] {
+        const char *env = std::getenv("EMBER_SOURCE_DIR");
+        return env && *env ? std::string(env) : ExeDir() + "/" + EMBER_SOURCE_FROM_BIN;
+    }();
+    return dir;
+}
+
+inline const std::string &DataDir() {
+    static const std::string dir = SourceDir() + "/tests/data";
+    return dir;
+}
+
+inline const std::string &CliPath() {
+    static const std::string path = [] {
+        const char *env = std::getenv("EMBER_CLI");
+        return env && *env ? std::string(env) : ExeDir() + "/ember";
+    }();
+    return path;
+}
+
+// The names the tests use (once compile-time constants).
+#define EMBER_SOURCE_DIR (::ember_test::SourceDir().c_str())
+#define EMBER_TEST_DATA_DIR (::ember_test::DataDir().c_str())
+#define EMBER_CLI_PATH (::ember_test::CliPath().c_str())
+
+inline std::string DataPath(const std::string &rel) { return DataDir() + "/" + rel; }
 
 // "EMBER_ERR_X: ...: <last error>" for assertion messages.
 inline std::string Why(ember_status st) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ember.h"
+#include "tests/ember_test.h"
 #include "weights/config.h"
 #include "weights/safetensors.h"
 

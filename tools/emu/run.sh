@@ -36,8 +36,7 @@ CXXEMU=(g++ -std=c++20 -O2 -g -pthread -fno-strict-aliasing -w -DEMBER_WITH_CUDA
 CC=(gcc -std=c11 -O2 -g -fopenmp -DEMBER_WITH_CUDA -I"$ROOT/include" -I"$ROOT"
     -isystem "$CUDA_INC" -isystem /usr/include/jansson)
 CXXTEST=(g++ -std=c++17 -O2 -g -pthread -DEMBER_WITH_CUDA -I"$ROOT" -I"$ROOT/include"
-         -isystem "$CUDA_INC" -DEMBER_TEST_DATA_DIR="\"$ROOT/tests/data\""
-         -DEMBER_SOURCE_DIR="\"$ROOT\"")
+         -isystem "$CUDA_INC" -DEMBER_SOURCE_FROM_BIN="\"$(realpath --relative-to="$B" "$ROOT")\"")
 
 # EMU_SANITIZE=1: everything built with ASan+UBSan. cudaMalloc is an exact-size host
 # allocation, so a kernel reading or writing past a device buffer is reported (the part of
