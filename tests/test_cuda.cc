@@ -44,6 +44,7 @@ TEST(Cuda, NotBuilt) { GTEST_SKIP() << "the CUDA backend is not built (configure
 #include <algorithm>
 #include <cfloat>
 #include <random>
+#include <set>
 
 #include "kernels/ops.h"
 #include "tests/cuda_test.h"
@@ -940,6 +941,43 @@ TEST(CudaGolden, MatchesHuggingFace) {
         ran++;
     }
     EXPECT_GE(ran, 40);
+}
+
+// ---- the list of GPU tests -----------------------------------------------------------------
+
+// The GPU tests of this binary, by full gtest name: every test whose body calls
+// REQUIRE_CUDA_DEVICE() (cuda_test.h registers its class before main), matched with the
+// registered tests (TEST_P instances "Prefix/Suite.Name/param" too). Runs without a GPU.
+// With EMBER_GPU_TEST_LIST=FILE it writes the names there, one a line: tools/gpu-check.sh
+// runs exactly these on a GPU machine and checks that gtest ran as many.
+TEST(GpuTestList, EveryMarkedTestIsRegistered) {
+    std::set<std::string> marked;
+    for (const std::string &c : GpuTestClasses()) marked.insert(c.substr(c.rfind(':') + 1));
+    std::set<std::string> matched;
+    std::vector<std::string> names;
+    const ::testing::UnitTest &ut = *::testing::UnitTest::GetInstance();
+    for (int i = 0; i < ut.total_test_suite_count(); i++) {
+        const ::testing::TestSuite &ts = *ut.GetTestSuite(i);
+        const std::string suite = ts.name();
+        const std::string bare_suite = suite.substr(suite.find('/') + 1);  // "Prefix/Suite"
+        for (int j = 0; j < ts.total_test_count(); j++) {
+            const std::string name = ts.GetTestInfo(j)->name();
+            const std::string cls = bare_suite + "_" + name.substr(0, name.find('/')) + "_Test";
+            if (!marked.count(cls)) continue;
+            matched.insert(cls);
+            names.push_back(suite + "." + name);
+        }
+    }
+    for (const std::string &c : marked)
+        EXPECT_TRUE(matched.count(c)) << "REQUIRE_CUDA_DEVICE() in " << c
+                                      << ", which is no TEST body: put it first in the test itself";
+    EXPECT_GE(names.size(), 100u) << "too few GPU tests found: is REQUIRE_CUDA_DEVICE() marking them?";
+    if (const char *path = std::getenv("EMBER_GPU_TEST_LIST")) {
+        std::ofstream out(path, std::ios::trunc);
+        for (const std::string &n : names) out << n << "\n";
+        ASSERT_TRUE(out.good()) << "cannot write " << path;
+    }
+    printf("%zu GPU tests from %zu marked test bodies\n", names.size(), marked.size());
 }
 
 }  // namespace
