@@ -24,6 +24,14 @@ ctest --preset default -j "$(nproc)"
 bash tools/python-test.sh
 bash tools/sanitize.sh
 bash tools/fuzz.sh --seconds "${EMBER_FUZZ_SECONDS:-60}"
+# The CPU half of the GPU check: the sm_90a carry, then its run from a copy of the tree as on
+# a GPU machine (the GPU-only steps report NO-GPU; the paths, test list and libraries count).
+if command -v nvcc >/dev/null 2>&1 && [ "$(uname -m)" = x86_64 ]; then
+    bash tools/gpu-check.sh prepare
+    bash tools/gpu-check.sh rehearse
+else
+    echo "test: GPU check not rehearsed: it needs nvcc on x86-64"
+fi
 if [ "${EMBER_EMU:-1}" = 0 ]; then
     echo "test: CUDA emulation not run (EMBER_EMU=0)"
     echo "test: all jobs passed (GoogleTest suite, Python, sanitizers, fuzzers)"
