@@ -26,6 +26,7 @@
 # back no more). A step that needs a GPU says NO-GPU without one (HAVE_GPU=0), so that
 # `rehearse` (tools/test.sh runs it) proves everything else: paths, test selection, libraries.
 set -uo pipefail
+CALLER=$(pwd) # a relative OUT is the caller's
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
 CARRY=${GPU_CARRY:-$ROOT/.gpu-carry}
@@ -89,7 +90,7 @@ prepare() {
     # carried libraries in $ORIGIN and $ORIGIN/../lib, ptxas -v for the report.
     echo "prepare: building ember for CUDA arch $arch in $(basename "$BUILD") (log $BUILD/build.log)"
     mkdir -p "$BUILD"
-    rm -f "$BUILD"/CMakeFiles/ember_lib.dir/kernels/*.cu.o  # recompile kernels: ptxas -v lines
+    [ -d "$BUILD/CMakeFiles" ] && find "$BUILD/CMakeFiles" -name '*.cu.o' -delete # ptxas -v lines again
     if ! { cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DEMBER_CUDA=ON \
                "-DCMAKE_CUDA_ARCHITECTURES=$arch" -DBUILD_SHARED_LIBS=ON \
                -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON '-DCMAKE_INSTALL_RPATH=$ORIGIN;$ORIGIN/../lib' \
@@ -555,6 +556,7 @@ run() {
     OUT=${1:-}
     [ -n "$OUT" ] || die "run needs an output folder: bash tools/gpu-check.sh run OUT"
     [ -f "$CARRY/manifest.txt" ] || die "no $CARRY/manifest.txt: run 'bash tools/gpu-check.sh prepare' on the CPU machine and carry .gpu-carry along"
+    case "$OUT" in /*) ;; *) OUT="$CALLER/$OUT" ;; esac
     mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd) || die "cannot create $OUT"
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/ember-gpucheck.XXXXXX") || die "no temporary folder"
     T_START=$SECONDS
@@ -608,7 +610,8 @@ run() {
         RESULT=FAIL DETAIL="the step did not report"
         t0=$SECONDS
         : >>"$OUT/$file"
-        "step_$name" "$OUT/$file"
+        "step_$name" "$OUT/$file" </dev/null # the steps read nothing (STEPS is this loop's stdin)
+        [ -s "$OUT/$file" ] || echo "$name: $RESULT: $DETAIL" >"$OUT/$file"
         record "$name" "$RESULT" $((SECONDS - t0)) "$budget" "$DETAIL" "$file"
     done <<<"$STEPS"
     [ -n "${WATCHDOG:-}" ] && kill "$WATCHDOG" 2>/dev/null
@@ -645,6 +648,7 @@ exit 127
 EOF
     chmod +x "$dst/stubs/cmake"
     out=${out:-$dst/out}
+    case "$out" in /*) ;; *) out="$CALLER/$out" ;; esac
     echo "rehearse: the tree and .gpu-carry copied to $dst/tree ($(du -sm "$dst/tree" | cut -f1) MiB); running it there"
     (cd / && env -u EMBER_SOURCE_DIR -u EMBER_CLI -u GPU_CARRY PATH="$dst/stubs:$PATH" \
         bash "$dst/tree/tools/gpu-check.sh" run "$out")
@@ -669,6 +673,7 @@ EOF
 
 plain() {
     local out=$1 cc arch=native
+    case "$out" in /*) ;; *) out="$CALLER/$out" ;; esac
     bash "$ROOT/tools/setup.sh" || die "tools/setup.sh failed"
     cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' ')
     [ -n "$cc" ] || die "no GPU found (nvidia-smi); use 'prepare' + 'rehearse' on a machine without one"

@@ -111,6 +111,8 @@ def cmd_sass_report(a):
         if p.returncode != 0:
             problems.append("%s: cuobjdump --dump-sass failed: %s" % (f, p.stderr.strip()[-200:]))
         sass.update(parse_sass(p.stdout))
+    if not ptx:
+        problems.append("no `ptxas -v` lines in %s (were the kernels compiled?)" % a.build_log)
     if not elves:
         problems.append("no SASS in " + ", ".join(os.path.basename(f) for f in a.files))
     names = sorted(set(ptx) | set(sass))
