@@ -11,6 +11,8 @@
 #      machines without one. EMBER_EMU=0 skips it (and the last line says so).
 #   5. the Python package (tools/python-test.sh): `pip install ./python` into a fresh venv and
 #      pytest on NumPy (torch tests report Skipped: torch is not installed here)
+#   6. where nvcc is present (x86-64): tools/gpu-check.sh prepare + rehearse, the GPU check's
+#      carry built and its run replayed from a copy of the tree, without a GPU
 # Each job must pass; the first failure stops the script with a non-zero status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
