@@ -373,7 +373,7 @@ TEST_F(PoolingConfig, UnsupportedModesNameTheKey) {
 
 TEST_F(PoolingConfig, MalformedJsonNamesTheFile) {
     Write("modules.json", "[{\"idx\": 0,");
-    ExpectError(EMBER_ERR_FORMAT, {"modules.json", "malformed JSON"});
+    ExpectError(EMBER_ERR_FORMAT, {"modules.json", "invalid JSON"});
     StModel("{\"pooling_mode_mean_tokens\": tru}");
     ExpectError(EMBER_ERR_FORMAT, {"1_Pooling/config.json"});
     StModel(R"({"pooling_mode_mean_tokens": true})");

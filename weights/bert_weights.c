@@ -5,11 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "config.h"
 #include "host/error.h"
 #include "safetensors.h"
+#include "weights/file.h"
 
 #define MAX_SHARDS 256
 #define NAME_MAX_LEN 256
@@ -22,11 +22,6 @@ typedef struct checkpoint {
     /* per shard, per tensor: consumed by the mapping (to find unexpected tensors) */
     unsigned char *used[MAX_SHARDS];
 } checkpoint;
-
-static int file_exists(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
 
 static void checkpoint_close(checkpoint *ck) {
     for (int i = 0; i < ck->n_shards; i++) {
@@ -63,17 +58,19 @@ static ember_status checkpoint_open(checkpoint *ck, const char *dir) {
     char single[4352], index[4352];
     snprintf(single, sizeof single, "%s/model.safetensors", dir);
     snprintf(index, sizeof index, "%s/model.safetensors.index.json", dir);
-    if (file_exists(single)) return add_shard(ck, "model.safetensors");
-    if (!file_exists(index))
+    /* a model.safetensors or index that is there but not a regular file (a FIFO, a directory)
+     * is an error naming it, not a reason to look for the other one */
+    int have_single, have_index;
+    EMBER_TRY(ember_file_probe(single, &have_single));
+    if (have_single) return add_shard(ck, "model.safetensors");
+    EMBER_TRY(ember_file_probe(index, &have_index));
+    if (!have_index)
         return ember_fail(EMBER_ERR_IO,
                           "%s: neither model.safetensors nor model.safetensors.index.json found",
                           dir);
 
-    json_error_t err;
-    json_t *root = json_load_file(index, JSON_REJECT_DUPLICATES, &err);
-    if (!root)
-        return ember_fail(EMBER_ERR_FORMAT, "%s: invalid JSON at line %d: %s", index, err.line,
-                          err.text);
+    json_t *root;
+    EMBER_TRY(ember_json_read(index, JSON_REJECT_DUPLICATES, &root));
     json_t *map = json_object_get(root, "weight_map");
     if (!json_is_object(map)) {
         json_decref(root);

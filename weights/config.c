@@ -3,9 +3,11 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "host/error.h"
+#include "weights/file.h"
 
 /* Generous bounds: anything larger is a corrupt or hostile config, not a BERT. */
 #define MAX_VOCAB 10000000
@@ -14,6 +16,7 @@
 #define MAX_INTERMEDIATE 262144
 #define MAX_POSITIONS 1048576
 #define MAX_TYPES 65536
+#define CONFIG_MAX_BYTES (16u << 20) /* a config.json is a few KB */
 
 const char *ember_activation_name(ember_activation act) {
     switch (act) {
@@ -158,15 +161,16 @@ ember_status ember_config_parse(const char *json, const char *label, ember_confi
 }
 
 ember_status ember_config_load(const char *path, ember_config *cfg) {
+    char *text;
+    size_t len;
+    /* non-blocking and checked to be a regular file (weights/file.c) */
+    EMBER_TRY(ember_file_read(path, CONFIG_MAX_BYTES, &text, &len));
     json_error_t err;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
-    if (!root) {
-        /* Jansson reports a missing file as an error at line -1. */
-        if (err.line < 0)
-            return ember_fail(EMBER_ERR_IO, "%s: cannot read: %s", path, err.text);
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+    free(text);
+    if (!root)
         return ember_fail(EMBER_ERR_CONFIG, "%s: invalid JSON at line %d column %d: %s", path,
                           err.line, err.column, err.text);
-    }
     ember_status st = parse_root(root, path, cfg);
     json_decref(root);
     return st;

@@ -1,7 +1,8 @@
 /*
  * safetensors reader (mmap + the reference crate's validation) and writer (temp file +
- * rename). Layout: u64 LE header length N, N bytes of UTF-8 JSON, then the data buffer;
- * data_offsets are relative to the data buffer, which starts at file offset 8 + N.
+ * rename, through symlinks: weights/file.c). Layout: u64 LE header length N, N bytes of UTF-8
+ * JSON, then the data buffer; data_offsets are relative to the data buffer, which starts at
+ * file offset 8 + N.
  *
  * The parsed JSON header stays alive with the file: tensor names and metadata strings
  * point into it, so there is one owner and nothing to copy.
@@ -11,18 +12,16 @@
 #include "weights/safetensors.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "host/error.h"
+#include "weights/file.h"
 
 /* Offsets and sizes are u64 in the format; a 64-bit size_t keeps every cast exact. */
 _Static_assert(SIZE_MAX >= UINT64_MAX, "ember needs a 64-bit size_t");
@@ -104,23 +103,12 @@ static ember_status too_short(const char *path, size_t size) {
 
 static ember_status map_file(ember_st_file *f) {
     char eb[128];
-    /* O_NONBLOCK: a FIFO (or a symlink to one) in place of a shard must fail below as "not a
-     * regular file", not block the open until a writer appears. No effect on regular files. */
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return ember_fail(EMBER_ERR_IO, "%s: cannot open: %s", f->path,
-                          errno_text(errno, eb, sizeof eb));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return ember_fail(EMBER_ERR_IO, "%s: cannot stat: %s", f->path, errno_text(e, eb, sizeof eb));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return ember_fail(EMBER_ERR_IO, "%s: not a regular file", f->path);
-    }
-    size_t size = (size_t)sb.st_size;
+    /* non-blocking and checked to be a regular file (weights/file.c): a FIFO, or a symlink to
+     * one, in place of a shard fails as "not a regular file" instead of blocking the open */
+    int fd;
+    uint64_t size64;
+    EMBER_TRY(ember_file_open(f->path, &fd, &size64));
+    size_t size = (size_t)size64;
     if (size < 8) {
         close(fd);
         return too_short(f->path, size);
@@ -594,8 +582,6 @@ static int write_all(int fd, const void *buf, size_t n) {
     return 0;
 }
 
-static atomic_uint g_tmp_counter;
-
 ember_status ember_st_write(const char *path, const ember_st_tensor *t, size_t n,
                             const char *const *meta_keys, const char *const *meta_values, size_t n_meta) {
     if (!path || (n && !t) || (n_meta && (!meta_keys || !meta_values)))
@@ -604,44 +590,17 @@ ember_status ember_st_write(const char *path, const ember_st_tensor *t, size_t n
     size_t header_len = 0;
     EMBER_TRY(build_header(path, t, n, meta_keys, meta_values, n_meta, &header, &header_len));
 
-    /* Same directory as the target so that rename() is atomic; 0666 lets the umask apply
-     * as it would for a plain create. */
-    size_t tmp_size = strlen(path) + 48;
-    char *tmp = malloc(tmp_size);
-    if (!tmp) {
-        free(header);
-        return ember_fail(EMBER_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
-    }
-    int fd = -1;
-    for (int attempt = 0; attempt < 64 && fd < 0; attempt++) {
-        snprintf(tmp, tmp_size, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&g_tmp_counter, 1));
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST) break;
-    }
-    char eb[128];
-    ember_status st = EMBER_OK;
-    if (fd < 0) {
-        st = ember_fail(EMBER_ERR_IO, "%s: cannot create temporary file '%s': %s", path, tmp,
-                        errno_text(errno, eb, sizeof eb));
-    } else {
-        int ok = write_all(fd, header, header_len) == 0;
-        for (size_t i = 0; ok && i < n; i++) ok = write_all(fd, t[i].data, t[i].nbytes) == 0;
-        ok = ok && fsync(fd) == 0;
+    /* a temporary file renamed over the target, through a symlink; a device or FIFO directly */
+    ember_out o;
+    ember_status st = ember_out_open(path, &o);
+    if (st == EMBER_OK) {
+        char eb[128];
+        int ok = write_all(o.fd, header, header_len) == 0;
+        for (size_t i = 0; ok && i < n; i++) ok = write_all(o.fd, t[i].data, t[i].nbytes) == 0;
         int e = errno;
-        if (close(fd) != 0 && ok) {
-            ok = 0;
-            e = errno;
-        }
-        if (ok && rename(tmp, path) != 0) {
-            ok = 0;
-            e = errno;
-        }
-        if (!ok) {
-            unlink(tmp);
-            st = ember_fail(EMBER_ERR_IO, "%s: write failed: %s", path, errno_text(e, eb, sizeof eb));
-        }
+        st = ember_out_close(&o, ok);
+        if (!ok) st = ember_fail(EMBER_ERR_IO, "%s: write failed: %s", path, errno_text(e, eb, sizeof eb));
     }
-    free(tmp);
     free(header);
     return st;
 }

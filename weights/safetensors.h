@@ -71,7 +71,9 @@ ember_status ember_st_to_f32(const ember_st_tensor *t, float *dst);
 ember_status ember_st_to_i32(const ember_st_tensor *t, int32_t *dst);
 
 /* Write a safetensors file: tensors in the given order, data taken from t[i].data and
- * t[i].nbytes (must equal numel x dtype size), optional metadata pairs (may be NULL). */
+ * t[i].nbytes (must equal numel x dtype size), optional metadata pairs (may be NULL). A regular
+ * file (or a new path) is written to a temporary file and renamed over it; a symlink is written
+ * through to its target; a device or FIFO directly (weights/file.h, ember_out_open). */
 ember_status ember_st_write(const char *path, const ember_st_tensor *t, size_t n,
                             const char *const *meta_keys, const char *const *meta_values,
                             size_t n_meta);

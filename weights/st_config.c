@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "host/error.h"
+#include "weights/file.h"
 
 #define MAX_SEQ_LENGTH (1 << 20)
 
@@ -26,21 +27,11 @@ static ember_status join(char *buf, size_t cap, const char *dir, const char *a, 
     return EMBER_OK;
 }
 
-static int file_exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* Parse a JSON file that exists; malformed JSON is EMBER_ERR_FORMAT naming the file. */
+/* Parse a JSON file that exists (non-blocking, checked to be a regular file: weights/file.c);
+ * malformed JSON is EMBER_ERR_FORMAT naming the file. Duplicate keys: the last one wins, as in
+ * Python's json.load. */
 static ember_status load_json(const char *path, json_t **out) {
-    json_error_t err;
-    /* duplicate keys: the last one wins, as in Python's json.load */
-    *out = json_load_file(path, 0, &err);
-    if (*out) return EMBER_OK;
-    if (!file_exists(path))
-        return ember_fail(EMBER_ERR_IO, "%s: cannot read: %s", path, err.text);
-    return ember_fail(EMBER_ERR_FORMAT, "%s: malformed JSON at line %d, column %d: %s", path,
-                      err.line, err.column, err.text);
+    return ember_json_read(path, 0, out);
 }
 
 /* sentence-transformers refuses module paths that leave the model directory; so does ember. */
@@ -141,7 +132,9 @@ static ember_status parse_pooling(json_t *cfg, const char *file, ember_pooling *
 static ember_status check_normalize(const char *dir, const char *path) {
     char file[PATH_MAX];
     EMBER_TRY(join(file, sizeof file, dir, path, "config.json"));
-    if (!file_exists(file)) return EMBER_OK; /* no config: the defaults, as sentence-transformers */
+    int present;
+    EMBER_TRY(ember_file_probe(file, &present));
+    if (!present) return EMBER_OK; /* no config: the defaults, as sentence-transformers */
     json_t *cfg;
     EMBER_TRY(load_json(file, &cfg));
     ember_status st = EMBER_OK;
@@ -236,8 +229,10 @@ ember_status ember_pooling_config_load(const char *model_dir, ember_pooling_conf
         return ember_fail(EMBER_ERR_IO, "%s: not a directory", model_dir);
 
     char file[PATH_MAX];
+    int present;
     EMBER_TRY(join(file, sizeof file, model_dir, "modules.json", NULL));
-    if (file_exists(file)) {
+    EMBER_TRY(ember_file_probe(file, &present)); /* a FIFO there is an error, not "absent" */
+    if (present) {
         json_t *root;
         EMBER_TRY(load_json(file, &root));
         ember_status st = parse_modules(model_dir, file, root, &c);
@@ -245,7 +240,8 @@ ember_status ember_pooling_config_load(const char *model_dir, ember_pooling_conf
         EMBER_TRY(st);
     }
     EMBER_TRY(join(file, sizeof file, model_dir, "sentence_bert_config.json", NULL));
-    if (file_exists(file)) {
+    EMBER_TRY(ember_file_probe(file, &present));
+    if (present) {
         json_t *root;
         EMBER_TRY(load_json(file, &root));
         ember_status st = parse_sbert(root, file, &c.max_seq_length);

@@ -5,18 +5,17 @@
  * CRLF, spaces, NBSP, ...), id = line number, and a duplicated token keeps its last id. The
  * slow 4.x BertTokenizer differs on lines with trailing spaces and on a lone '\r' (Python's
  * universal newlines end a line there); tests/data/tokenizer/README.md lists this. */
-#define _POSIX_C_SOURCE 200809L /* strdup, fileno, stat */
+#define _POSIX_C_SOURCE 200809L /* strdup */
 #include "vocab.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <utf8proc.h>
 
 #include "host/error.h"
+#include "weights/file.h"
 
 int ember_unicode_white_space(uint32_t cp) {
     if ((cp >= 0x09 && cp <= 0x0D) || cp == 0x85) return 1;
@@ -133,45 +132,11 @@ ember_status ember_vocab_parse(const char *data, size_t len, const char *label, 
     return EMBER_OK;
 }
 
-/* The whole file, NUL-terminated; *len excludes the NUL. */
-static ember_status read_file(const char *path, size_t limit, char **buf, size_t *len) {
-    *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return ember_fail(EMBER_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return ember_fail(EMBER_ERR_IO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)sb.st_size > limit) {
-        fclose(f);
-        return ember_fail(EMBER_ERR_FORMAT, "%s: %lld bytes, more than the %zu MiB limit", path,
-                          (long long)sb.st_size, limit >> 20);
-    }
-    size_t n = (size_t)sb.st_size;
-    char *b = malloc(n + 1);
-    if (!b) {
-        fclose(f);
-        return ember_fail(EMBER_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes", path, n + 1);
-    }
-    size_t got = fread(b, 1, n, f);
-    int err = ferror(f);
-    fclose(f);
-    if (got != n || err) {
-        free(b);
-        return ember_fail(EMBER_ERR_IO, "%s: read %zu of %zu bytes", path, got, n);
-    }
-    b[n] = '\0';
-    *buf = b;
-    *len = n;
-    return EMBER_OK;
-}
-
 ember_status ember_vocab_load(const char *path, ember_vocab *v) {
     memset(v, 0, sizeof *v);
     char *buf;
     size_t len;
-    EMBER_TRY(read_file(path, EMBER_VOCAB_MAX_BYTES, &buf, &len));
+    EMBER_TRY(ember_file_read(path, EMBER_VOCAB_MAX_BYTES, &buf, &len)); /* non-blocking, regular */
     ember_status st = ember_vocab_parse(buf, len, path, v);
     free(buf);
     return st;
@@ -225,24 +190,16 @@ static ember_status get_tokens(json_t *root, const char *path, ember_tokenizer_c
     return EMBER_OK;
 }
 
-/* NULL (and EMBER_OK) when the file does not exist. */
+/* NULL (and EMBER_OK) when the file does not exist; a FIFO or directory in its place is an
+ * error naming it (weights/file.c). */
 static ember_status load_json(const char *path, json_t **out) {
     *out = NULL;
-    struct stat sb;
-    if (stat(path, &sb) != 0) {
-        if (errno == ENOENT) return EMBER_OK;
-        return ember_fail(EMBER_ERR_IO, "%s: %s", path, strerror(errno));
-    }
-    char *buf;
-    size_t len;
-    EMBER_TRY(read_file(path, 16u << 20, &buf, &len));
-    json_error_t err;
+    int present;
+    EMBER_TRY(ember_file_probe(path, &present));
+    if (!present) return EMBER_OK;
     /* Integers as reals: HF writes model_max_length = 1e30 as an integer literal. */
-    json_t *root = json_loadb(buf, len, JSON_DECODE_INT_AS_REAL, &err);
-    free(buf);
-    if (!root)
-        return ember_fail(EMBER_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", path,
-                          err.line, err.column, err.text);
+    json_t *root;
+    EMBER_TRY(ember_json_read(path, JSON_DECODE_INT_AS_REAL, &root));
     if (!json_is_object(root)) {
         json_decref(root);
         return ember_fail(EMBER_ERR_FORMAT, "%s: top level is not a JSON object", path);
