@@ -6,10 +6,10 @@
  * order. Pooling, normalisation and the maximum length come from the model directory
  * (ember_pooling_config_load: modules.json, 1_Pooling/config.json, sentence_bert_config.json)
  * unless a flag overrides them. Nothing is written until every text has been embedded, and a
- * file output goes through a temporary file and rename(), so a failure leaves no partial file. */
+ * regular output file goes through a temporary file and rename(), so a failure leaves no partial
+ * file (a symlink is written through; a device or FIFO directly: weights/file.h). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -21,6 +21,7 @@
 
 #include "ember.h"
 #include "host/cli.h"
+#include "weights/file.h"
 #include "weights/safetensors.h"
 
 #ifdef EMBER_WITH_CUDA
@@ -70,8 +71,9 @@ static void embed_usage(FILE *f, int similarity) {
             "                           \"embedding\"}; npy: float32 [N, H]; safetensors:\n"
             "                           F32 \"sentence_embedding\" [N, H] (needs --output).\n"
             "                           Default text\n"
-            "  --output FILE            write there (atomically: a temporary file, then\n"
-            "                           rename) instead of stdout\n"
+            "  --output FILE            write there instead of stdout: a regular file\n"
+            "                           atomically (a temporary file, then rename), through\n"
+            "                           a symlink to its target, a device or FIFO directly\n"
             "\n"
             "Truncation: a text longer than min(--max-length, max_position_embeddings) tokens\n"
             "is cut to that many (word pieces dropped from the end, [SEP] kept), like\n"
@@ -318,37 +320,36 @@ static void strip_nul(char *s, size_t len) {
 
 /* ---- output ------------------------------------------------------------------------------- */
 
-/* A file written next to its final path and renamed over it once complete. */
+/* stdout, or a file written through ember_out (weights/file.h): a regular file (or a new path)
+ * via a temporary file renamed over it once complete, a symlink through to its target, a device
+ * or FIFO in place. */
 typedef struct out_file {
     FILE *f;
-    char *tmp;
-    const char *path;
+    ember_out o;
+    const char *path; /* NULL: stdout */
 } out_file;
 
 static int out_open(out_file *o, const char *path) {
     memset(o, 0, sizeof *o);
+    o->o.fd = -1;
     if (!path) {
         o->f = stdout;
         return 1;
     }
     o->path = path;
-    size_t n = strlen(path) + 32;
-    o->tmp = malloc(n);
-    if (!o->tmp) return 0;
-    snprintf(o->tmp, n, "%s.tmp-%ld", path, (long)getpid());
-    int fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    ember_status st = ember_out_open(path, &o->o);
+    if (st != EMBER_OK) return !fail("opening the output", st);
+    int fd = dup(o->o.fd); /* the FILE closes its own descriptor; ember_out_close the other */
     if (fd < 0 || !(o->f = fdopen(fd, "wb"))) {
-        fprintf(stderr, "ember: cannot create '%s': %s\n", o->tmp, strerror(errno));
+        fprintf(stderr, "ember: cannot write '%s': %s\n", path, strerror(errno));
         if (fd >= 0) close(fd);
-        unlink(o->tmp);
-        free(o->tmp);
-        o->tmp = NULL;
+        ember_out_close(&o->o, 0);
         return 0;
     }
     return 1;
 }
 
-/* ok: keep the file (rename over the target); else remove it. */
+/* ok: keep what was written (rename over the target); else remove the temporary file. */
 static int out_close(out_file *o, int ok) {
     if (!o->path) {
         if (fflush(stdout) != 0 || ferror(stdout)) {
@@ -357,21 +358,13 @@ static int out_close(out_file *o, int ok) {
         }
         return ok;
     }
-    if (ok && (fflush(o->f) != 0 || ferror(o->f) || fsync(fileno(o->f)) != 0)) {
-        fprintf(stderr, "ember: writing '%s' failed: %s\n", o->tmp, strerror(errno));
+    const int bad = ferror(o->f) != 0;
+    if ((fclose(o->f) != 0 || bad) && ok) {
+        fprintf(stderr, "ember: writing '%s' failed: %s\n", o->path, strerror(errno));
         ok = 0;
     }
-    if (fclose(o->f) != 0 && ok) {
-        fprintf(stderr, "ember: closing '%s' failed: %s\n", o->tmp, strerror(errno));
-        ok = 0;
-    }
-    if (ok && rename(o->tmp, o->path) != 0) {
-        fprintf(stderr, "ember: cannot rename '%s' to '%s': %s\n", o->tmp, o->path,
-                strerror(errno));
-        ok = 0;
-    }
-    if (!ok) unlink(o->tmp);
-    free(o->tmp);
+    ember_status st = ember_out_close(&o->o, ok);
+    if (st != EMBER_OK) return !fail("writing the output", st);
     return ok;
 }
 

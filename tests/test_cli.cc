@@ -121,6 +121,19 @@ TEST_F(Cli, MeanPoolWritesUnitSentenceEmbeddings) {
     }
 }
 
+TEST_F(Cli, OutputSymlinkIsWrittenThrough) {
+    // the writer renames a temporary file over the symlink's target, not over the symlink
+    fs::create_directories(dir_ / "real");
+    fs::create_symlink("real/out.safetensors", dir_ / "link.safetensors");
+    Result r = RunCli("forward --quiet --model " + DataPath("models/tiny-odd") + " --inputs " +
+                      DataPath("goldens/tiny-odd/basic_ids.safetensors") + " --output " +
+                      (dir_ / "link.safetensors").string());
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_TRUE(fs::is_symlink(dir_ / "link.safetensors"));
+    StFile got = OpenSt((dir_ / "real/out.safetensors").string());
+    EXPECT_TRUE(got && Has(got.get(), "last_hidden_state"));
+}
+
 TEST_F(Cli, Info) {
     Result r = RunCli("info --model " + DataPath("models/tiny-odd"));
     ASSERT_EQ(r.code, 0) << r.out;

@@ -3,7 +3,12 @@
 // atomic output files. Most cases use tests/data/models/prefixed-gamma (a plain HF
 // BertForMaskedLM directory: `bert.` names, gamma/beta, cls.* heads) copied into a temporary
 // directory with a generated vocab.txt; the all-MiniLM-L6-v2 cases skip without the checkpoint.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
+
+#include <thread>
 
 #include <filesystem>
 #include <fstream>
@@ -320,6 +325,42 @@ TEST_F(CliEmbed, FailureLeavesNoOutputFile) {
     r = Run("embed " + M() + "--output " + Q((dir_ / "no/such/dir/x.txt").string()) + " hello");
     EXPECT_EQ(r.code, 1);
     EXPECT_NE(r.err.find("cannot create"), std::string::npos) << r.err;
+}
+
+TEST_F(CliEmbed, OutputThroughSymlinkFifoAndDevice) {
+    Result want = Run("embed " + M() + "hello");
+    ASSERT_EQ(want.code, 0) << want.err;
+    // a symlink: written through to its target (a regular file there), the link kept
+    WriteFile(dir_ / "target.txt", "old");
+    fs::create_symlink("target.txt", dir_ / "link.txt");
+    Result r = Run("embed " + M() + "--output " + Q((dir_ / "link.txt").string()) + " hello");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_TRUE(fs::is_symlink(dir_ / "link.txt"));
+    EXPECT_EQ(ReadFile(dir_ / "target.txt"), want.out);
+    // a FIFO: written in place (the reader gets the rows), not replaced by a regular file
+    const fs::path fifo = dir_ / "out.fifo";
+    ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+    std::string got;
+    std::thread reader([&] { got = ReadFile(fifo); });
+    r = Run("embed " + M() + "--output " + Q(fifo.string()) + " hello");
+    const int release = open(fifo.c_str(), O_WRONLY | O_NONBLOCK);  // if ember never opened it
+    if (release >= 0) close(release);
+    reader.join();
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(got, want.out);
+    struct stat sb;
+    ASSERT_EQ(lstat(fifo.c_str(), &sb), 0);
+    EXPECT_TRUE(S_ISFIFO(sb.st_mode));
+    // a character device (a private copy of /dev/null): written, still a device
+    const fs::path dev = dir_ / "null";
+    if (mknod(dev.c_str(), S_IFCHR | 0666, makedev(1, 3)) != 0)
+        GTEST_SKIP() << "cannot create a device node here (needs CAP_MKNOD): " << strerror(errno);
+    r = Run("embed " + M() + "--format npy --output " + Q(dev.string()) + " hello");
+    if (r.code != 0 && r.err.find("Permission denied") != std::string::npos)
+        GTEST_SKIP() << "device nodes do not open on this filesystem (nodev): " << r.err;
+    EXPECT_EQ(r.code, 0) << r.err;
+    ASSERT_EQ(lstat(dev.c_str(), &sb), 0);
+    EXPECT_TRUE(S_ISCHR(sb.st_mode)) << "the device was replaced by a regular file";
 }
 
 TEST_F(CliEmbed, EmptyInputIsAnError) {
