@@ -1,5 +1,6 @@
 /* The ember command line: forward passes on safetensors files, and model info. */
 #define _POSIX_C_SOURCE 200809L
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,30 +276,35 @@ static int cmd_forward(const args *a) {
     ember_model_config(m, &c);
     const int64_t H = c.hidden_size;
 
-    int64_t B = 0, S = 0;
-    const ember_st_tensor *tid = ember_st_find(f, "input_ids");
-    if (tid) {
-        if (tid->ndim != 2) { fprintf(stderr, "ember: input_ids must be [B, S]\n"); goto done; }
-        B = tid->shape[0];
-        S = tid->shape[1];
-        if (!read_index(f, "input_ids", B, S, &ids)) goto done;
+    /* B and S come from the inputs file: bounded before any size is computed from them */
+    const char *entry_names[] = {"input_ids", "inputs_embeds", "embedding_output"};
+    const ember_st_tensor *entry = NULL;
+    int entries = 0;
+    for (int i = 0; i < 3; i++) {
+        const ember_st_tensor *t = ember_st_find(f, entry_names[i]);
+        if (t) entries++, entry = t;
     }
-    int64_t Be = 0, Se = 0, Bo = 0, So = 0;
-    if (!read_embeds(f, "inputs_embeds", &Be, &Se, H, &embeds)) goto done;
-    if (!read_embeds(f, "embedding_output", &Bo, &So, H, &eout)) goto done;
-    int entries = (ids != NULL) + (embeds != NULL) + (eout != NULL);
     if (entries != 1) {
         fprintf(stderr, "ember: %s must hold exactly one of input_ids, inputs_embeds, "
                         "embedding_output (found %d)\n", a->inputs, entries);
         goto done;
     }
-    if (embeds) { B = Be; S = Se; }
-    if (eout) { B = Bo; S = So; }
-    if (B < 1 || S < 1 || B > 1 << 20 || S > 1 << 20) {
-        fprintf(stderr, "ember: batch %lld x seq_len %lld is not a valid input\n", (long long)B,
-                (long long)S);
+    if (entry->ndim < 2) {
+        fprintf(stderr, "ember: %s must be [B, S%s]\n", entry->name,
+                entry == ember_st_find(f, "input_ids") ? "" : ", H");
         goto done;
     }
+    const int64_t B = entry->shape[0], S = entry->shape[1];
+    if (B < 1 || S < 1 || B > 1 << 20 || S > 1 << 20 || B * S > INT_MAX) {
+        fprintf(stderr, "ember: batch %lld x seq_len %lld is not a valid input (each 1..%d, and at "
+                        "most %d tokens)\n", (long long)B, (long long)S, 1 << 20, INT_MAX);
+        goto done;
+    }
+    int64_t Be = 0, Se = 0, Bo = 0, So = 0;
+    if (!read_index(f, "input_ids", B, S, &ids) ||
+        !read_embeds(f, "inputs_embeds", &Be, &Se, H, &embeds) ||
+        !read_embeds(f, "embedding_output", &Bo, &So, H, &eout))
+        goto done;
     if (!read_index(f, "attention_mask", B, S, &mask) ||
         !read_index(f, "token_type_ids", B, S, &types) ||
         !read_index(f, "position_ids", B, S, &pos))
@@ -312,6 +318,8 @@ static int cmd_forward(const args *a) {
     st = ember_model_reserve(m, (int)B, (int)S);
     if (st != EMBER_OK) { fail("reserving the workspace", st); goto done; }
 
+    /* B x S <= INT_MAX (checked above), H <= 65536, layers <= 512: every byte count below is
+     * < 2^60 and fits a 64-bit size_t */
     const size_t nt = (size_t)(B * S), act = nt * (size_t)H;
     const size_t nhs = (size_t)(c.num_hidden_layers + 1) * act;
     last = malloc(sizeof(float) * act);

@@ -30,6 +30,7 @@
 
 #define DEFAULT_BATCH 32
 #define PROGRESS_MIN_TEXTS 64 /* a progress bar only for this many texts or more */
+#define MAX_TEXTS (INT_MAX / 2) /* texts per run: every count and index below fits an int */
 
 static void embed_usage(FILE *f, int similarity) {
     if (similarity) {
@@ -223,7 +224,12 @@ static void texts_free(texts *t) {
 
 static int texts_push(texts *t, char *s, size_t len, int *cap) {
     if (t->n == *cap) {
-        int nc = *cap ? 2 * *cap : 64;
+        /* counts stay ints (ember_tokenizer_encode's n, the output's index): a limit, not a wrap */
+        if (*cap >= MAX_TEXTS) {
+            fprintf(stderr, "ember: more than %d lines on stdin\n", MAX_TEXTS);
+            return 0;
+        }
+        const int nc = *cap == 0 ? 64 : *cap > MAX_TEXTS / 2 ? MAX_TEXTS : 2 * *cap;
         char **ns = realloc(t->s, sizeof(char *) * (size_t)nc);
         if (ns) t->s = ns;
         size_t *nl = realloc(t->len, sizeof(size_t) * (size_t)nc);
@@ -267,9 +273,9 @@ static int read_stdin(texts *t) {
         if (len && buf[i + len - 1] == '\r') len--;
         char *s = malloc(len + 1);
         if (!s || !texts_push(t, s, len, &tcap)) {
+            if (!s || t->n < MAX_TEXTS) fprintf(stderr, "ember: out of memory reading stdin\n");
             free(s);
             free(buf);
-            fprintf(stderr, "ember: out of memory reading stdin\n");
             return 0;
         }
         memcpy(s, buf + i, len);
@@ -445,6 +451,7 @@ static void runner_free(runner *r) {
 }
 
 static int runner_alloc(runner *r) {
+    /* cap_tokens <= INT_MAX, H <= 65536: the byte counts fit a 64-bit size_t */
     const size_t T = (size_t)r->cap_tokens, H = (size_t)r->H, B = (size_t)r->cap_batch;
     r->hidden = r->cuda ? NULL : malloc(sizeof(float) * T * H);
     r->pooled = malloc(sizeof(float) * B * H);
@@ -684,7 +691,8 @@ int ember_cli_embed(int argc, char **argv, int similarity) {
     order = malloc(sizeof(int) * (size_t)t.n);
     used = malloc(sizeof(int) * (size_t)t.n);
     emb = malloc(sizeof(float) * (size_t)t.n * c.hidden_size);
-    batch_texts = malloc(sizeof(char *) * (size_t)a.batch);
+    const int batch = a.batch < t.n ? a.batch : t.n; /* start + batch cannot pass INT_MAX */
+    batch_texts = malloc(sizeof(char *) * (size_t)batch);
     if (!ntok || !order || !used || !emb || !batch_texts) {
         fprintf(stderr, "ember: out of host memory for %d texts\n", t.n);
         goto done;
@@ -710,17 +718,39 @@ int ember_cli_embed(int argc, char **argv, int similarity) {
     r.m = m;
     r.cuda = a.backend == EMBER_BACKEND_CUDA;
     r.H = c.hidden_size;
-    r.cap_batch = a.batch < t.n ? a.batch : t.n;
-    r.cap_tokens = r.cap_batch * L;
+    r.cap_batch = batch;
+    /* The buffers hold the largest batch as it will be: sorted by length, a batch's seq_len is
+     * its last text's count. Computed in 64 bits and checked against what a forward takes
+     * (ember_model_reserve: batch x seq_len <= INT_MAX), never batch x L in an int, which
+     * wrapped (4096 x 2^20 = 0: a malloc(0) the forward then overran). */
+    int64_t cap_tokens = 0;
+    for (int start = 0; start < t.n; start += batch) {
+        const int nb = t.n - start < batch ? t.n - start : batch;
+        const int64_t tokens = (int64_t)nb * ntok[order[start + nb - 1]];
+        if (tokens > INT_MAX) {
+            fprintf(stderr, "ember %s: a batch of %d texts of %d tokens is %lld tokens, more than "
+                            "the %d a forward takes; use a smaller --batch or --max-length\n",
+                    cmd, nb, ntok[order[start + nb - 1]], (long long)tokens, INT_MAX);
+            goto done;
+        }
+        if (tokens > cap_tokens) cap_tokens = tokens;
+    }
+    r.cap_tokens = (int)cap_tokens;
     if (!runner_alloc(&r)) goto done;
     const int progress = isatty(STDERR_FILENO) && t.n >= PROGRESS_MIN_TEXTS;
-    for (int start = 0; start < t.n; start += a.batch) {
-        const int nb = t.n - start < a.batch ? t.n - start : a.batch;
+    for (int start = 0; start < t.n; start += batch) {
+        const int nb = t.n - start < batch ? t.n - start : batch;
         for (int k = 0; k < nb; k++) batch_texts[k] = t.s[order[start + k]];
         ember_encoding enc;
         st = ember_tokenizer_encode(tok, nb, batch_texts, NULL, L, &enc);
         if (st != EMBER_OK) { fail("encoding a batch", st); goto done; }
-        int bad = run_batch(&r, &enc, mode, normalize);
+        int bad = 0;
+        if ((int64_t)enc.batch * enc.seq_len > r.cap_tokens || enc.batch > r.cap_batch) {
+            fprintf(stderr, "ember %s: internal error: a batch of %d x %d tokens does not fit the "
+                            "%d tokens sized for it\n", cmd, enc.batch, enc.seq_len, r.cap_tokens);
+            bad = 1;
+        }
+        if (!bad) bad = run_batch(&r, &enc, mode, normalize);
         for (int k = 0; !bad && k < nb; k++) {
             const int i = order[start + k];
             used[i] = enc.lengths[k];

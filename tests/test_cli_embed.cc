@@ -292,6 +292,98 @@ TEST_F(CliEmbed, TruncationWarnsOnceAndCuts) {
     EXPECT_NE(r.err.find("truncated to 32"), std::string::npos) << r.err;
 }
 
+// A valid model with max_position_embeddings = 2^20 (ember's bound): H 8, 1 layer, the
+// fixture's vocabulary, random weights (the position table in F16: 16 MB). cap_batch x L as an
+// int was 4096 x 2^20 = 0, a malloc(0) the forward overran (ASan: heap-buffer-overflow; Release:
+// SIGSEGV); 4097 texts wrapped it to 2^20 instead.
+void WriteHugePositionsModel(const fs::path &dir) {
+    const int V = 150, H = 8, I = 16, P = 1 << 20;
+    WriteFile(dir / "config.json",
+              "{\"model_type\": \"bert\", \"vocab_size\": 150, \"hidden_size\": 8, "
+              "\"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"intermediate_size\": 16, "
+              "\"max_position_embeddings\": 1048576, \"type_vocab_size\": 2}");
+    std::vector<std::vector<float>> f32;
+    std::vector<uint16_t> pos((size_t)P * H);
+    for (size_t i = 0; i < pos.size(); i++)  // F16 in [1/128, 1/64): small, never 0
+        pos[i] = (uint16_t)(0x2000 | ((i * 2654435761u) >> 22 & 0x3ff));
+    struct Spec {
+        const char *name;
+        int64_t d0, d1;
+    } specs[] = {{"embeddings.word_embeddings.weight", V, H},
+                 {"embeddings.token_type_embeddings.weight", 2, H},
+                 {"embeddings.LayerNorm.weight", H, 0},
+                 {"embeddings.LayerNorm.bias", H, 0},
+                 {"encoder.layer.0.attention.self.query.weight", H, H},
+                 {"encoder.layer.0.attention.self.query.bias", H, 0},
+                 {"encoder.layer.0.attention.self.key.weight", H, H},
+                 {"encoder.layer.0.attention.self.key.bias", H, 0},
+                 {"encoder.layer.0.attention.self.value.weight", H, H},
+                 {"encoder.layer.0.attention.self.value.bias", H, 0},
+                 {"encoder.layer.0.attention.output.dense.weight", H, H},
+                 {"encoder.layer.0.attention.output.dense.bias", H, 0},
+                 {"encoder.layer.0.attention.output.LayerNorm.weight", H, 0},
+                 {"encoder.layer.0.attention.output.LayerNorm.bias", H, 0},
+                 {"encoder.layer.0.intermediate.dense.weight", I, H},
+                 {"encoder.layer.0.intermediate.dense.bias", I, 0},
+                 {"encoder.layer.0.output.dense.weight", H, I},
+                 {"encoder.layer.0.output.dense.bias", H, 0},
+                 {"encoder.layer.0.output.LayerNorm.weight", H, 0},
+                 {"encoder.layer.0.output.LayerNorm.bias", H, 0}};
+    std::vector<ember_st_tensor> ts;
+    uint32_t seed = 7;
+    for (const Spec &sp : specs) {
+        const size_t n = (size_t)sp.d0 * (sp.d1 ? sp.d1 : 1);
+        f32.emplace_back(n);
+        for (float &x : f32.back()) {
+            seed = seed * 1664525u + 1013904223u;
+            x = (float)((seed >> 8) * (1.0 / 16777216.0)) - 0.5f;
+        }
+        ember_st_tensor t{};
+        t.name = sp.name;
+        t.dtype = EMBER_ST_F32;
+        t.ndim = sp.d1 ? 2 : 1;
+        t.shape[0] = sp.d0;
+        t.shape[1] = sp.d1;
+        t.data = f32.back().data();
+        t.nbytes = n * sizeof(float);
+        ts.push_back(t);
+    }
+    ember_st_tensor t{};
+    t.name = "embeddings.position_embeddings.weight";
+    t.dtype = EMBER_ST_F16;
+    t.ndim = 2;
+    t.shape[0] = P;
+    t.shape[1] = H;
+    t.data = pos.data();
+    t.nbytes = pos.size() * 2;
+    ts.push_back(t);
+    ASSERT_EQ(ember_st_write((dir / "model.safetensors").c_str(), ts.data(), ts.size(), nullptr,
+                             nullptr, 0), EMBER_OK) << ember_last_error();
+}
+
+TEST_F(CliEmbed, HugeMaxPositionsTimesBatchDoesNotOverflow) {
+    WriteHugePositionsModel(model_);
+    std::string in;
+    for (int i = 0; i < 4097; i++) in += i % 3 ? "the cat sat\n" : "a\n";
+    const fs::path out = dir_ / "e.npy";
+    Result r = Run("embed " + M() + "--batch 4096 --format npy --output " + Q(out.string()), &in);
+    ASSERT_EQ(r.code, 0) << r.err;
+    const std::string b = ReadFile(out);
+    ASSERT_GE(b.size(), 10u);
+    const size_t hl = (unsigned char)b[8] | (size_t)(unsigned char)b[9] << 8;
+    ASSERT_EQ(b.size(), 10 + hl + 4097u * 8 * 4);
+    std::vector<float> e(4097u * 8);
+    memcpy(e.data(), b.data() + 10 + hl, e.size() * 4);
+    for (float v : e) ASSERT_TRUE(std::isfinite(v));
+    // rows in input order: each equals its text embedded alone
+    for (int i : {0, 1, 4095, 4096}) {
+        Result one = Run("embed " + M() + Q(i % 3 ? "the cat sat" : "a"));
+        ASSERT_EQ(one.code, 0) << one.err;
+        EXPECT_TRUE(AllClose(std::vector<float>(e.begin() + i * 8, e.begin() + (i + 1) * 8),
+                             ParseText(one.out)[0], ember_tol::kPoolAbs, ember_tol::kPoolRel)) << i;
+    }
+}
+
 TEST_F(CliEmbed, InvalidUtf8NamesInputAndOffsetAndWritesNothing) {
     const fs::path out = dir_ / "out.npy";
     WriteFile(out, "previous contents");
