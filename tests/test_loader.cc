@@ -223,7 +223,22 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"position_embedding_type", "\"relative_key\"", EMBER_ERR_UNSUPPORTED, "relative_key"},
         BadConfig{"model_type", "\"roberta\"", EMBER_ERR_UNSUPPORTED, "roberta"},
         BadConfig{"is_decoder", "true", EMBER_ERR_UNSUPPORTED, "is_decoder"},
-        BadConfig{"num_hidden_layers", "null", EMBER_ERR_CONFIG, "num_hidden_layers\" is missing"}),
+        BadConfig{"num_hidden_layers", "null", EMBER_ERR_CONFIG, "num_hidden_layers\" is missing"},
+        // HF reads these with Python's truth value: a causal mask without an error
+        BadConfig{"is_decoder", "1", EMBER_ERR_UNSUPPORTED, "\"is_decoder\" = 1 is true"},
+        BadConfig{"is_decoder", "\"true\"", EMBER_ERR_UNSUPPORTED, "\"is_decoder\" = \"true\""},
+        BadConfig{"is_decoder", "\"false\"", EMBER_ERR_UNSUPPORTED, "\"is_decoder\" = \"false\" is true"},
+        BadConfig{"add_cross_attention", "[0]", EMBER_ERR_UNSUPPORTED, "\"add_cross_attention\" = [0]"},
+        BadConfig{"add_cross_attention", "0.5", EMBER_ERR_UNSUPPORTED, "add_cross_attention"},
+        // nn.Embedding(211, padding_idx=...) asserts
+        BadConfig{"pad_token_id", "211", EMBER_ERR_CONFIG, "\"pad_token_id\" = 211 is outside [-211, 211)"},
+        BadConfig{"pad_token_id", "-212", EMBER_ERR_CONFIG, "\"pad_token_id\" = -212 is outside"},
+        BadConfig{"pad_token_id", "\"0\"", EMBER_ERR_CONFIG, "pad_token_id\" must be an integer"},
+        // null is not the default for HF: BertModel fails, or skips the position embeddings
+        BadConfig{"hidden_act", "null", EMBER_ERR_CONFIG, "\"hidden_act\" is null"},
+        BadConfig{"type_vocab_size", "null", EMBER_ERR_CONFIG, "\"type_vocab_size\" is null"},
+        BadConfig{"layer_norm_eps", "null", EMBER_ERR_CONFIG, "\"layer_norm_eps\" is null"},
+        BadConfig{"position_embedding_type", "null", EMBER_ERR_CONFIG, "\"position_embedding_type\" is null"}),
     [](const ::testing::TestParamInfo<BadConfig> &i) { return "case" + std::to_string(i.index); });
 
 TEST_F(BrokenCheckpoint, ConfigNotJson) {
@@ -319,6 +334,24 @@ TEST(Config, ParseDefaultsAndTanhAliases) {
     EXPECT_EQ(ember_config_parse(buf, "t", &c), EMBER_OK) << ember_last_error();
     EXPECT_EQ(ember_config_parse("[1, 2]", "t", &c), EMBER_ERR_CONFIG);
     EXPECT_EQ(ember_config_parse("\xff\xfe", "t", &c), EMBER_ERR_CONFIG);
+}
+
+TEST(Config, ValuesHfAcceptsStillLoad) {
+    // falsy decoder flags, a null or negative pad_token_id (nn.Embedding counts it from the end),
+    // a null model_type: HF builds the same encoder, and so does ember
+    const char *base =
+        "{\"vocab_size\": 10, \"hidden_size\": 8, \"num_hidden_layers\": 1, "
+        "\"num_attention_heads\": 2, \"intermediate_size\": 16, \"max_position_embeddings\": 4%s}";
+    for (const char *extra :
+         {", \"is_decoder\": 0, \"add_cross_attention\": \"\"", ", \"is_decoder\": null",
+          ", \"is_decoder\": [], \"add_cross_attention\": {}", ", \"is_decoder\": 0.0",
+          ", \"pad_token_id\": null", ", \"pad_token_id\": -1", ", \"pad_token_id\": -10",
+          ", \"pad_token_id\": 9", ", \"model_type\": null"}) {
+        char buf[512];
+        snprintf(buf, sizeof buf, base, extra);
+        ember_config c;
+        EXPECT_EQ(ember_config_parse(buf, "t", &c), EMBER_OK) << extra << ": " << ember_last_error();
+    }
 }
 
 TEST(Config, ParamCountOfBertBase) {

@@ -44,6 +44,13 @@ ember_status ember_config_check(const ember_config *c, const char *label) {
     EMBER_TRY(check_range(label, "max_position_embeddings", c->max_position_embeddings, 1,
                           MAX_POSITIONS));
     EMBER_TRY(check_range(label, "type_vocab_size", c->type_vocab_size, 1, MAX_TYPES));
+    /* nn.Embedding(vocab_size, padding_idx=pad_token_id) asserts this (negative values count
+     * from the end, as in Python) */
+    if (c->pad_token_id >= c->vocab_size || c->pad_token_id < -c->vocab_size)
+        return ember_fail(EMBER_ERR_CONFIG,
+                          "%s: \"pad_token_id\" = %d is outside [-%d, %d): HuggingFace's "
+                          "nn.Embedding(vocab_size, padding_idx=pad_token_id) rejects it",
+                          label, c->pad_token_id, c->vocab_size, c->vocab_size);
     if (c->hidden_size % c->num_attention_heads != 0)
         return ember_fail(EMBER_ERR_CONFIG,
                           "%s: hidden_size %d is not a multiple of num_attention_heads %d", label,
@@ -58,15 +65,44 @@ ember_status ember_config_check(const ember_config *c, const char *label) {
     return EMBER_OK;
 }
 
-/* Integer field; required fields must be present, optional ones keep *out. */
+/* Python's truth value of a JSON value, as HF's `if config.is_decoder:` reads it. */
+static int truthy(const json_t *v) {
+    switch (json_typeof(v)) {
+    case JSON_TRUE: return 1;
+    case JSON_INTEGER: return json_integer_value(v) != 0;
+    case JSON_REAL: return json_real_value(v) != 0.0;
+    case JSON_STRING: return json_string_length(v) != 0;
+    case JSON_ARRAY: return json_array_size(v) != 0;
+    case JSON_OBJECT: return json_object_size(v) != 0;
+    default: return 0; /* false, null */
+    }
+}
+
+/* A field present with JSON null. HF's BertConfig then holds None where it has a default
+ * otherwise: None for vocab_size, type_vocab_size, layer_norm_eps or hidden_act fails in
+ * BertModel (nn.Embedding(None), ACT2FN[None]), and None for position_embedding_type skips the
+ * position embeddings. ember rejects each of those rather than read null as the default. */
+static ember_status null_field(const char *label, const char *field) {
+    return ember_fail(EMBER_ERR_CONFIG,
+                      "%s: \"%s\" is null: HuggingFace would not read it as its default (BertModel "
+                      "fails or computes something else); give a value or leave the key out",
+                      label, field);
+}
+
+/* Integer field; required fields must be present, optional ones keep *out when absent. null is
+ * an error (null_field). */
 static ember_status get_int(json_t *root, const char *label, const char *field, int required,
                             int *out) {
     json_t *v = json_object_get(root, field);
-    if (!v || json_is_null(v)) {
+    if (!v) {
         if (required)
             return ember_fail(EMBER_ERR_CONFIG, "%s: required field \"%s\" is missing", label, field);
         return EMBER_OK;
     }
+    if (json_is_null(v))
+        return required ? ember_fail(EMBER_ERR_CONFIG, "%s: required field \"%s\" is missing "
+                                     "(null)", label, field)
+                        : null_field(label, field);
     if (!json_is_integer(v))
         return ember_fail(EMBER_ERR_CONFIG, "%s: \"%s\" must be an integer", label, field);
     json_int_t x = json_integer_value(v);
@@ -103,17 +139,22 @@ static ember_status parse_root(json_t *root, const char *label, ember_config *c)
     EMBER_TRY(get_int(root, label, "max_position_embeddings", 1, &c->max_position_embeddings));
     c->type_vocab_size = 2;
     EMBER_TRY(get_int(root, label, "type_vocab_size", 0, &c->type_vocab_size));
-    EMBER_TRY(get_int(root, label, "pad_token_id", 0, &c->pad_token_id));
+    /* pad_token_id: nn.Embedding's padding_idx, bounded in ember_config_check. null is "no
+     * padding index", fine: it only matters for training. */
+    json_t *pad = json_object_get(root, "pad_token_id");
+    if (pad && !json_is_null(pad)) EMBER_TRY(get_int(root, label, "pad_token_id", 0, &c->pad_token_id));
 
     json_t *eps = json_object_get(root, "layer_norm_eps");
-    if (eps && !json_is_null(eps)) {
+    if (eps && json_is_null(eps)) return null_field(label, "layer_norm_eps");
+    if (eps) {
         if (!json_is_number(eps))
             return ember_fail(EMBER_ERR_CONFIG, "%s: \"layer_norm_eps\" must be a number", label);
         c->layer_norm_eps = json_number_value(eps);
     }
 
     json_t *act = json_object_get(root, "hidden_act");
-    if (act && !json_is_null(act)) {
+    if (act && json_is_null(act)) return null_field(label, "hidden_act");
+    if (act) {
         if (!json_is_string(act))
             return ember_fail(EMBER_ERR_UNSUPPORTED,
                               "%s: \"hidden_act\" must be a string (gelu, gelu_new, "
@@ -130,7 +171,8 @@ static ember_status parse_root(json_t *root, const char *label, ember_config *c)
     }
 
     json_t *pet = json_object_get(root, "position_embedding_type");
-    if (pet && !json_is_null(pet)) {
+    if (pet && json_is_null(pet)) return null_field(label, "position_embedding_type");
+    if (pet) {
         if (!json_is_string(pet) || strcmp(json_string_value(pet), "absolute") != 0)
             return ember_fail(EMBER_ERR_UNSUPPORTED,
                               "%s: position_embedding_type %s%s%s is not supported (only "
@@ -138,13 +180,21 @@ static ember_status parse_root(json_t *root, const char *label, ember_config *c)
                               json_is_string(pet) ? json_string_value(pet) : "(not a string)",
                               json_is_string(pet) ? "\"" : "");
     }
-    json_t *dec = json_object_get(root, "is_decoder");
-    if (json_is_true(dec))
-        return ember_fail(EMBER_ERR_UNSUPPORTED, "%s: is_decoder = true is not supported", label);
-    json_t *xattn = json_object_get(root, "add_cross_attention");
-    if (json_is_true(xattn))
-        return ember_fail(EMBER_ERR_UNSUPPORTED, "%s: add_cross_attention = true is not supported",
-                          label);
+    /* HF tests these with Python's truth value: 1, "true", "no" or [0] are all true. A decoder
+     * applies a causal mask; cross-attention makes BertModel raise unless it is a decoder. */
+    static const char *const decoder_keys[] = {"is_decoder", "add_cross_attention"};
+    for (int i = 0; i < 2; i++) {
+        json_t *v = json_object_get(root, decoder_keys[i]);
+        if (v && truthy(v)) {
+            char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+            ember_status st = ember_fail(EMBER_ERR_UNSUPPORTED,
+                                         "%s: \"%s\" = %.60s is true for HuggingFace (a decoder: "
+                                         "causal attention); ember runs encoders only",
+                                         label, decoder_keys[i], text ? text : "(a value)");
+            free(text);
+            return st;
+        }
+    }
 
     return ember_config_check(c, label);
 }
