@@ -3,9 +3,9 @@
  * Texts come from the arguments or, without any, one per line from stdin. Each is checked to
  * be UTF-8 and counted in WordPiece tokens; the texts are then sorted by length and run in
  * batches of similar lengths (little padding), and the embeddings are written back in input
- * order. Pooling, normalisation and the maximum length come from the model directory
- * (ember_pooling_config_load: modules.json, 1_Pooling/config.json, sentence_bert_config.json)
- * unless a flag overrides them. Nothing is written until every text has been embedded, and a
+ * order. Pooling, normalisation, the maximum length, lower-casing and the directory of the BERT
+ * model come from the model directory (ember_pooling_config_load: modules.json, the Pooling
+ * module's config.json, sentence_bert_config.json) unless a flag overrides them. Nothing is written until every text has been embedded, and a
  * regular output file goes through a temporary file and rename(), so a failure leaves no partial
  * file (a symlink is written through; a device or FIFO directly: weights/file.h). */
 #define _POSIX_C_SOURCE 200809L
@@ -23,6 +23,7 @@
 #include "host/cli.h"
 #include "weights/file.h"
 #include "weights/safetensors.h"
+#include "weights/st_config.h"
 
 #ifdef EMBER_WITH_CUDA
 #include <cuda_runtime.h>
@@ -621,6 +622,7 @@ int ember_cli_embed(int argc, char **argv, int similarity) {
     int *ntok = NULL, *order = NULL, *used = NULL;
     float *emb = NULL;
     const char **batch_texts = NULL;
+    char **lowered = NULL; /* the texts lower-cased, when the model asks for it */
     runner r = {0};
 
     /* 1. the texts, checked */
@@ -659,7 +661,21 @@ int ember_cli_embed(int argc, char **argv, int similarity) {
     if (st != EMBER_OK) { fail("reading the sentence-transformers configuration", st); goto done; }
     const ember_pooling mode = a.pooling >= 0 ? (ember_pooling)a.pooling : pc.mode;
     const int normalize = a.normalize >= 0 ? a.normalize : pc.normalize;
-    st = ember_tokenizer_load(a.model, NULL, &tok);
+    /* the Transformer module's directory holds the BERT model and its tokenizer */
+    char bert_dir[4096 + 256 + 2];
+    snprintf(bert_dir, sizeof bert_dir, "%s%s%s", a.model, *pc.transformer_path ? "/" : "",
+             pc.transformer_path);
+    if (pc.do_lower_case) { /* sentence-transformers lower-cases the texts before tokenizing */
+        lowered = calloc((size_t)t.n, sizeof *lowered);
+        for (int i = 0; lowered && i < t.n; i++) {
+            size_t n;
+            st = ember_sbert_lower(t.s[i], strlen(t.s[i]), &lowered[i], &n);
+            if (st != EMBER_OK) { fail("lower-casing the texts (do_lower_case)", st); goto done; }
+        }
+        if (!lowered) { fprintf(stderr, "ember: out of host memory for %d texts\n", t.n); goto done; }
+    }
+    char **tok_texts = lowered ? lowered : t.s; /* what the tokenizer sees */
+    st = ember_tokenizer_load(bert_dir, NULL, &tok);
     if (st != EMBER_OK) { fail("loading the tokenizer", st); goto done; }
     ember_load_options opt;
     ember_load_options_init(&opt);
@@ -668,7 +684,7 @@ int ember_cli_embed(int argc, char **argv, int similarity) {
     opt.device = a.device;
     opt.max_batch = 1;
     opt.max_seq_len = 1;
-    st = ember_model_load(a.model, &opt, &m);
+    st = ember_model_load(bert_dir, &opt, &m);
     if (st != EMBER_OK) { fail("loading the model", st); goto done; }
     ember_config c;
     ember_model_config(m, &c);
@@ -700,7 +716,7 @@ int ember_cli_embed(int argc, char **argv, int similarity) {
     int n_truncated = 0;
     for (int i = 0; i < t.n; i++) {
         int64_t n = 0;
-        st = ember_tokenize(tok, t.s[i], strlen(t.s[i]), NULL, 0, &n);
+        st = ember_tokenize(tok, tok_texts[i], strlen(tok_texts[i]), NULL, 0, &n);
         if (st != EMBER_OK) {
             char what[64];
             snprintf(what, sizeof what, "tokenizing input %d", i + 1);
@@ -740,7 +756,7 @@ int ember_cli_embed(int argc, char **argv, int similarity) {
     const int progress = isatty(STDERR_FILENO) && t.n >= PROGRESS_MIN_TEXTS;
     for (int start = 0; start < t.n; start += batch) {
         const int nb = t.n - start < batch ? t.n - start : batch;
-        for (int k = 0; k < nb; k++) batch_texts[k] = t.s[order[start + k]];
+        for (int k = 0; k < nb; k++) batch_texts[k] = tok_texts[order[start + k]];
         ember_encoding enc;
         st = ember_tokenizer_encode(tok, nb, batch_texts, NULL, L, &enc);
         if (st != EMBER_OK) { fail("encoding a batch", st); goto done; }
@@ -806,6 +822,8 @@ done:
     free(used);
     free(emb);
     free(batch_texts);
+    for (int i = 0; lowered && i < t.n; i++) free(lowered[i]);
+    free(lowered);
     ember_model_free(m);
     ember_tokenizer_free(tok);
     texts_free(&t);

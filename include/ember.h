@@ -426,15 +426,21 @@ EMBER_API ember_status ember_pool(ember_model *model, const float *hidden,
                                   ember_pooling mode, int normalize, float *out,
                                   ember_stream stream);
 
-/* What a sentence-transformers model directory asks for: modules.json with a
- * sentence_transformers.models.Pooling module (its config.json: pooling_mode_mean_tokens /
- * _cls_token / _max_tokens) and an optional sentence_transformers.models.Normalize module;
- * sentence_bert_config.json's max_seq_length. A plain HF directory without modules.json gives
- * the defaults: mean pooling, no normalisation, max_seq_length 0 (= the model's maximum). */
+/* What a sentence-transformers model directory asks for, read as sentence-transformers reads
+ * it: modules.json with a Transformer module first (its path: the BERT directory, "" = the
+ * model directory), a Pooling module (its config.json: "pooling_mode" or the
+ * pooling_mode_*_token(s) flags, read with Python's truth value) and optional Normalize
+ * modules; the Transformer directory's sentence_bert_config.json (max_seq_length,
+ * do_lower_case). A plain HF directory without modules.json gives the defaults: mean pooling,
+ * no normalisation, max_seq_length 0 (= the model's maximum), no lower-casing, path "". What
+ * ember cannot reproduce (a Dense module, other pooling modes, two modes concatenated) is
+ * EMBER_ERR_UNSUPPORTED naming it. */
 typedef struct ember_pooling_config {
     ember_pooling mode;
-    int normalize;      /* 1 if a Normalize module follows the pooling */
-    int max_seq_length; /* 0 when not given                             */
+    int normalize;              /* 1 if a Normalize module follows the pooling           */
+    int max_seq_length;         /* 0 when not given                                       */
+    int do_lower_case;          /* 1: texts are lower-cased (Python's str.lower) first    */
+    char transformer_path[256]; /* the Transformer module's directory, relative ("" = .)  */
 } ember_pooling_config;
 
 EMBER_API ember_status ember_pooling_config_load(const char *model_dir, ember_pooling_config *out);

@@ -175,7 +175,8 @@ TEST_F(CliEmbed, SentenceTransformersFilesGiveTheDefaults) {
                   {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
                   {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}])");
     fs::create_directories(model_ / "1_Pooling");
-    WriteFile(model_ / "1_Pooling/config.json", R"({"pooling_mode_max_tokens": true})");
+    WriteFile(model_ / "1_Pooling/config.json",
+              R"({"word_embedding_dimension": 64, "pooling_mode_max_tokens": true, "pooling_mode_mean_tokens": false})");
     WriteFile(model_ / "sentence_bert_config.json", R"({"max_seq_length": 6})");
     const std::string t = "hello world! the cat sat on the mat.";
     Result r = Run("embed " + M() + Q(t) + " girl");
@@ -186,10 +187,42 @@ TEST_F(CliEmbed, SentenceTransformersFilesGiveTheDefaults) {
                          ember_tol::kPoolAbs, ember_tol::kPoolRel));
     EXPECT_NE(r.err.find("1 of 2 inputs had more than 6 tokens"), std::string::npos) << r.err;
     // a module ember cannot honour is an error, not a different vector
-    WriteFile(model_ / "1_Pooling/config.json", R"({"pooling_mode_weightedmean_tokens": true})");
+    WriteFile(model_ / "1_Pooling/config.json",
+              R"({"word_embedding_dimension": 64, "pooling_mode_weightedmean_tokens": true, "pooling_mode_mean_tokens": false})");
     r = Run("embed " + M() + "girl");
     EXPECT_EQ(r.code, 1);
     EXPECT_NE(r.err.find("pooling_mode_weightedmean_tokens"), std::string::npos) << r.err;
+}
+
+TEST_F(CliEmbed, DoLowerCaseAndTransformerPathFollowSentenceTransformers) {
+    // a cased tokenizer (HELLO is [UNK] pieces, hello a word) in a Transformer folder, with
+    // sentence_bert_config.json's do_lower_case: sentence-transformers lower-cases the texts
+    // first, so HELLO and hello give the same vector
+    const fs::path bert = model_ / "0_BERT";
+    fs::create_directories(bert);
+    for (const char *f : {"config.json", "model.safetensors", "vocab.txt"}) fs::rename(model_ / f, bert / f);
+    WriteFile(bert / "tokenizer_config.json", R"({"do_lower_case": false})");
+    WriteFile(model_ / "modules.json",
+              R"([{"idx": 0, "name": "0", "path": "0_BERT", "type": "sentence_transformers.models.Transformer"},
+                  {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}])");
+    fs::create_directories(model_ / "1_Pooling");
+    WriteFile(model_ / "1_Pooling/config.json", R"({"word_embedding_dimension": 64, "pooling_mode": "CLS"})");
+    WriteFile(bert / "sentence_bert_config.json", R"({"max_seq_length": 6, "do_lower_case": false})");
+    Result upper = Run("embed " + M() + "'HELLO WORLD'"), lower = Run("embed " + M() + "'hello world'");
+    ASSERT_EQ(upper.code, 0) << upper.err;
+    ASSERT_EQ(lower.code, 0) << lower.err;
+    EXPECT_NE(upper.out, lower.out) << "a cased tokenizer without do_lower_case";
+    // the model, tokenizer and max_seq_length came from 0_BERT; the pooling is CLS
+    EXPECT_TRUE(AllClose(ParseText(lower.out)[0], LibEmbed(bert.string(), "hello world", EMBER_POOL_CLS, 0, 6),
+                         ember_tol::kPoolAbs, ember_tol::kPoolRel));
+    WriteFile(bert / "sentence_bert_config.json", R"({"max_seq_length": 6, "do_lower_case": true})");
+    upper = Run("embed " + M() + "'HELLO WORLD'");
+    ASSERT_EQ(upper.code, 0) << upper.err;
+    EXPECT_EQ(upper.out, lower.out) << "do_lower_case: HELLO WORLD is embedded as hello world";
+    // jsonl keeps the text as given
+    Result j = Run("embed " + M() + "--format jsonl 'HELLO'");
+    ASSERT_EQ(j.code, 0) << j.err;
+    EXPECT_NE(j.out.find("\"text\": \"HELLO\""), std::string::npos) << j.out;
 }
 
 TEST_F(CliEmbed, EveryFormatParses) {

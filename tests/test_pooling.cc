@@ -5,6 +5,7 @@
 #include <random>
 
 #include "tests/ember_test.h"
+#include "weights/st_config.h"
 #ifdef EMBER_WITH_CUDA
 #include "tests/cuda_test.h"
 #endif
@@ -290,6 +291,10 @@ protected:
         Write("modules.json", mods + "]");
         Write("1_Pooling/config.json", pooling_cfg);
     }
+    // A Pooling config.json: the dimension sentence-transformers requires, then `body`.
+    static std::string Cfg(const std::string &body) {
+        return "{\"word_embedding_dimension\": 384, " + body + "}";
+    }
     ember_status Load(ember_pooling_config *c) { return ember_pooling_config_load(dir_.c_str(), c); }
     void ExpectError(ember_status want, const std::vector<std::string> &parts) {
         ember_pooling_config c;
@@ -304,11 +309,18 @@ protected:
 
 TEST_F(PoolingConfig, PlainHfDirectoryGivesDefaults) {
     Write("config.json", "{}");
-    ember_pooling_config c = {EMBER_POOL_MAX, 1, 7};
+    ember_pooling_config c;
+    c.mode = EMBER_POOL_MAX;
+    c.normalize = 1;
+    c.max_seq_length = 7;
+    c.do_lower_case = 1;
+    strcpy(c.transformer_path, "x");
     ASSERT_EQ(Load(&c), EMBER_OK) << ember_last_error();
     EXPECT_EQ(c.mode, EMBER_POOL_MEAN);
     EXPECT_EQ(c.normalize, 0);
     EXPECT_EQ(c.max_seq_length, 0);
+    EXPECT_EQ(c.do_lower_case, 0);
+    EXPECT_STREQ(c.transformer_path, "");
 }
 
 TEST_F(PoolingConfig, EveryLegacyModeAndNormalizeWithoutFolder) {
@@ -349,7 +361,7 @@ TEST_F(PoolingConfig, NewStylePoolingModeAndMaxSeqLength) {
 }
 
 TEST_F(PoolingConfig, AllFlagsFalseMeansMean) {
-    StModel(R"({"pooling_mode_cls_token": false, "pooling_mode_mean_tokens": false})", false);
+    StModel(Cfg(R"("pooling_mode_cls_token": false, "pooling_mode_mean_tokens": false)"), false);
     ember_pooling_config c;
     ASSERT_EQ(Load(&c), EMBER_OK) << ember_last_error();
     EXPECT_EQ(c.mode, EMBER_POOL_MEAN);
@@ -358,25 +370,23 @@ TEST_F(PoolingConfig, AllFlagsFalseMeansMean) {
 TEST_F(PoolingConfig, UnsupportedModesNameTheKey) {
     for (const char *key : {"pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens",
                             "pooling_mode_lasttoken"}) {
-        StModel(std::string(R"({"pooling_mode_mean_tokens": false, ")") + key + "\": true}");
+        StModel(Cfg(std::string(R"("pooling_mode_mean_tokens": false, ")") + key + "\": true"));
         ExpectError(EMBER_ERR_UNSUPPORTED, {key, "1_Pooling/config.json"});
     }
-    StModel(R"({"pooling_mode_cls_token": true, "pooling_mode_mean_tokens": true})");
+    StModel(Cfg(R"("pooling_mode_cls_token": true, "pooling_mode_mean_tokens": true)"));
     ExpectError(EMBER_ERR_UNSUPPORTED, {"pooling_mode_mean_tokens", "pooling_mode_cls_token"});
-    StModel(R"({"pooling_mode": "lasttoken"})");
+    StModel(Cfg(R"("pooling_mode": "lasttoken")"));
     ExpectError(EMBER_ERR_UNSUPPORTED, {"lasttoken"});
-    StModel(R"({"pooling_mode": ["cls", "mean"]})");
+    StModel(Cfg(R"("pooling_mode": ["cls", "mean"])"));
     ExpectError(EMBER_ERR_UNSUPPORTED, {"pooling_mode", "2 modes"});
-    StModel(R"({"pooling_mode_mean_tokens": 1})");
-    ExpectError(EMBER_ERR_FORMAT, {"pooling_mode_mean_tokens", "true or false"});
 }
 
 TEST_F(PoolingConfig, MalformedJsonNamesTheFile) {
     Write("modules.json", "[{\"idx\": 0,");
     ExpectError(EMBER_ERR_FORMAT, {"modules.json", "invalid JSON"});
-    StModel("{\"pooling_mode_mean_tokens\": tru}");
+    StModel(Cfg("\"pooling_mode_mean_tokens\": tru"));
     ExpectError(EMBER_ERR_FORMAT, {"1_Pooling/config.json"});
-    StModel(R"({"pooling_mode_mean_tokens": true})");
+    StModel(Cfg(R"("pooling_mode_mean_tokens": true)"));
     Write("sentence_bert_config.json", "{max_seq_length: 5}");
     ExpectError(EMBER_ERR_FORMAT, {"sentence_bert_config.json"});
     Write("sentence_bert_config.json", R"({"max_seq_length": "long"})");
@@ -401,9 +411,11 @@ TEST_F(PoolingConfig, ModulePathsStayInsideTheDirectory) {
 }
 
 TEST_F(PoolingConfig, MissingPoolingConfigAndOtherModules) {
-    Write("modules.json", R"([{"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}])");
+    Write("modules.json",
+          R"([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+              {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}])");
     ExpectError(EMBER_ERR_IO, {"1_Pooling/config.json"});
-    StModel(R"({"pooling_mode_mean_tokens": true})");
+    StModel(Cfg(R"("pooling_mode_mean_tokens": true)"));
     Write("modules.json",
           R"([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
@@ -413,9 +425,158 @@ TEST_F(PoolingConfig, MissingPoolingConfigAndOtherModules) {
           R"([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}])");
     ExpectError(EMBER_ERR_UNSUPPORTED, {"no sentence_transformers Pooling module"});
     Write("modules.json",
-          R"([{"idx": 0, "name": "0", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-              {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}])");
+          R"([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+              {"idx": 1, "name": "1", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+              {"idx": 2, "name": "2", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}])");
     ExpectError(EMBER_ERR_UNSUPPORTED, {"Normalize module before the Pooling"});
+}
+
+TEST_F(PoolingConfig, ModeNamesAndFlagsReadAsSentenceTransformersReadsThem) {
+    // "pooling_mode": sentence-transformers before 6 lower-cased it; 6 takes it as written (and
+    // rejects "MEAN"): where they accept, they agree
+    const struct {
+        const char *body;
+        ember_status st;
+        ember_pooling mode;
+        const char *needle;
+    } cases[] = {
+        {R"("pooling_mode": "MEAN")", EMBER_OK, EMBER_POOL_MEAN, ""},
+        {R"("pooling_mode": "Cls")", EMBER_OK, EMBER_POOL_CLS, ""},
+        {R"("pooling_mode": "MAX", "pooling_mode_mean_tokens": true)", EMBER_OK, EMBER_POOL_MAX, ""},
+        {R"("pooling_mode": ["max"])", EMBER_OK, EMBER_POOL_MAX, ""},
+        {R"("pooling_mode": ["MAX"])", EMBER_ERR_FORMAT, EMBER_POOL_MEAN, "\"MAX\" is not a sentence-transformers pooling mode"},
+        {R"("pooling_mode": "sum")", EMBER_ERR_FORMAT, EMBER_POOL_MEAN, "\"sum\" is not"},
+        {R"("pooling_mode": [])", EMBER_ERR_FORMAT, EMBER_POOL_MEAN, "lists 0 modes"},
+        {R"("pooling_mode": "Mean_Sqrt_Len_Tokens")", EMBER_ERR_UNSUPPORTED, EMBER_POOL_MEAN, "mean_sqrt_len_tokens"},
+        // flags: Python's truth value (1, 2, "yes" are true; 0, null, "" are false)
+        {R"("pooling_mode_cls_token": 1, "pooling_mode_mean_tokens": 0)", EMBER_OK, EMBER_POOL_CLS, ""},
+        {R"("pooling_mode_max_tokens": "yes", "pooling_mode_mean_tokens": null)", EMBER_OK, EMBER_POOL_MAX, ""},
+        {R"("pooling_mode_mean_tokens": 2, "pooling_mode_cls_token": "")", EMBER_OK, EMBER_POOL_MEAN, ""},
+        {R"("include_prompt": false)", EMBER_OK, EMBER_POOL_MEAN, ""},
+        // an absent mean flag is true before 6 (cls + mean concatenated), false in 6 (cls)
+        {R"("pooling_mode_cls_token": true)", EMBER_ERR_UNSUPPORTED, EMBER_POOL_MEAN,
+         "\"pooling_mode_mean_tokens\" is absent"},
+        {R"("pooling_mode_max_tokens": 1, "pooling_mode_mean_tokens": 1, "pooling_mode_cls_token": 1)",
+         EMBER_ERR_UNSUPPORTED, EMBER_POOL_MEAN, "\"pooling_mode_cls_token\" and \"pooling_mode_max_tokens\" and \"pooling_mode_mean_tokens\" are all true"},
+        // Pooling(**config): its own keys only, and the dimension is required
+        {R"("pooling_mode": "mean", "pooling_fn": "x")", EMBER_ERR_FORMAT, EMBER_POOL_MEAN,
+         "\"pooling_fn\" is not a Pooling setting"},
+    };
+    for (const auto &c : cases) {
+        SCOPED_TRACE(c.body);
+        StModel(Cfg(c.body), false);
+        ember_pooling_config got;
+        ember_status st = Load(&got);
+        EXPECT_EQ(st, c.st) << ember_last_error();
+        if (st == EMBER_OK && c.st == EMBER_OK) {
+            EXPECT_EQ(got.mode, c.mode);
+        }
+        if (c.st != EMBER_OK) {
+            EXPECT_NE(std::string(ember_last_error()).find(c.needle), std::string::npos) << ember_last_error();
+        }
+    }
+    StModel(R"({"pooling_mode": "mean"})", false);
+    ExpectError(EMBER_ERR_FORMAT, {"1_Pooling/config.json", "no \"word_embedding_dimension\""});
+}
+
+TEST_F(PoolingConfig, EmptyPoolingPathReadsTheModelRootLikeSentenceTransformers) {
+    // Pooling at "" reads <model>/config.json: the BERT config there is not a Pooling config
+    // (sentence-transformers: TypeError), and is never silently mean pooling
+    Write("config.json", R"({"model_type": "bert", "vocab_size": 10, "hidden_size": 8})");
+    Write("modules.json",
+          R"([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+              {"idx": 1, "name": "1", "path": "", "type": "sentence_transformers.models.Pooling"}])");
+    ExpectError(EMBER_ERR_FORMAT, {"config.json", "is not a Pooling setting", "the module's path is \"\""});
+    // with the Transformer in a folder, the root config.json may be the Pooling one: read it
+    Write("config.json", R"({"word_embedding_dimension": 8, "pooling_mode": "cls"})");
+    Write("modules.json",
+          R"([{"idx": 0, "name": "0", "path": "0_BERT", "type": "sentence_transformers.models.Transformer"},
+              {"idx": 1, "name": "1", "path": "", "type": "sentence_transformers.models.Pooling"}])");
+    ember_pooling_config c;
+    ASSERT_EQ(Load(&c), EMBER_OK) << ember_last_error();
+    EXPECT_EQ(c.mode, EMBER_POOL_CLS);
+    EXPECT_STREQ(c.transformer_path, "0_BERT");
+}
+
+TEST_F(PoolingConfig, TransformerPathHoldsItsSentenceBertConfig) {
+    StModel(Cfg(R"("pooling_mode": "mean")"), false);
+    Write("modules.json",
+          R"([{"idx": 0, "name": "0", "path": "0_BERT", "type": "sentence_transformers.models.Transformer"},
+              {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}])");
+    Write("sentence_bert_config.json", R"({"max_seq_length": 99})");  // not the Transformer's
+    Write("0_BERT/sentence_bert_config.json", R"({"max_seq_length": 12, "do_lower_case": 1})");
+    ember_pooling_config c;
+    ASSERT_EQ(Load(&c), EMBER_OK) << ember_last_error();
+    EXPECT_STREQ(c.transformer_path, "0_BERT");
+    EXPECT_EQ(c.max_seq_length, 12);
+    EXPECT_EQ(c.do_lower_case, 1);
+    // the older names, first found in sentence-transformers' order
+    fs::remove(dir_ / "0_BERT/sentence_bert_config.json");
+    Write("0_BERT/sentence_xlnet_config.json", R"({"max_seq_length": 7})");
+    Write("0_BERT/sentence_roberta_config.json", R"({"max_seq_length": 5, "do_lower_case": "false"})");
+    ASSERT_EQ(Load(&c), EMBER_OK) << ember_last_error();
+    EXPECT_EQ(c.max_seq_length, 5);
+    EXPECT_EQ(c.do_lower_case, 1) << "\"false\" is a true value for Python";
+    // what ember cannot pass on is named
+    Write("0_BERT/sentence_bert_config.json", R"({"max_seq_length": 5, "tokenizer_args": {"do_lower_case": false}})");
+    ExpectError(EMBER_ERR_UNSUPPORTED, {"sentence_bert_config.json", "\"tokenizer_args\""});
+    Write("0_BERT/sentence_bert_config.json", R"({"model_args": {}, "config_args": null, "do_lower_case": false})");
+    ASSERT_EQ(Load(&c), EMBER_OK) << ember_last_error();
+    EXPECT_EQ(c.do_lower_case, 0);
+    // a plain HF directory: sentence-transformers reads no sentence_bert_config.json
+    fs::remove(dir_ / "modules.json");
+    ASSERT_EQ(Load(&c), EMBER_OK) << ember_last_error();
+    EXPECT_EQ(c.max_seq_length, 0);
+    EXPECT_STREQ(c.transformer_path, "");
+}
+
+TEST_F(PoolingConfig, ModulesJsonStructure) {
+    StModel(Cfg(R"("pooling_mode": "mean")"), false);
+    const std::string T = R"({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"})";
+    const std::string P = R"({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"})";
+    // a repeated name: sentence-transformers keeps the later module in the earlier one's place
+    Write("modules.json", "[" + T + ", " + P + R"(, {"idx": 2, "name": "1", "path": "", "type": "sentence_transformers.models.Normalize"}])");
+    ExpectError(EMBER_ERR_UNSUPPORTED, {"modules 1 and 2 have the same \"name\""});
+    Write("modules.json", "[" + T + R"(, {"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}])");
+    ExpectError(EMBER_ERR_FORMAT, {"module 1", "\"name\""});
+    Write("modules.json", "[" + P + "]");
+    ExpectError(EMBER_ERR_UNSUPPORTED, {"module 0 is a \"sentence_transformers.models.Pooling\""});
+    Write("modules.json", "[" + T + R"(, {"idx": 1, "name": "x", "path": "", "type": "sentence_transformers.models.Transformer"}, )" + P + "]");
+    ExpectError(EMBER_ERR_UNSUPPORTED, {"module 1 is a Transformer"});
+}
+
+TEST(SbertLower, IsPythonStrLower) {
+    // expected bytes from CPython 3.11's str.lower()
+    const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"HELLO World", "hello world"},
+        {"\xc4\xb0STANBUL", "i\xcc\x87stanbul"},                        // U+0130
+        {"\xce\x9f\xce\x94\xce\x9f\xce\xa3", "\xce\xbf\xce\xb4\xce\xbf\xcf\x82"},  // final sigma
+        {"\xce\xa3\xce\x91", "\xcf\x83\xce\xb1"},
+        {"\xce\xa3", "\xcf\x83"},
+        {"\xce\x91\xce\xa3.", "\xce\xb1\xcf\x82."},
+        {"\xce\x91\xce\xa3'\xce\x91", "\xce\xb1\xcf\x83'\xce\xb1"},   // ' is case-ignorable
+        {"\xce\x91\xcc\x81\xce\xa3 \xce\xa3\xce\x91", "\xce\xb1\xcc\x81\xcf\x82 \xcf\x83\xce\xb1"},
+        {"\xc7\x85", "\xc7\x86"},                                      // Lt
+        {"\xe2\x84\xaa", "k"},                                         // Kelvin sign
+        {"\xe1\xba\x9e", "\xc3\x9f"},
+        {"\xe2\x85\xab", "\xe2\x85\xbb"},
+        {"abc\xc2\xaa\xce\xa3", "abc\xc2\xaa\xcf\x82"},
+        {"", ""},
+    };
+    for (const auto &c : cases) {
+        char *out = nullptr;
+        size_t n = 0;
+        ASSERT_EQ(ember_sbert_lower(c.in, strlen(c.in), &out, &n), EMBER_OK) << ember_last_error();
+        EXPECT_EQ(std::string(out, n), c.out) << c.in;
+        EXPECT_EQ(strlen(out), n);
+        free(out);
+    }
+    char *out = nullptr;
+    size_t n = 0;
+    EXPECT_EQ(ember_sbert_lower("ab\xc3", 3, &out, &n), EMBER_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(out, nullptr);
 }
 
 TEST_F(PoolingConfig, BadArguments) {

@@ -65,19 +65,6 @@ ember_status ember_config_check(const ember_config *c, const char *label) {
     return EMBER_OK;
 }
 
-/* Python's truth value of a JSON value, as HF's `if config.is_decoder:` reads it. */
-static int truthy(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_TRUE: return 1;
-    case JSON_INTEGER: return json_integer_value(v) != 0;
-    case JSON_REAL: return json_real_value(v) != 0.0;
-    case JSON_STRING: return json_string_length(v) != 0;
-    case JSON_ARRAY: return json_array_size(v) != 0;
-    case JSON_OBJECT: return json_object_size(v) != 0;
-    default: return 0; /* false, null */
-    }
-}
-
 /* A field present with JSON null. HF's BertConfig then holds None where it has a default
  * otherwise: None for vocab_size, type_vocab_size, layer_norm_eps or hidden_act fails in
  * BertModel (nn.Embedding(None), ACT2FN[None]), and None for position_embedding_type skips the
@@ -185,7 +172,7 @@ static ember_status parse_root(json_t *root, const char *label, ember_config *c)
     static const char *const decoder_keys[] = {"is_decoder", "add_cross_attention"};
     for (int i = 0; i < 2; i++) {
         json_t *v = json_object_get(root, decoder_keys[i]);
-        if (v && truthy(v)) {
+        if (v && ember_json_truthy(v)) {
             char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
             ember_status st = ember_fail(EMBER_ERR_UNSUPPORTED,
                                          "%s: \"%s\" = %.60s is true for HuggingFace (a decoder: "

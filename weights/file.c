@@ -128,6 +128,18 @@ ember_status ember_json_read(const char *path, size_t flags, json_t **out) {
     return EMBER_OK;
 }
 
+int ember_json_truthy(const json_t *v) {
+    switch (json_typeof(v)) {
+    case JSON_TRUE: return 1;
+    case JSON_INTEGER: return json_integer_value(v) != 0;
+    case JSON_REAL: return json_real_value(v) != 0.0;
+    case JSON_STRING: return json_string_length(v) != 0;
+    case JSON_ARRAY: return json_array_size(v) != 0;
+    case JSON_OBJECT: return json_object_size(v) != 0;
+    default: return 0; /* false, null */
+    }
+}
+
 /* ---- output ---------------------------------------------------------------------------------- */
 
 static atomic_uint g_tmp_counter;

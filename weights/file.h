@@ -42,6 +42,10 @@ ember_status ember_file_read(const char *path, size_t limit, char **buf, size_t 
  * the file, line and column. */
 ember_status ember_json_read(const char *path, size_t flags, json_t **out);
 
+/* Python's truth value of a JSON value (how HF and sentence-transformers test a flag read
+ * from JSON: `if config.is_decoder:`): false, null, 0, 0.0, "", [] and {} are false. */
+int ember_json_truthy(const json_t *v);
+
 /* An output file being written. */
 typedef struct ember_out {
     int fd;       /* write here                                                      */
