@@ -369,6 +369,33 @@ TEST_F(Safetensors, RejectsMetadataThatIsNotAStringMap) {
     EXPECT_TRUE(OpenFails(WriteRaw(h, std::string(4, '\0')), {"__metadata__", "not a JSON object"}));
 }
 
+TEST_F(Safetensors, NullMetadataIsNoMetadataAsInTheReferenceCrate) {
+    // safetensors' Metadata reads "__metadata__" as Option<HashMap<String, String>>: null is None
+    std::string h = "{\"__metadata__\":null," + Entry("a", "F32", "[1]", 0, 4) + "}";
+    ember_st_file *f = nullptr;
+    ASSERT_EQ(ember_st_open(WriteRaw(h, std::string(4, '\0')).c_str(), &f), EMBER_OK) << ember_last_error();
+    EXPECT_EQ(ember_st_count(f), 1u);
+    EXPECT_NE(ember_st_find(f, "a"), nullptr);
+    EXPECT_EQ(ember_st_find(f, "__metadata__"), nullptr);
+    EXPECT_EQ(ember_st_metadata(f, "format"), nullptr);
+    ember_st_close(f);
+}
+
+TEST_F(Safetensors, RejectsNegativeZeroInOffsetsOrShape) {
+    // serde_json parses -0 as the float -0.0, which the reference's usize fields refuse;
+    // a "-0" inside a name stays a name
+    EXPECT_TRUE(OpenFails(WriteRaw("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[-0,4]}}",
+                                   std::string(4, '\0')),
+                          {"-0", "header byte 48", "file offset 56", "reads it as a float"}));
+    EXPECT_TRUE(OpenFails(WriteRaw("{\"a\":{\"dtype\":\"F32\",\"shape\":[1,-0],\"data_offsets\":[0,0]}}"),
+                          {"-0", "reads it as a float"}));
+    ember_st_file *f = nullptr;
+    ASSERT_EQ(ember_st_open(WriteRaw("{" + Entry("x-0\\\"-0", "F32", "[1]", 0, 4) + "}", std::string(4, '\0')).c_str(),
+                            &f), EMBER_OK) << ember_last_error();
+    EXPECT_NE(ember_st_find(f, "x-0\"-0"), nullptr);
+    ember_st_close(f);
+}
+
 TEST_F(Safetensors, RejectsUnknownDtype) {
     std::string h = "{" + Entry("pooler.dense.weight", "F33", "[1]", 0, 4) + "}";
     EXPECT_TRUE(OpenFails(WriteRaw(h, std::string(4, '\0')), {"'pooler.dense.weight'", "unknown dtype 'F33'"}));

@@ -227,6 +227,25 @@ static ember_status parse_entry(const ember_st_file *f, uint64_t data_start, con
     return EMBER_OK;
 }
 
+/* Byte offset of a number spelled -0 in JSON text that parsed (outside strings), or -1. */
+static long find_negative_zero(const char *js, size_t n) {
+    int in_string = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char c = js[i];
+        if (in_string) {
+            if (c == '\\') i++;
+            else if (c == '"') in_string = 0;
+        } else if (c == '"') {
+            in_string = 1;
+        } else if (c == '-' && i + 1 < n && js[i + 1] == '0') {
+            const char next = i + 2 < n ? js[i + 2] : ' ';
+            /* -0.0 and -0e0 are reals, refused as non-integers anyway */
+            if (next != '.' && next != 'e' && next != 'E') return (long)i;
+        }
+    }
+    return -1;
+}
+
 static int cmp_by_offset(const void *a, const void *b) {
     const ember_st_tensor *x = *(const ember_st_tensor *const *)a, *y = *(const ember_st_tensor *const *)b;
     if (x->file_offset != y->file_offset) return x->file_offset < y->file_offset ? -1 : 1;
@@ -304,9 +323,19 @@ static ember_status parse_header(ember_st_file *f) {
         return ember_fail(EMBER_ERR_FORMAT, "%s: header (file bytes 8..%" PRIu64 ") is a JSON array, not an object",
                           f->path, data_start);
 
-    f->metadata = json_object_get(f->header, "__metadata__");
+    /* serde_json (the reference crate's parser) reads -0 as the float -0.0, which a usize
+     * offset or dimension refuses; Jansson reads it as the integer 0 */
+    const long neg0 = find_negative_zero((const char *)base + 8, (size_t)n);
+    if (neg0 >= 0)
+        return ember_fail(EMBER_ERR_FORMAT,
+                          "%s: header has -0 at header byte %ld (file offset %" PRIu64 "): the "
+                          "reference implementation reads it as a float, not as an offset or a "
+                          "dimension", f->path, neg0, 8 + (uint64_t)neg0);
+    /* "__metadata__": null is no metadata (the reference's Option<HashMap<String, String>>) */
+    json_t *meta = json_object_get(f->header, "__metadata__");
+    f->metadata = json_is_null(meta) ? NULL : meta;
     if (f->metadata) EMBER_TRY(check_metadata(f, f->metadata));
-    f->count = json_object_size(f->header) - (f->metadata ? 1 : 0);
+    f->count = json_object_size(f->header) - (meta ? 1 : 0);
     f->tensors = calloc(f->count ? f->count : 1, sizeof *f->tensors);
     f->by_name = calloc(f->count ? f->count : 1, sizeof *f->by_name);
     if (!f->tensors || !f->by_name)
@@ -316,7 +345,7 @@ static ember_status parse_header(ember_st_file *f) {
     const char *name;
     json_t *v;
     json_object_foreach(f->header, name, v) { /* jansson iterates in insertion (= file) order */
-        if (v == f->metadata) continue;
+        if (v == meta) continue;
         EMBER_TRY(parse_entry(f, data_start, name, v, &f->tensors[i++]));
     }
     EMBER_TRY(check_tiling(f, data_start));
