@@ -41,10 +41,7 @@ static void usage(FILE *f) {
             "their options.\n");
 }
 
-static int fail(const char *what, ember_status st) {
-    fprintf(stderr, "ember: %s: %s\n  %s\n", what, ember_status_string(st), ember_last_error());
-    return 1;
-}
+static int fail(const char *what, ember_status st) { return ember_cli_fail(what, st); }
 
 typedef struct args {
     const char *cmd, *model, *inputs, *output;
@@ -208,7 +205,8 @@ static void print_similarity(ember_st_file *f, const float *emb, int64_t B, int6
     printf("  cosine similarity of the sentence embeddings:\n");
     for (int64_t a = 0; a < B; a++) {
         json_t *l = json_is_array(labels) ? json_array_get(labels, (size_t)a) : NULL;
-        printf("    [%lld] %-48.48s", (long long)a, json_is_string(l) ? json_string_value(l) : "");
+        printf("    [%lld] ", (long long)a);
+        ember_cli_print_label(json_is_string(l) ? json_string_value(l) : "", 48);
         for (int64_t b = 0; b < B; b++) {
             double dot = 0.0;
             for (int64_t i = 0; i < H; i++) dot += (double)emb[a * H + i] * emb[b * H + i];

@@ -24,6 +24,7 @@
 #include "weights/file.h"
 #include "weights/safetensors.h"
 #include "weights/st_config.h"
+#include "weights/vocab.h"
 
 #ifdef EMBER_WITH_CUDA
 #include <cuda_runtime.h>
@@ -85,8 +86,12 @@ static void embed_usage(FILE *f, int similarity) {
             DEFAULT_BATCH);
 }
 
-static int fail(const char *what, ember_status st) {
-    fprintf(stderr, "ember: %s: %s\n  %s\n", what, ember_status_string(st), ember_last_error());
+static int fail(const char *what, ember_status st) { return ember_cli_fail(what, st); }
+
+int ember_cli_fail(const char *what, ember_status st) {
+    fprintf(stderr, "ember: %s: %s\n  ", what, ember_status_string(st));
+    ember_cli_print_escaped(stderr, ember_last_error()); /* it quotes names from the files */
+    fputc('\n', stderr);
     return 1;
 }
 
@@ -522,9 +527,8 @@ static int run_batch(runner *r, const ember_encoding *enc, ember_pooling mode, i
     return 0;
 }
 
-/* Display width of a code point: 2 for East Asian wide / fullwidth and emoji, 0 for controls. */
+/* Display width of a code point: 2 for East Asian wide / fullwidth and emoji, else 1. */
 static int cp_width(unsigned cp) {
-    if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) return 0;
     if ((cp >= 0x1100 && cp <= 0x115f) || (cp >= 0x2e80 && cp <= 0xa4cf) ||
         (cp >= 0xac00 && cp <= 0xd7a3) || (cp >= 0xf900 && cp <= 0xfaff) ||
         (cp >= 0xfe30 && cp <= 0xfe4f) || (cp >= 0xff00 && cp <= 0xff60) ||
@@ -534,37 +538,48 @@ static int cp_width(unsigned cp) {
     return 1;
 }
 
-/* The text abbreviated to `width` columns ("..." when cut), controls as spaces, then padded. */
-static void print_label(const char *s, int width) {
-    int used = 0;
-    const unsigned char *p = (const unsigned char *)s;
-    size_t total = strlen(s);
-    /* does it fit whole? */
-    int need = 0;
-    for (size_t i = 0; i < total;) {
-        unsigned c = p[i], cp = c;
-        int k = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
-        if (k > 1) {
-            cp = c & (0xff >> (k + 1));
-            for (int j = 1; j < k && i + j < total; j++) cp = (cp << 6) | (p[i + j] & 0x3f);
-        }
-        need += cp < 0x20 ? 1 : cp_width(cp);
-        i += (size_t)k;
+/* One character of text at s[i] as shown: its bytes, or an escape for a control character (C0,
+ * DEL, C1), a bidirectional control, which a terminal would obey (ESC [ ... sequences, U+009B
+ * CSI, U+202E reversing what follows), or a byte that is not UTF-8. Returns the display width;
+ * *len is the bytes consumed. */
+static int text_char(const unsigned char *s, size_t n, size_t i, char out[12], size_t *len) {
+    uint32_t cp;
+    int k = ember_utf8_decode(s + i, n - i, &cp);
+    *len = k ? (size_t)k : 1;
+    if (k == 0) return snprintf(out, 12, "\\x%02x", s[i]);
+    const int bidi = cp == 0x61c || cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) ||
+                     (cp >= 0x2066 && cp <= 0x2069);
+    if (cp < 0x20 || cp == 0x7f) return snprintf(out, 12, "\\x%02x", cp);
+    if ((cp >= 0x80 && cp < 0xa0) || bidi) return snprintf(out, 12, "\\u%04x", cp);
+    memcpy(out, s + i, (size_t)k);
+    out[k] = 0;
+    return cp_width(cp);
+}
+
+void ember_cli_print_escaped(FILE *f, const char *s) {
+    const size_t n = strlen(s);
+    char piece[12];
+    size_t k;
+    for (size_t i = 0; i < n; i += k) {
+        text_char((const unsigned char *)s, n, i, piece, &k);
+        fputs(piece, f);
     }
+}
+
+void ember_cli_print_label(const char *s, int width) {
+    const unsigned char *p = (const unsigned char *)s;
+    const size_t total = strlen(s);
+    char piece[12];
+    size_t k;
+    int need = 0; /* does it fit whole? */
+    for (size_t i = 0; i < total; i += k) need += text_char(p, total, i, piece, &k);
     const int limit = need <= width ? width : width - 3;
-    for (size_t i = 0; i < total;) {
-        unsigned c = p[i], cp = c;
-        int k = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
-        if (k > 1) {
-            cp = c & (0xff >> (k + 1));
-            for (int j = 1; j < k && i + j < total; j++) cp = (cp << 6) | (p[i + j] & 0x3f);
-        }
-        int w = cp < 0x20 ? 1 : cp_width(cp);
+    int used = 0;
+    for (size_t i = 0; i < total; i += k) {
+        const int w = text_char(p, total, i, piece, &k);
         if (used + w > limit) break;
-        if (cp < 0x20) putchar(' ');
-        else fwrite(p + i, 1, (size_t)k, stdout);
+        fputs(piece, stdout);
         used += w;
-        i += (size_t)k;
     }
     if (need > width) {
         fputs("...", stdout);
@@ -593,7 +608,7 @@ static void print_similarity(const texts *t, const float *e, int H) {
         char h[16];
         snprintf(h, sizeof h, "[%d]", a);
         printf("  %5s ", h);
-        print_label(t->s[a], lw);
+        ember_cli_print_label(t->s[a], lw);
         for (int b = 0; b < n; b++) {
             double dot = 0.0;
             for (int j = 0; j < H; j++) dot += (double)e[(size_t)a * H + j] * e[(size_t)b * H + j];

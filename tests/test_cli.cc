@@ -134,6 +134,28 @@ TEST_F(Cli, OutputSymlinkIsWrittenThrough) {
     EXPECT_TRUE(got && Has(got.get(), "last_hidden_state"));
 }
 
+TEST_F(Cli, MeanPoolLabelsAreEscaped) {
+    // the "sentences" metadata of the inputs file labels the similarity table: an ESC or a C1
+    // CSI there must not reach the terminal
+    StFile g = OpenSt(DataPath("goldens/tiny-odd/right_padding.safetensors"));
+    ASSERT_TRUE(g);
+    std::vector<ember_st_tensor> ts = {*ember_st_find(g.get(), "input_ids"),
+                                       *ember_st_find(g.get(), "attention_mask")};
+    const char *keys[] = {"sentences"};
+    const char *values[] = {"[\"a\\u001b[2Jb\", \"\\u009b31m\", \"ok\", \"\\u202eevil\"]"};
+    const std::string in = (dir_ / "in.safetensors").string();
+    ASSERT_EQ(ember_st_write(in.c_str(), ts.data(), ts.size(), keys, values, 1), EMBER_OK)
+        << ember_last_error();
+    Result r = RunCli("forward --mean-pool --model " + DataPath("models/tiny-odd") + " --inputs " +
+                      in + " --output " + Out());
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("\xc2\x9b"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("[0] a\\x1b[2Jb "), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("[1] \\u009b31m "), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("[3] \\u202eevil "), std::string::npos) << r.out;
+}
+
 TEST_F(Cli, Info) {
     Result r = RunCli("info --model " + DataPath("models/tiny-odd"));
     ASSERT_EQ(r.code, 0) << r.out;

@@ -557,6 +557,28 @@ TEST_F(CliEmbed, SimilarityTable) {
     EXPECT_NE(r.out.find("[2]"), std::string::npos) << r.out;
 }
 
+TEST_F(CliEmbed, ControlCharactersNeverReachTheTerminal) {
+    // ESC sequences, C1 CSI (U+009B) and a bidi override (U+202E) in the texts, and ESC in a
+    // key of a model file that an error message quotes: all shown as escapes
+    Result r = Run("similarity " + M() + Q("red \x1b[31mX\x1b[0m") + " " +
+                   Q("\xe2\x80\xae" "abc\xc2\x9b" "2J"));
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("\xc2\x9b"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("\xe2\x80\xae"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("red \\x1b[31mX\\x1b[0m"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("\\u202eabc\\u009b2J"), std::string::npos) << r.out;
+    WriteFile(model_ / "modules.json",
+              R"([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                  {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}])");
+    fs::create_directories(model_ / "1_Pooling");
+    WriteFile(model_ / "1_Pooling/config.json", "{\"word_embedding_dimension\": 64, \"\\u001b]0;pwned\\u0007\": 1}");
+    r = Run("embed " + M() + "hi");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_EQ(r.err.find('\x1b'), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("\"\\x1b]0;pwned\\x07\" is not a Pooling setting"), std::string::npos) << r.err;
+}
+
 TEST_F(CliEmbed, CudaWithoutDevice) {
     if (ember_cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is present";
     Result r = Run("embed --backend cuda " + M() + "hello");
