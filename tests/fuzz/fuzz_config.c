@@ -6,7 +6,10 @@
  *                                1_Pooling/config.json beside it)
  *   1_Pooling/config.json       (same; with a valid modules.json)
  *   2_Normalize/config.json     (same; modules.json lists Pooling then Normalize)
- *   sentence_bert_config.json   (same, without modules.json)
+ *   sentence_bert_config.json   (same, beside a valid modules.json)
+ *   0_BERT/sentence_bert_config.json  (same, modules.json naming the Transformer's folder)
+ *   config.json as a Pooling config   (modules.json: Transformer in 0_BERT, Pooling at path "",
+ *                                      which sentence-transformers reads from the model root)
  * Every input is tried in every role; the file readers get it through per-process
  * directories in /dev/shm.
  *
@@ -39,7 +42,10 @@ static void fuzz_bert_config(const char *json) {
 
 /* ---- the file-based readers ------------------------------------------------------------- */
 
-enum { ROLE_TOK_CONFIG, ROLE_SPECIAL_MAP, ROLE_MODULES, ROLE_POOLING, ROLE_NORMALIZE, ROLE_SBERT, N_ROLES };
+enum {
+    ROLE_TOK_CONFIG, ROLE_SPECIAL_MAP, ROLE_MODULES, ROLE_POOLING, ROLE_NORMALIZE, ROLE_SBERT,
+    ROLE_SBERT_FOLDER, ROLE_ROOT_POOLING, N_ROLES
+};
 static char g_dir[N_ROLES][128];
 
 static void put(int role, const char *name, const void *p, size_t n) {
@@ -55,7 +61,8 @@ static void put_str(int role, const char *name, const char *s) { put(role, name,
 static void cleanup(void) {
     static const char *files[] = {"tokenizer_config.json", "special_tokens_map.json", "modules.json",
                                   "1_Pooling/config.json", "2_Normalize/config.json",
-                                  "sentence_bert_config.json", "1_Pooling", "2_Normalize", ""};
+                                  "sentence_bert_config.json", "0_BERT/sentence_bert_config.json",
+                                  "config.json", "1_Pooling", "2_Normalize", "0_BERT", ""};
     char path[256];
     for (int r = 0; r < N_ROLES; r++)
         for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
@@ -72,16 +79,26 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         "[{\"idx\": 0, \"name\": \"0\", \"path\": \"\", \"type\": \"sentence_transformers.models.Transformer\"},"
         " {\"idx\": 1, \"name\": \"1\", \"path\": \"1_Pooling\", \"type\": \"sentence_transformers.models.Pooling\"},"
         " {\"idx\": 2, \"name\": \"2\", \"path\": \"2_Normalize\", \"type\": \"sentence_transformers.models.Normalize\"}]";
+    static const char *modules_folder =
+        "[{\"idx\": 0, \"name\": \"0\", \"path\": \"0_BERT\", \"type\": \"sentence_transformers.models.Transformer\"},"
+        " {\"idx\": 1, \"name\": \"1\", \"path\": \"1_Pooling\", \"type\": \"sentence_transformers.models.Pooling\"}]";
+    static const char *modules_root_pooling =
+        "[{\"idx\": 0, \"name\": \"0\", \"path\": \"0_BERT\", \"type\": \"sentence_transformers.models.Transformer\"},"
+        " {\"idx\": 1, \"name\": \"1\", \"path\": \"\", \"type\": \"sentence_transformers.models.Pooling\"}]";
     for (int r = 0; r < N_ROLES; r++) {
         snprintf(g_dir[r], sizeof g_dir[r], "%s/ember_fuzz_cfg_%ld_%d", base, (long)getpid(), r);
         char sub[200];
         mkdir(g_dir[r], 0700);
-        snprintf(sub, sizeof sub, "%s/1_Pooling", g_dir[r]);
-        mkdir(sub, 0700);
-        snprintf(sub, sizeof sub, "%s/2_Normalize", g_dir[r]);
-        mkdir(sub, 0700);
-        if (r == ROLE_MODULES || r == ROLE_NORMALIZE) put_str(r, "1_Pooling/config.json", pooling);
-        if (r == ROLE_POOLING || r == ROLE_NORMALIZE) put_str(r, "modules.json", modules);
+        static const char *const subs[] = {"1_Pooling", "2_Normalize", "0_BERT"};
+        for (int i = 0; i < 3; i++) {
+            snprintf(sub, sizeof sub, "%s/%s", g_dir[r], subs[i]);
+            mkdir(sub, 0700);
+        }
+        if (r == ROLE_MODULES || r == ROLE_NORMALIZE || r == ROLE_SBERT || r == ROLE_SBERT_FOLDER)
+            put_str(r, "1_Pooling/config.json", pooling);
+        if (r == ROLE_POOLING || r == ROLE_NORMALIZE || r == ROLE_SBERT) put_str(r, "modules.json", modules);
+        if (r == ROLE_SBERT_FOLDER) put_str(r, "modules.json", modules_folder);
+        if (r == ROLE_ROOT_POOLING) put_str(r, "modules.json", modules_root_pooling);
     }
     return 0;
 }
@@ -97,6 +114,17 @@ static void fuzz_tokenizer_config(int role) {
     ember_tokenizer_config_free(&c);
 }
 
+/* A relative path without a ".." component, '\\' or ':' (written independently of st_config.c). */
+static int stays_inside(const char *p) {
+    if (p[0] == '/' || strpbrk(p, "\\:")) return 0;
+    for (const char *c = p; *c;) {
+        size_t n = strcspn(c, "/");
+        if (n == 2 && c[0] == '.' && c[1] == '.') return 0;
+        c += n + (c[n] == '/');
+    }
+    return 1;
+}
+
 static void fuzz_pooling_config(int role) {
     ember_pooling_config c;
     ember_status st = ember_pooling_config_load(g_dir[role], &c);
@@ -107,6 +135,10 @@ static void fuzz_pooling_config(int role) {
     FUZZ_CHECK(c.normalize == 0 || c.normalize == 1, "normalize %d", c.normalize);
     FUZZ_CHECK(c.max_seq_length >= 0 && c.max_seq_length <= (1 << 20), "max_seq_length %d",
                c.max_seq_length);
+    FUZZ_CHECK(c.do_lower_case == 0 || c.do_lower_case == 1, "do_lower_case %d", c.do_lower_case);
+    FUZZ_CHECK(memchr(c.transformer_path, 0, sizeof c.transformer_path), "transformer_path unterminated");
+    FUZZ_CHECK(stays_inside(c.transformer_path), "transformer_path \"%.40s\" leaves the model directory",
+               c.transformer_path);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -129,6 +161,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         {ROLE_POOLING, "1_Pooling/config.json", fuzz_pooling_config},
         {ROLE_NORMALIZE, "2_Normalize/config.json", fuzz_pooling_config},
         {ROLE_SBERT, "sentence_bert_config.json", fuzz_pooling_config},
+        {ROLE_SBERT_FOLDER, "0_BERT/sentence_bert_config.json", fuzz_pooling_config},
+        {ROLE_ROOT_POOLING, "config.json", fuzz_pooling_config},
     };
     for (int i = 0; i < N_ROLES; i++) {
         put(files[i].role, files[i].file, data, size);

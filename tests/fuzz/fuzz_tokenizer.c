@@ -13,7 +13,9 @@
  * Checks: a status and a message on every failure; text is accepted exactly when it is valid
  * UTF-8 (an independent validator); ids in [0, vocab size); a second call with an exact or a
  * smaller buffer gives the same count and the same prefix; encodings are [CLS] ... [SEP]
- * (... [SEP]) rows with masks, types, padding and max_length as ember.h says. */
+ * (... [SEP]) rows with masks, types, padding and max_length as ember.h says; text_a
+ * lower-cased as sentence-transformers' do_lower_case (ember_sbert_lower) is valid UTF-8 of at
+ * most 3/2 the bytes, ASCII as tolower(), and tokenizes. */
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <string.h>
@@ -21,6 +23,7 @@
 #include <unistd.h>
 
 #include "tests/fuzz/fuzz_util.h"
+#include "weights/st_config.h"
 #include "weights/vocab.h"
 
 enum { N_PARTS = 5 };
@@ -96,6 +99,32 @@ static void check_tokenize(const ember_tokenizer *tok, const uint8_t *text, size
     }
     free(ids);
     free(part);
+}
+
+/* sentence-transformers' do_lower_case (Python's str.lower): accepted exactly on valid UTF-8,
+ * gives valid UTF-8 of at most 3/2 the bytes, ASCII as tolower() would, and text that tokenizes. */
+static void check_lower(const ember_tokenizer *tok, const uint8_t *text, size_t len) {
+    char *lo = (char *)text;
+    size_t n = 0;
+    ember_status st = ember_sbert_lower((const char *)text, len, &lo, &n);
+    fuzz_check_status(st, "ember_sbert_lower");
+    FUZZ_CHECK((st == EMBER_OK) == valid_utf8(text, len), "ember_sbert_lower: %s for %s UTF-8",
+               ember_status_string(st), valid_utf8(text, len) ? "valid" : "invalid");
+    if (st != EMBER_OK) {
+        FUZZ_CHECK(lo == NULL, "*out not NULL after failure");
+        return;
+    }
+    FUZZ_CHECK(n <= len + len / 2 && lo[n] == 0 && valid_utf8((const uint8_t *)lo, n),
+               "lower-cased %zu bytes into %zu", len, n);
+    int ascii = 1;
+    for (size_t i = 0; i < len; i++) ascii &= text[i] < 0x80 && text[i] != 0;
+    for (size_t i = 0; ascii && i < len; i++)
+        FUZZ_CHECK(lo[i] == (text[i] >= 'A' && text[i] <= 'Z' ? text[i] + 32 : text[i]),
+                   "ASCII byte %zu: 0x%02x -> 0x%02x", i, text[i], (unsigned char)lo[i]);
+    int64_t ids = -1;
+    FUZZ_CHECK(ember_tokenize(tok, lo, n, NULL, 0, &ids) == EMBER_OK, "lower-cased text: %s",
+               ember_last_error());
+    free(lo);
 }
 
 static void check_encode(const ember_tokenizer *tok, const char *a, const char *b, int pair,
@@ -193,6 +222,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     check_tokenize(tok, part[1], len[1]);
     check_tokenize(tok, part[2], len[2]);
+    check_lower(tok, part[1], len[1]);
     char *a = strndup((const char *)part[1], len[1]), *b = strndup((const char *)part[2], len[2]);
     FUZZ_CHECK(a && b, "out of memory");
     check_encode(tok, a, b, (flags >> 6) & 1, max_length);

@@ -46,6 +46,18 @@ put("fuzz_safetensors", "unaligned_small_ints",
        struct.pack("<i", 2**31 - 1), pad=False))
 put("fuzz_safetensors", "bad_gap", st([("a", "F32", [1], 0, 4), ("b", "F32", [1], 8, 12)], b"\0" * 12))
 put("fuzz_safetensors", "bad_short", b"\x05\0\0\0\0")
+# the reference crate: __metadata__ null is no metadata; -0 is a float, not an offset
+def raw_st(header, data):
+    js = header.encode()
+    js += b" " * (-len(js) % 8)
+    return struct.pack("<Q", len(js)) + js + data
+
+
+put("fuzz_safetensors", "null_metadata",
+    raw_st('{"__metadata__":null,"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}',
+           struct.pack("<f", 0.5)))
+put("fuzz_safetensors", "bad_negative_zero",
+    raw_st('{"w":{"dtype":"F32","shape":[1],"data_offsets":[-0,4]}}', struct.pack("<f", 0.5)))
 
 # ---- config.json --------------------------------------------------------------------------
 bert = {"architectures": ["BertModel"], "model_type": "bert", "vocab_size": 99, "hidden_size": 12,
@@ -65,6 +77,11 @@ put("fuzz_config", "bad_types.json", json.dumps(dict(minimal, hidden_size="12", 
 put("fuzz_config", "bad_big.json", json.dumps(dict(minimal, vocab_size=2**40)))
 put("fuzz_config", "bad_model_type.json", json.dumps(dict(minimal, model_type="roberta")))
 put("fuzz_config", "bad_json.json", '{"vocab_size": 30522, "hidden_size": }')
+# HF's reading: truthy decoder flags, pad_token_id within [-vocab_size, vocab_size), null fields
+put("fuzz_config", "bad_truthy_decoder.json", json.dumps(dict(minimal, is_decoder="no")))
+put("fuzz_config", "pad_negative_null_model_type.json",
+    json.dumps(dict(minimal, pad_token_id=-1, model_type=None, add_cross_attention=0)))
+put("fuzz_config", "bad_null_act.json", json.dumps(dict(minimal, hidden_act=None)))
 
 # the other JSON files fuzz_config reads (each input is tried in every role)
 put("fuzz_config", "tokenizer_config.json",
@@ -85,6 +102,17 @@ put("fuzz_config", "pooling_config.json",
                 "pooling_mode_mean_sqrt_len_tokens": False, "include_prompt": True}))
 put("fuzz_config", "sentence_bert_config.json",
     json.dumps({"max_seq_length": 256, "do_lower_case": False}))
+put("fuzz_config", "modules_transformer_folder.json", json.dumps([
+    {"idx": 0, "name": "0", "path": "0_BERT", "type": "sentence_transformers.models.Transformer"},
+    {"idx": 1, "name": "1", "path": "", "type": "sentence_transformers.models.Pooling"},
+    {"idx": 2, "name": 2, "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+put("fuzz_config", "pooling_mode_upper.json",
+    json.dumps({"embedding_dimension": 8, "pooling_mode": "MEAN", "include_prompt": False}))
+put("fuzz_config", "pooling_int_flags.json",
+    json.dumps({"word_embedding_dimension": 8, "pooling_mode_cls_token": 1,
+                "pooling_mode_mean_tokens": 0, "pooling_mode_max_tokens": None}))
+put("fuzz_config", "sbert_lower_args.json",
+    json.dumps({"max_seq_length": 12, "do_lower_case": 1, "model_args": {}, "tokenizer_args": None}))
 
 # ---- forward (layout in fuzz_forward.c) ---------------------------------------------------
 # op, ptrs, opts, batch, seq_len, flags, values...
@@ -127,6 +155,8 @@ put("fuzz_tokenizer", "with_configs",
         json.dumps({"do_lower_case": False, "model_max_length": 8, "unk_token": "[UNK]"}),
         json.dumps({"cls_token": {"content": "[CLS]"}, "pad_token": "[PAD]"})))
 put("fuzz_tokenizer", "bad_utf8", tok(0, 0, ["ok"]) + b"\xc3\x28 \xed\xa0\x80" + b"\xff" + b"\xf4\x90")
+put("fuzz_tokenizer", "lower_sigma_dotted_i",
+    tok(0x05, 0, ["\u039f\u0394\u039f\u03a3 \u0130STANBUL \u212a \u0391\u03a3'\u0391", "\u1e9e"]))
 put("fuzz_tokenizer", "no_unk", bytes([0, 0]) + b"[CLS]\n[SEP]\nhello\n" + b"\xff" + b"hello")
 
 # ---- whole-model loading (layout in fuzz_load.c) ------------------------------------------
