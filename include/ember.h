@@ -172,7 +172,10 @@ EMBER_API void ember_load_options_init(ember_load_options *opt);
 
 /* Load a HuggingFace BERT directory: config.json plus model.safetensors or
  * model.safetensors.index.json (sharded). Weights stored as F32, F16 or BF16 are
- * converted to the compute dtype. On failure *out is NULL and ember_last_error() says why. */
+ * converted to the compute dtype. On failure *out is NULL and ember_last_error() says why:
+ * EMBER_ERR_IO for a missing or unreadable file (or one that is not a regular file),
+ * EMBER_ERR_FORMAT for a corrupt one (safetensors, or JSON that does not parse),
+ * EMBER_ERR_CONFIG for config.json values out of bounds or inconsistent. */
 EMBER_API ember_status ember_model_load(const char *model_dir, const ember_load_options *opt,
                                         ember_model **out);
 

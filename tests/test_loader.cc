@@ -1,5 +1,6 @@
 // Loading checkpoints: every layout HF writes, and every way a checkpoint or config.json
 // can be wrong, each with a clear status and a message naming the culprit.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -18,7 +19,11 @@ class BrokenCheckpoint : public ::testing::Test {
 protected:
     void SetUp() override {
         const auto *info = ::testing::UnitTest::GetInstance()->current_test_info();
-        dir_ = fs::path(::testing::TempDir()) / (std::string("ember_") + info->name());
+        // a parameterized test's name holds a '/' ("Rejected/case3"): one directory level only,
+        // or TearDown leaves /tmp/ember_Rejected behind
+        std::string name = info->name();
+        std::replace(name.begin(), name.end(), '/', '_');
+        dir_ = fs::path(::testing::TempDir()) / ("ember_" + name);
         fs::remove_all(dir_);
         fs::create_directories(dir_);
     }
@@ -200,6 +205,7 @@ void PrintTo(const BadConfig &b, std::ostream *os) { *os << b.key << " = " << b.
 class BadConfigValue : public BrokenCheckpoint, public ::testing::WithParamInterface<BadConfig> {};
 
 TEST_P(BadConfigValue, Rejected) {
+    EXPECT_TRUE(fs::equivalent(dir_.parent_path(), ::testing::TempDir())) << dir_;
     CopyModel("tiny-odd");
     SetConfig(GetParam().key, GetParam().value);
     ExpectLoadFails(GetParam().want, GetParam().needle);
@@ -242,9 +248,15 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<BadConfig> &i) { return "case" + std::to_string(i.index); });
 
 TEST_F(BrokenCheckpoint, ConfigNotJson) {
+    // corrupt JSON is EMBER_ERR_FORMAT, as ember.h assigns it; the message names the file
     CopyModel("tiny-odd");
     WriteFile(dir_ / "config.json", "{\"hidden_size\": 72,");
-    ExpectLoadFails(EMBER_ERR_CONFIG, "invalid JSON");
+    ExpectLoadFails(EMBER_ERR_FORMAT, "config.json: invalid JSON at line 1");
+    WriteFile(dir_ / "config.json", "\xff\xfe{}");
+    ExpectLoadFails(EMBER_ERR_FORMAT, "config.json: invalid JSON");
+    // valid JSON that is not a config stays a config error
+    WriteFile(dir_ / "config.json", "[1, 2]");
+    ExpectLoadFails(EMBER_ERR_CONFIG, "top level is not a JSON object");
 }
 
 TEST_F(BrokenCheckpoint, ConfigDuplicateKey) {
@@ -252,7 +264,7 @@ TEST_F(BrokenCheckpoint, ConfigDuplicateKey) {
     std::string s = ReadFile(dir_ / "config.json");
     s.insert(s.find('{') + 1, "\n  \"hidden_size\": 72,");
     WriteFile(dir_ / "config.json", s);
-    ExpectLoadFails(EMBER_ERR_CONFIG, "hidden_size");
+    ExpectLoadFails(EMBER_ERR_FORMAT, "hidden_size");
 }
 
 TEST_F(BrokenCheckpoint, ShardedMissingShard) {
@@ -333,7 +345,7 @@ TEST(Config, ParseDefaultsAndTanhAliases) {
     snprintf(buf, sizeof buf, base, ", \"position_embedding_type\": \"absolute\"");
     EXPECT_EQ(ember_config_parse(buf, "t", &c), EMBER_OK) << ember_last_error();
     EXPECT_EQ(ember_config_parse("[1, 2]", "t", &c), EMBER_ERR_CONFIG);
-    EXPECT_EQ(ember_config_parse("\xff\xfe", "t", &c), EMBER_ERR_CONFIG);
+    EXPECT_EQ(ember_config_parse("\xff\xfe", "t", &c), EMBER_ERR_FORMAT);
 }
 
 TEST(Config, ValuesHfAcceptsStillLoad) {

@@ -3,7 +3,7 @@
 
 #include <jansson.h>
 #include <math.h>
-#include <stdlib.h>
+#include <stdlib.h> /* free */
 #include <string.h>
 
 #include "host/error.h"
@@ -16,7 +16,6 @@
 #define MAX_INTERMEDIATE 262144
 #define MAX_POSITIONS 1048576
 #define MAX_TYPES 65536
-#define CONFIG_MAX_BYTES (16u << 20) /* a config.json is a few KB */
 
 const char *ember_activation_name(ember_activation act) {
     switch (act) {
@@ -186,11 +185,13 @@ static ember_status parse_root(json_t *root, const char *label, ember_config *c)
     return ember_config_check(c, label);
 }
 
+/* Malformed JSON (a duplicate key included) is EMBER_ERR_FORMAT, as ember.h assigns corrupt
+ * files; a value out of bounds or inconsistent is EMBER_ERR_CONFIG. */
 ember_status ember_config_parse(const char *json, const char *label, ember_config *cfg) {
     json_error_t err;
     json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, &err);
     if (!root)
-        return ember_fail(EMBER_ERR_CONFIG, "%s: invalid JSON at line %d column %d: %s", label,
+        return ember_fail(EMBER_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", label,
                           err.line, err.column, err.text);
     ember_status st = parse_root(root, label, cfg);
     json_decref(root);
@@ -198,16 +199,9 @@ ember_status ember_config_parse(const char *json, const char *label, ember_confi
 }
 
 ember_status ember_config_load(const char *path, ember_config *cfg) {
-    char *text;
-    size_t len;
+    json_t *root;
     /* non-blocking and checked to be a regular file (weights/file.c) */
-    EMBER_TRY(ember_file_read(path, CONFIG_MAX_BYTES, &text, &len));
-    json_error_t err;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
-    free(text);
-    if (!root)
-        return ember_fail(EMBER_ERR_CONFIG, "%s: invalid JSON at line %d column %d: %s", path,
-                          err.line, err.column, err.text);
+    EMBER_TRY(ember_json_read(path, JSON_REJECT_DUPLICATES, &root));
     ember_status st = parse_root(root, path, cfg);
     json_decref(root);
     return st;

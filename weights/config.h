@@ -8,7 +8,9 @@
 extern "C" {
 #endif
 
-/* Parse and bound-check config.json at `path`. has_pooler is left 0 (the weights decide). */
+/* Parse and bound-check config.json at `path`. has_pooler is left 0 (the weights decide).
+ * Unreadable: EMBER_ERR_IO; not JSON (or a duplicate key): EMBER_ERR_FORMAT; a value out of
+ * bounds, of the wrong type or inconsistent: EMBER_ERR_CONFIG (unsupported: _UNSUPPORTED). */
 ember_status ember_config_load(const char *path, ember_config *cfg);
 /* Same from a string (for tests); `label` names the source in errors. */
 ember_status ember_config_parse(const char *json, const char *label, ember_config *cfg);
