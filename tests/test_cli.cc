@@ -222,6 +222,16 @@ TEST_F(Cli, CorruptInputsFile) {
                       " --output " + Out());
     EXPECT_EQ(r.code, 1);
     EXPECT_NE(r.out.find("EMBER_ERR_FORMAT"), std::string::npos) << r.out;
+    // what a new user sees first: which file, and that it is not safetensors; the detail after
+    EXPECT_NE(r.out.find(in + ": not a safetensors file: header length"), std::string::npos) << r.out;
+    // the same as a weight file
+    fs::create_directories(dir_ / "m");
+    fs::copy_file(DataPath("models/tiny-odd/config.json"), dir_ / "m/config.json");
+    fs::copy_file(in, dir_ / "m/model.safetensors");
+    r = RunCli("info --model " + (dir_ / "m").string());
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("m/model.safetensors: not a safetensors file: header length"), std::string::npos)
+        << r.out;
 }
 
 TEST_F(Cli, CudaWithoutDevice) {

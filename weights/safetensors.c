@@ -97,7 +97,8 @@ int64_t ember_st_numel(const ember_st_tensor *t) {
 
 static ember_status too_short(const char *path, size_t size) {
     return ember_fail(EMBER_ERR_FORMAT,
-                      "%s: file is %zu bytes, too short for the 8-byte header length at offset 0",
+                      "%s: not a safetensors file: it is %zu bytes, too short for the 8-byte "
+                      "header length at offset 0",
                       path, size);
 }
 
@@ -300,12 +301,14 @@ static ember_status parse_header(ember_st_file *f) {
     for (int i = 0; i < 8; i++) n |= (uint64_t)base[i] << (8 * i);
     if (n > MAX_HEADER_BYTES)
         return ember_fail(EMBER_ERR_FORMAT,
-                          "%s: header length %" PRIu64 " (file bytes 0..7) exceeds the limit of %u bytes",
+                          "%s: not a safetensors file: header length %" PRIu64 " (file bytes 0..7) "
+                          "exceeds the limit of %u bytes",
                           f->path, n, MAX_HEADER_BYTES);
     if (n > f->map_size - 8)
         return ember_fail(EMBER_ERR_FORMAT,
-                          "%s: header length %" PRIu64 " runs past the end of the file: the header would end "
-                          "at file offset %" PRIu64 " but the file is %zu bytes",
+                          "%s: not a safetensors file: header length %" PRIu64 " runs past the end of "
+                          "the file: the header would end at file offset %" PRIu64 " but the file is "
+                          "%zu bytes",
                           f->path, n, 8 + n, f->map_size);
     uint64_t data_start = 8 + n;
 
@@ -315,12 +318,16 @@ static ember_status parse_header(ember_st_file *f) {
         const char *what = "is not valid JSON";
         if (json_error_code(&je) == json_error_invalid_utf8) what = "is not valid UTF-8";
         if (json_error_code(&je) == json_error_duplicate_key) what = "has a duplicate name";
-        return ember_fail(EMBER_ERR_FORMAT, "%s: header %s at header byte %d (file offset %" PRIu64 "): %s",
+        return ember_fail(EMBER_ERR_FORMAT,
+                          "%s: not a safetensors file: header %s at header byte %d (file offset %" PRIu64
+                          "): %s",
                           f->path, what, je.position, 8 + (uint64_t)(je.position > 0 ? je.position : 0),
                           je.text);
     }
     if (!json_is_object(f->header))
-        return ember_fail(EMBER_ERR_FORMAT, "%s: header (file bytes 8..%" PRIu64 ") is a JSON array, not an object",
+        return ember_fail(EMBER_ERR_FORMAT,
+                          "%s: not a safetensors file: header (file bytes 8..%" PRIu64 ") is JSON "
+                          "but not an object",
                           f->path, data_start);
 
     /* serde_json (the reference crate's parser) reads -0 as the float -0.0, which a usize
