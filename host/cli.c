@@ -1,7 +1,9 @@
-/* The ember command line: forward passes on safetensors files, and model info. */
+/* The ember command line: the table of subcommands, `forward` (a forward pass on a safetensors
+ * file) and `info` (the model's configuration). Arguments and help: host/cli_args.c. */
 #define _POSIX_C_SOURCE 200809L
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,73 +20,39 @@
 #include <cuda_runtime.h>
 #endif
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage:\n"
-            "  ember forward --model DIR --inputs IN.safetensors --output OUT.safetensors\n"
-            "                [--backend cpu|cuda] [--dtype f32|f16|bf16] [--device N]\n"
-            "                [--hidden-states] [--pooler] [--mean-pool] [--quiet]\n"
-            "  ember embed --model DIR [--pooling mean|cls|max] [--normalize|--no-normalize]\n"
-            "              [--format text|jsonl|npy|safetensors] [--output FILE] [TEXT ...]\n"
-            "  ember similarity --model DIR TEXT TEXT [TEXT ...]\n"
-            "  ember info --model DIR\n"
-            "  ember --version\n"
-            "\n"
-            "IN holds exactly one of input_ids (I32/I64 [B,S]), inputs_embeds (F32 [B,S,H]) or\n"
-            "embedding_output (F32 [B,S,H]), and optionally attention_mask, token_type_ids,\n"
-            "position_ids (I32/I64 [B,S]). OUT gets F32 last_hidden_state [B,S,H], and on request\n"
-            "pooler_output [B,H] and hidden_states [L+1,B,S,H]. --mean-pool adds\n"
-            "sentence_embedding [B,H] (masked mean over tokens, L2-normalised, as\n"
-            "sentence-transformers) and prints the cosine similarities of the sequences.\n"
-            "\n"
-            "embed and similarity take text (tokenized by ember); `ember embed --help` lists\n"
-            "their options.\n");
-}
-
 static int fail(const char *what, ember_status st) { return ember_cli_fail(what, st); }
 
-typedef struct args {
-    const char *cmd, *model, *inputs, *output;
-    ember_backend backend;
-    ember_dtype dtype;
-    int device, hidden_states, pooler, quiet, mean_pool;
-} args;
+/* ---- the subcommands' options ------------------------------------------------------------ */
 
-static int parse_args(int argc, char **argv, args *a) {
-    memset(a, 0, sizeof *a);
-    a->cmd = argv[1];
-    for (int i = 2; i < argc; i++) {
-        const char *k = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes = 1;
-        if (!strcmp(k, "--model")) a->model = v;
-        else if (!strcmp(k, "--inputs")) a->inputs = v;
-        else if (!strcmp(k, "--output")) a->output = v;
-        else if (!strcmp(k, "--device")) a->device = v ? atoi(v) : 0;
-        else if (!strcmp(k, "--backend")) {
-            if (v && !strcmp(v, "cpu")) a->backend = EMBER_BACKEND_CPU;
-            else if (v && !strcmp(v, "cuda")) a->backend = EMBER_BACKEND_CUDA;
-            else { fprintf(stderr, "ember: --backend must be cpu or cuda\n"); return 0; }
-        } else if (!strcmp(k, "--dtype")) {
-            if (v && !strcmp(v, "f32")) a->dtype = EMBER_DTYPE_F32;
-            else if (v && !strcmp(v, "f16")) a->dtype = EMBER_DTYPE_F16;
-            else if (v && !strcmp(v, "bf16")) a->dtype = EMBER_DTYPE_BF16;
-            else { fprintf(stderr, "ember: --dtype must be f32, f16 or bf16\n"); return 0; }
-        } else {
-            takes = 0;
-            if (!strcmp(k, "--hidden-states")) a->hidden_states = 1;
-            else if (!strcmp(k, "--pooler")) a->pooler = 1;
-            else if (!strcmp(k, "--mean-pool")) a->mean_pool = 1;
-            else if (!strcmp(k, "--quiet")) a->quiet = 1;
-            else { fprintf(stderr, "ember: unknown option '%s'\n", k); return 0; }
-        }
-        if (takes) {
-            if (!v) { fprintf(stderr, "ember: option %s needs a value\n", k); return 0; }
-            i++;
-        }
-    }
-    return 1;
-}
+typedef struct forward_args {
+    cli_model_args m; /* first: ember_cli_model_opts point into it */
+    const char *inputs, *output, *hf_tolerance;
+    int hidden_states, pooler, quiet, mean_pool;
+} forward_args;
+
+#define FWD(f) offsetof(forward_args, f)
+static const cli_opt k_forward_opts[] = {
+    {"--inputs", CLI_STRING, FWD(inputs), "IN.safetensors",
+     "input_ids (I32/I64 [B,S]), inputs_embeds or embedding_output (F32\n[B,S,H]): exactly one; "
+     "attention_mask, token_type_ids,\nposition_ids (I32/I64 [B,S]) optional", 0, 0, NULL, 1},
+    {"--output", CLI_STRING, FWD(output), "OUT.safetensors",
+     "F32 last_hidden_state [B,S,H] and what the flags below add", 0, 0, NULL, 1},
+    {"--hidden-states", CLI_SWITCH, FWD(hidden_states), NULL, "add hidden_states [L+1,B,S,H]", 1, 0, NULL, 0},
+    {"--pooler", CLI_SWITCH, FWD(pooler), NULL, "add pooler_output [B,H]", 1, 0, NULL, 0},
+    {"--mean-pool", CLI_SWITCH, FWD(mean_pool), NULL,
+     "add sentence_embedding [B,H] (masked mean, L2-normalised,\nas sentence-transformers) and print "
+     "their cosine similarities", 1, 0, NULL, 0},
+    {"--hf-tolerance", CLI_STRING, FWD(hf_tolerance), "ATOL,RTOL",
+     "check every output against the inputs file's expected.<name>\n(HuggingFace's): each element "
+     "within ATOL + RTOL x |HF|;\nexit 1 when one is not (tools/run.sh passes the bound of\n"
+     "tests/tolerances.h)", 0, 0, NULL, 0},
+    {"--quiet", CLI_SWITCH, FWD(quiet), NULL, "print nothing but errors and failed checks", 1, 0, NULL, 0},
+    {NULL, 0, 0, NULL, NULL, 0, 0, NULL, 0},
+};
+static const cli_opt *const k_forward_groups[] = {ember_cli_model_opts, ember_cli_device_opts,
+                                                  k_forward_opts, NULL};
+/* info loads on the CPU: --model alone */
+static const cli_opt *const k_info_groups[] = {ember_cli_model_opts, NULL};
 
 static void print_config(const ember_config *c) {
     printf("  layers %d, hidden %d, heads %d (head size %d), intermediate %d\n",
@@ -97,8 +65,8 @@ static void print_config(const ember_config *c) {
            (long long)ember_config_param_count(c));
 }
 
-static int cmd_info(const args *a) {
-    if (!a->model) { fprintf(stderr, "ember info: --model DIR is required\n"); return 2; }
+static int cmd_info(void *args, int n_operands, char **operands) {
+    const cli_model_args *a = args;
     ember_model *m = NULL;
     ember_load_options opt;
     ember_load_options_init(&opt);
@@ -153,26 +121,74 @@ static int read_embeds(ember_st_file *f, const char *name, int64_t *B, int64_t *
     return 1;
 }
 
-/* When the inputs file carries HF's own outputs (expected.<name>, as the bundled goldens
- * do), say how close ember came. */
-static void report_expected(ember_st_file *f, const char *name, const float *got, size_t n) {
+/* --hf-tolerance: the bound and what the checks found. */
+typedef struct hf_check {
+    int on;
+    double atol, rtol;
+    int checked, failed;
+} hf_check;
+
+/* When the inputs file carries HF's own outputs (expected.<name>, as the bundled goldens do),
+ * say how close ember came; with --hf-tolerance, whether every element is within
+ * atol + rtol |HF| (NaN never is). A failed check is printed even with --quiet. */
+static void report_expected(ember_st_file *f, const char *name, const float *got, size_t n,
+                            int quiet, hf_check *chk) {
     char key[64];
     snprintf(key, sizeof key, "expected.%s", name);
     const ember_st_tensor *t = ember_st_find(f, key);
-    if (!t || (size_t)ember_st_numel(t) != n || t->dtype != EMBER_ST_F32) return;
-    float *want = malloc(sizeof(float) * n);
-    if (!want) return;
-    ember_st_to_f32(t, want);
-    double max_abs = 0.0;
-    size_t nan = 0;
+    if (!t) return;
+    float *want = NULL;
+    if ((size_t)ember_st_numel(t) != n || t->dtype != EMBER_ST_F32 || !(want = malloc(sizeof(float) * n)) ||
+        ember_st_to_f32(t, want) != EMBER_OK) {
+        free(want);
+        if (chk->on) {
+            chk->checked++;
+            chk->failed++;
+            printf("  vs HuggingFace %s: FAIL: it is not F32 with the %zu elements ember wrote\n", key, n);
+        }
+        return;
+    }
+    double max_abs = 0.0, worst = 0.0;
+    size_t nan = 0, over = 0;
     for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - want[i]);
+        const double d = fabs((double)got[i] - want[i]);
+        const double bound = chk->atol + chk->rtol * fabs((double)want[i]);
         if (d != d) nan++;
         else if (d > max_abs) max_abs = d;
+        if (!chk->on) continue;
+        if (!(d <= bound)) over++; /* NaN fails */
+        if (d == d && bound > 0.0 && d / bound > worst) worst = d / bound;
     }
-    printf("  vs HuggingFace %s (from the inputs file): max |diff| %.3g%s\n", key, max_abs,
-           nan ? ", NaN present" : "");
     free(want);
+    if (!chk->on) {
+        if (!quiet)
+            printf("  vs HuggingFace %s (from the inputs file): max |diff| %.3g%s\n", key, max_abs,
+                   nan ? ", NaN present" : "");
+        return;
+    }
+    chk->checked++;
+    if (over) {
+        chk->failed++;
+        printf("  vs HuggingFace %s (from the inputs file): max |diff| %.3g%s: FAIL: %zu of %zu "
+               "elements outside |diff| <= %g + %g |HF|%s\n", key, max_abs, nan ? ", NaN present" : "",
+               over, n, chk->atol, chk->rtol, nan ? "" : " (the worst at");
+        if (!nan) printf("    %.3g times its bound)\n", worst);
+    } else if (!quiet) {
+        printf("  vs HuggingFace %s (from the inputs file): max |diff| %.3g, within |diff| <= %g + "
+               "%g |HF| (the worst element at %.2f of its bound)\n", key, max_abs, chk->atol,
+               chk->rtol, worst);
+    }
+}
+
+/* "ATOL,RTOL": two finite numbers >= 0. */
+static int parse_tolerance(const char *s, hf_check *chk) {
+    char *end = NULL;
+    chk->atol = strtod(s, &end);
+    if (end == s || *end != ',') return 0;
+    const char *r = end + 1;
+    chk->rtol = strtod(r, &end);
+    return end != r && !*end && isfinite(chk->atol) && isfinite(chk->rtol) && chk->atol >= 0 &&
+           chk->rtol >= 0;
 }
 
 /* Sentence embeddings: mean of the unmasked tokens, L2-normalised. emb is (B,H). */
@@ -242,32 +258,41 @@ static void device_free(void *d, int cuda) {
 #endif
 }
 
-static int cmd_forward(const args *a) {
-    if (!a->model || !a->inputs || !a->output) {
-        fprintf(stderr, "ember forward: --model, --inputs and --output are required\n");
-        usage(stderr);
-        return 2;
+static int forward_check(const void *args) {
+    const forward_args *a = args;
+    hf_check chk;
+    if (a->hf_tolerance && !parse_tolerance(a->hf_tolerance, &chk)) {
+        fprintf(stderr, "ember forward: --hf-tolerance needs ATOL,RTOL (two numbers >= 0), not "
+                        "'%s'\n", a->hf_tolerance);
+        return 0;
     }
+    return 1;
+}
+
+static int cmd_forward(void *args, int n_operands, char **operands) {
+    const forward_args *a = args;
+    hf_check chk = {0};
+    if (a->hf_tolerance) chk.on = parse_tolerance(a->hf_tolerance, &chk); /* forward_check: valid */
     int rc = 1;
     ember_model *m = NULL;
     ember_st_file *f = NULL;
     int32_t *ids = NULL, *mask = NULL, *types = NULL, *pos = NULL;
     float *embeds = NULL, *eout = NULL, *last = NULL, *pooled = NULL, *hidden = NULL, *sent = NULL;
     void *d[8] = {0};
-    const int cuda = a->backend == EMBER_BACKEND_CUDA;
+    const int cuda = a->m.backend == EMBER_BACKEND_CUDA;
 
     ember_status st = ember_st_open(a->inputs, &f);
     if (st != EMBER_OK) return fail("reading the inputs", st);
 
     ember_load_options opt;
     ember_load_options_init(&opt);
-    opt.backend = a->backend;
-    opt.compute_dtype = a->dtype;
-    opt.device = a->device;
+    opt.backend = a->m.backend;
+    opt.compute_dtype = a->m.dtype;
+    opt.device = a->m.device;
     opt.max_batch = 1;
     opt.max_seq_len = 1;
     double t0 = now_s();
-    st = ember_model_load(a->model, &opt, &m);
+    st = ember_model_load(a->m.model, &opt, &m);
     if (st != EMBER_OK) { fail("loading the model", st); goto done; }
     double t_load = now_s() - t0;
     ember_config c;
@@ -392,8 +417,8 @@ static int cmd_forward(const args *a) {
     if (!a->quiet) {
         double sum = 0.0, sq = 0.0;
         for (size_t i = 0; i < act; i++) { sum += last[i]; sq += (double)last[i] * last[i]; }
-        printf("ember forward: %s, backend %s, dtype %s\n", a->model, cuda ? "cuda" : "cpu",
-               a->dtype == EMBER_DTYPE_F32 ? "f32" : a->dtype == EMBER_DTYPE_F16 ? "f16" : "bf16");
+        printf("ember forward: %s, backend %s, dtype %s\n", a->m.model, cuda ? "cuda" : "cpu",
+               ember_cli_dtype_name(a->m.dtype));
         print_config(&c);
         printf("  entry point %s, batch %lld x seq_len %lld, mask %s\n", mv[1], (long long)B,
                (long long)S, mask ? "given" : "all ones");
@@ -410,16 +435,25 @@ static int cmd_forward(const args *a) {
         if (hidden)
             printf("  hidden_states [%d, %lld, %lld, %lld]\n", c.num_hidden_layers + 1,
                    (long long)B, (long long)S, (long long)H);
-        report_expected(f, "last_hidden_state", last, act);
-        if (pooled) report_expected(f, "pooler_output", pooled, (size_t)(B * H));
-        if (hidden) report_expected(f, "hidden_states", hidden, nhs);
-        if (sent) {
-            report_expected(f, "sentence_embedding", sent, (size_t)(B * H));
-            print_similarity(f, sent, B, H);
-        }
+    }
+    report_expected(f, "last_hidden_state", last, act, a->quiet, &chk);
+    if (pooled) report_expected(f, "pooler_output", pooled, (size_t)(B * H), a->quiet, &chk);
+    if (hidden) report_expected(f, "hidden_states", hidden, nhs, a->quiet, &chk);
+    if (sent) report_expected(f, "sentence_embedding", sent, (size_t)(B * H), a->quiet, &chk);
+    if (!a->quiet) {
+        if (sent) print_similarity(f, sent, B, H);
         printf("  wrote %s\n", a->output);
     }
     rc = 0;
+    if (chk.on && chk.checked == 0) {
+        fprintf(stderr, "ember forward: --hf-tolerance: %s holds no expected.<output> to check "
+                        "against\n", a->inputs);
+        rc = 1;
+    } else if (chk.failed) {
+        fprintf(stderr, "ember forward: %d of %d outputs differ from HuggingFace's beyond "
+                        "--hf-tolerance %s\n", chk.failed, chk.checked, a->hf_tolerance);
+        rc = 1;
+    }
 
 done_dev:
     if (cuda) {
@@ -436,13 +470,31 @@ done:
     return rc;
 }
 
+/* ---- the table ------------------------------------------------------------------------- */
+
+static void forward_init(void *args) { (void)args; /* zeroes: cpu, f32, device 0, no extras */ }
+
+static const cli_command k_forward = {
+    "forward",
+    "a forward pass on token ids or embeddings from a safetensors file",
+    "--model DIR --inputs IN.safetensors --output OUT.safetensors [options]",
+    k_forward_groups, NULL,
+    "The outputs carry HF's names. When IN also holds HF's own outputs (expected.<name>, as\n"
+    "tests/data/goldens do), forward prints how close ember came, and checks it with\n"
+    "--hf-tolerance. forward takes token ids (e.g. from HF BertTokenizer); `ember embed` and\n"
+    "`ember similarity` take text.\n",
+    sizeof(forward_args), forward_init, forward_check, cmd_forward};
+
+static const cli_command k_info = {
+    "info", "the model's configuration and parameter count", "--model DIR", k_info_groups, NULL,
+    NULL, sizeof(cli_model_args), NULL, NULL, cmd_info};
+
+/* New subcommands go here (each with its options, help and run function: host/cli.h). */
+static const cli_command *const k_commands[] = {
+    &k_forward, &k_info, &ember_cli_embed_command, &ember_cli_similarity_command, NULL};
+
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
-        !strcmp(argv[1], "help")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    if (!strcmp(argv[1], "--version")) {
+    if (argc >= 2 && !strcmp(argv[1], "--version")) {
         printf("ember %d.%d.%d (CUDA backend %s)\n", EMBER_VERSION_MAJOR, EMBER_VERSION_MINOR,
                EMBER_VERSION_PATCH, ember_cuda_device_count() >= 0 ?
 #ifdef EMBER_WITH_CUDA
@@ -453,13 +505,5 @@ int main(int argc, char **argv) {
                : "");
         return 0;
     }
-    if (!strcmp(argv[1], "embed")) return ember_cli_embed(argc, argv, 0);
-    if (!strcmp(argv[1], "similarity")) return ember_cli_embed(argc, argv, 1);
-    args a;
-    if (!parse_args(argc, argv, &a)) return 2;
-    if (!strcmp(a.cmd, "forward")) return cmd_forward(&a);
-    if (!strcmp(a.cmd, "info")) return cmd_info(&a);
-    fprintf(stderr, "ember: unknown command '%s'\n", a.cmd);
-    usage(stderr);
-    return 2;
+    return ember_cli_dispatch(k_commands, argc, argv);
 }

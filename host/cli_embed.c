@@ -34,58 +34,6 @@
 #define PROGRESS_MIN_TEXTS 64 /* a progress bar only for this many texts or more */
 #define MAX_TEXTS (INT_MAX / 2) /* texts per run: every count and index below fits an int */
 
-static void embed_usage(FILE *f, int similarity) {
-    if (similarity) {
-        fprintf(f,
-                "usage: ember similarity --model DIR [options] TEXT TEXT [TEXT ...]\n"
-                "\n"
-                "Prints the cosine similarity of every pair of texts as a table. Pooling,\n"
-                "normalisation and the maximum length come from the model directory; the\n"
-                "options of `ember embed` (--backend, --dtype, --device, --pooling,\n"
-                "--max-length, --batch) apply. Without TEXT arguments, texts are read from\n"
-                "stdin, one per line.\n");
-        return;
-    }
-    fprintf(f,
-            "usage: ember embed --model DIR [options] [TEXT ...]\n"
-            "\n"
-            "Sentence embeddings of the TEXTs, or of each line of stdin when no TEXT is given\n"
-            "(a trailing newline ends the last line; \\r\\n works; an empty line is an empty\n"
-            "text). Use -- before TEXTs that start with '-'. Texts must be UTF-8.\n"
-            "\n"
-            "  --model DIR              a BERT directory: config.json, model.safetensors and\n"
-            "                           vocab.txt; sentence-transformers files (modules.json,\n"
-            "                           1_Pooling/config.json, sentence_bert_config.json) are\n"
-            "                           read when present\n"
-            "  --backend cpu|cuda       default cpu\n"
-            "  --dtype f32|f16|bf16     compute dtype (f16/bf16 need cuda), default f32\n"
-            "  --device N               CUDA device, default 0\n"
-            "  --pooling mean|cls|max   default: the model's Pooling module, else mean\n"
-            "  --normalize, --no-normalize\n"
-            "                           L2-normalise; default: whether the model has a\n"
-            "                           Normalize module (plain HF directory: no)\n"
-            "  --max-length N           tokens per text, [CLS] and [SEP] included; default:\n"
-            "                           sentence_bert_config.json's max_seq_length, else the\n"
-            "                           model's max_position_embeddings\n"
-            "  --batch N                texts per forward, default %d\n"
-            "  --format text|jsonl|npy|safetensors\n"
-            "                           text: one line of H numbers per text; jsonl: one JSON\n"
-            "                           object per text {\"index\", \"text\", \"tokens\",\n"
-            "                           \"embedding\"}; npy: float32 [N, H]; safetensors:\n"
-            "                           F32 \"sentence_embedding\" [N, H] (needs --output).\n"
-            "                           Default text\n"
-            "  --output FILE            write there instead of stdout: a regular file\n"
-            "                           atomically (a temporary file, then rename), through\n"
-            "                           a symlink to its target, a device or FIFO directly\n"
-            "\n"
-            "Truncation: a text longer than min(--max-length, max_position_embeddings) tokens\n"
-            "is cut to that many (word pieces dropped from the end, [SEP] kept), like\n"
-            "sentence-transformers; one warning line on stderr says how many texts were cut.\n"
-            "Rows are written in input order. Invalid UTF-8 is an error naming the input and\n"
-            "the byte offset, and nothing is written.\n",
-            DEFAULT_BATCH);
-}
-
 static int fail(const char *what, ember_status st) { return ember_cli_fail(what, st); }
 
 int ember_cli_fail(const char *what, ember_status st) {
@@ -98,116 +46,67 @@ int ember_cli_fail(const char *what, ember_status st) {
 enum { FMT_TEXT, FMT_JSONL, FMT_NPY, FMT_SAFETENSORS };
 
 typedef struct embed_args {
-    const char *model, *output;
-    ember_backend backend;
-    ember_dtype dtype;
-    int device;
-    int pooling;   /* ember_pooling, or -1 = the model's */
-    int normalize; /* 0/1, or -1 = the model's           */
-    int max_length; /* 0 = the model's                   */
+    cli_model_args m; /* first: ember_cli_model_opts point into it */
+    const char *output;
+    int pooling;    /* ember_pooling, or -1 = the model's */
+    int normalize;  /* 0/1, or -1 = the model's           */
+    int max_length; /* 0 = the model's                    */
     int batch;
     int format;
-    char **texts; /* from argv, or NULL */
-    int n_texts;
+    int similarity; /* set by the command, not a flag     */
 } embed_args;
 
-/* Strict positive integer. */
-static int parse_count(const char *opt, const char *v, int *out) {
-    char *end;
-    errno = 0;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || !*v || *end || errno || x < 1 || x > INT_MAX) {
-        fprintf(stderr, "ember: %s needs a positive integer, not '%s'\n", opt, v ? v : "");
-        return 0;
-    }
-    *out = (int)x;
-    return 1;
-}
+#define EMB(f) offsetof(embed_args, f)
+static const cli_choice k_poolings[] = {
+    {"mean", EMBER_POOL_MEAN}, {"cls", EMBER_POOL_CLS}, {"max", EMBER_POOL_MAX}, {NULL, 0}};
+static const cli_choice k_formats[] = {
+    {"text", FMT_TEXT}, {"jsonl", FMT_JSONL}, {"npy", FMT_NPY}, {"safetensors", FMT_SAFETENSORS},
+    {NULL, 0}};
+static const cli_opt k_text_opts[] = { /* embed and similarity */
+    {"--pooling", CLI_CHOICE, EMB(pooling), NULL,
+     "default: the model's Pooling module, else mean", 0, 0, k_poolings, 0},
+    {"--normalize", CLI_SWITCH, EMB(normalize), NULL, "L2-normalise (default: whether the model has a\n"
+     "Normalize module; a plain HF directory: no)", 1, 0, NULL, 0},
+    {"--no-normalize", CLI_SWITCH, EMB(normalize), NULL, "do not", 0, 0, NULL, 0},
+    {"--max-length", CLI_INT, EMB(max_length), "N",
+     "tokens per text, [CLS] and [SEP] included; default:\nsentence_bert_config.json's "
+     "max_seq_length, else the\nmodel's max_position_embeddings", 2, INT_MAX, NULL, 0},
+    {"--batch", CLI_INT, EMB(batch), "N", "texts per forward, default 32", 1, MAX_TEXTS, NULL, 0},
+    {NULL, 0, 0, NULL, NULL, 0, 0, NULL, 0},
+};
+static const cli_opt k_embed_opts[] = { /* embed only */
+    {"--format", CLI_CHOICE, EMB(format), NULL,
+     "text: one line of H numbers per text; jsonl: one JSON\nobject per text {\"index\", \"text\", "
+     "\"tokens\",\n\"embedding\"}; npy: float32 [N, H]; safetensors: F32\n\"sentence_embedding\" "
+     "[N, H] (needs --output). Default\ntext", 0, 0, k_formats, 0},
+    {"--output", CLI_STRING, EMB(output), "FILE",
+     "write there instead of stdout: a regular file\natomically (a temporary file, then rename), "
+     "through\na symlink to its target, a device or FIFO directly", 0, 0, NULL, 0},
+    {NULL, 0, 0, NULL, NULL, 0, 0, NULL, 0},
+};
+static const cli_opt *const k_embed_groups[] = {ember_cli_model_opts, ember_cli_device_opts,
+                                                k_text_opts, k_embed_opts, NULL};
+static const cli_opt *const k_similarity_groups[] = {ember_cli_model_opts, ember_cli_device_opts,
+                                                     k_text_opts, NULL};
 
-/* 1 = ok, 0 = usage error, -1 = --help printed. */
-static int parse_embed_args(int argc, char **argv, int similarity, embed_args *a) {
-    memset(a, 0, sizeof *a);
+static void embed_init(void *args) {
+    embed_args *a = args;
     a->pooling = a->normalize = -1;
     a->batch = DEFAULT_BATCH;
-    /* options anywhere (GNU style); everything else, and all after "--", is a TEXT */
-    a->texts = malloc(sizeof(char *) * (size_t)(argc > 0 ? argc : 1));
-    if (!a->texts) return 0;
-    int only_texts = 0;
-    for (int i = 2; i < argc; i++) {
-        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (only_texts || k[0] != '-' || !k[1]) { /* "-" alone is a text too */
-            a->texts[a->n_texts++] = argv[i];
-            continue;
-        }
-        if (!strcmp(k, "--")) {
-            only_texts = 1;
-            continue;
-        }
-        if (!strcmp(k, "--help") || !strcmp(k, "-h")) {
-            embed_usage(stdout, similarity);
-            return -1;
-        }
-        if (!strcmp(k, "--normalize")) { a->normalize = 1; continue; }
-        if (!strcmp(k, "--no-normalize")) { a->normalize = 0; continue; }
-        if (!v) {
-            fprintf(stderr, "ember: unknown option '%s' or option without a value\n", k);
-            return 0;
-        }
-        i++;
-        if (!strcmp(k, "--model")) a->model = v;
-        else if (!strcmp(k, "--output")) a->output = v;
-        else if (!strcmp(k, "--device")) {
-            if (!strcmp(v, "0")) a->device = 0;
-            else if (!parse_count(k, v, &a->device)) return 0;
-        } else if (!strcmp(k, "--batch")) {
-            if (!parse_count(k, v, &a->batch)) return 0;
-        } else if (!strcmp(k, "--max-length")) {
-            if (!parse_count(k, v, &a->max_length)) return 0;
-            if (a->max_length < 2) {
-                fprintf(stderr, "ember: --max-length must be >= 2 ([CLS] and [SEP])\n");
-                return 0;
-            }
-        } else if (!strcmp(k, "--backend")) {
-            if (!strcmp(v, "cpu")) a->backend = EMBER_BACKEND_CPU;
-            else if (!strcmp(v, "cuda")) a->backend = EMBER_BACKEND_CUDA;
-            else { fprintf(stderr, "ember: --backend must be cpu or cuda\n"); return 0; }
-        } else if (!strcmp(k, "--dtype")) {
-            if (!strcmp(v, "f32")) a->dtype = EMBER_DTYPE_F32;
-            else if (!strcmp(v, "f16")) a->dtype = EMBER_DTYPE_F16;
-            else if (!strcmp(v, "bf16")) a->dtype = EMBER_DTYPE_BF16;
-            else { fprintf(stderr, "ember: --dtype must be f32, f16 or bf16\n"); return 0; }
-        } else if (!strcmp(k, "--pooling")) {
-            if (!strcmp(v, "mean")) a->pooling = EMBER_POOL_MEAN;
-            else if (!strcmp(v, "cls")) a->pooling = EMBER_POOL_CLS;
-            else if (!strcmp(v, "max")) a->pooling = EMBER_POOL_MAX;
-            else { fprintf(stderr, "ember: --pooling must be mean, cls or max\n"); return 0; }
-        } else if (!strcmp(k, "--format") && !similarity) {
-            if (!strcmp(v, "text")) a->format = FMT_TEXT;
-            else if (!strcmp(v, "jsonl")) a->format = FMT_JSONL;
-            else if (!strcmp(v, "npy")) a->format = FMT_NPY;
-            else if (!strcmp(v, "safetensors")) a->format = FMT_SAFETENSORS;
-            else {
-                fprintf(stderr, "ember: --format must be text, jsonl, npy or safetensors\n");
-                return 0;
-            }
-        } else {
-            fprintf(stderr, "ember: unknown option '%s'\n", k);
-            return 0;
-        }
-    }
-    if (!a->model) {
-        fprintf(stderr, "ember %s: --model DIR is required\n", similarity ? "similarity" : "embed");
-        return 0;
-    }
+}
+
+static int embed_check(const void *args) {
+    const embed_args *a = args;
     if (a->format == FMT_SAFETENSORS && !a->output) {
         fprintf(stderr, "ember embed: --format safetensors needs --output FILE\n");
         return 0;
     }
-    if (similarity && a->output) {
-        fprintf(stderr, "ember similarity: no --output (the table goes to stdout)\n");
-        return 0;
-    }
     return 1;
+}
+
+static void similarity_init(void *args) {
+    embed_init(args);
+    ((embed_args *)args)->similarity = 1;
 }
 
 /* ---- input ------------------------------------------------------------------------------ */
@@ -620,16 +519,10 @@ static void print_similarity(const texts *t, const float *e, int H) {
     free(norm);
 }
 
-int ember_cli_embed(int argc, char **argv, int similarity) {
+static int run_embed(void *args, int n_operands, char **operands) {
+    const embed_args a = *(const embed_args *)args;
+    const int similarity = a.similarity;
     const char *cmd = similarity ? "similarity" : "embed";
-    embed_args a;
-    int pr = parse_embed_args(argc, argv, similarity, &a);
-    if (pr <= 0) {
-        free(a.texts);
-        if (pr < 0) return 0;
-        embed_usage(stderr, similarity);
-        return 2;
-    }
     int rc = 1;
     texts t = {0};
     ember_tokenizer *tok = NULL;
@@ -641,9 +534,9 @@ int ember_cli_embed(int argc, char **argv, int similarity) {
     runner r = {0};
 
     /* 1. the texts, checked */
-    if (a.n_texts > 0) {
-        t.s = a.texts;
-        t.n = a.n_texts;
+    if (n_operands > 0) {
+        t.s = operands;
+        t.n = n_operands;
         t.len = malloc(sizeof(size_t) * (size_t)t.n);
         if (!t.len) goto done;
         for (int i = 0; i < t.n; i++) t.len[i] = strlen(t.s[i]);
@@ -672,13 +565,13 @@ int ember_cli_embed(int argc, char **argv, int similarity) {
 
     /* 2. the model directory */
     ember_pooling_config pc;
-    ember_status st = ember_pooling_config_load(a.model, &pc);
+    ember_status st = ember_pooling_config_load(a.m.model, &pc);
     if (st != EMBER_OK) { fail("reading the sentence-transformers configuration", st); goto done; }
     const ember_pooling mode = a.pooling >= 0 ? (ember_pooling)a.pooling : pc.mode;
     const int normalize = a.normalize >= 0 ? a.normalize : pc.normalize;
     /* the Transformer module's directory holds the BERT model and its tokenizer */
     char bert_dir[4096 + 256 + 2];
-    snprintf(bert_dir, sizeof bert_dir, "%s%s%s", a.model, *pc.transformer_path ? "/" : "",
+    snprintf(bert_dir, sizeof bert_dir, "%s%s%s", a.m.model, *pc.transformer_path ? "/" : "",
              pc.transformer_path);
     if (pc.do_lower_case) { /* sentence-transformers lower-cases the texts before tokenizing */
         lowered = calloc((size_t)t.n, sizeof *lowered);
@@ -694,9 +587,9 @@ int ember_cli_embed(int argc, char **argv, int similarity) {
     if (st != EMBER_OK) { fail("loading the tokenizer", st); goto done; }
     ember_load_options opt;
     ember_load_options_init(&opt);
-    opt.backend = a.backend;
-    opt.compute_dtype = a.dtype;
-    opt.device = a.device;
+    opt.backend = a.m.backend;
+    opt.compute_dtype = a.m.dtype;
+    opt.device = a.m.device;
     opt.max_batch = 1;
     opt.max_seq_len = 1;
     st = ember_model_load(bert_dir, &opt, &m);
@@ -747,7 +640,7 @@ int ember_cli_embed(int argc, char **argv, int similarity) {
 
     /* 4. batches */
     r.m = m;
-    r.cuda = a.backend == EMBER_BACKEND_CUDA;
+    r.cuda = a.m.backend == EMBER_BACKEND_CUDA;
     r.H = c.hidden_size;
     r.cap_batch = batch;
     /* The buffers hold the largest batch as it will be: sorted by length, a batch's seq_len is
@@ -803,9 +696,9 @@ int ember_cli_embed(int argc, char **argv, int similarity) {
 
     /* 5. output */
     if (similarity) {
-        printf("ember similarity: %s, %s pooling%s, up to %d tokens, %s %s\n", a.model,
+        printf("ember similarity: %s, %s pooling%s, up to %d tokens, %s %s\n", a.m.model,
                pool_name(mode), normalize ? " + normalize" : "", L, r.cuda ? "cuda" : "cpu",
-               a.dtype == EMBER_DTYPE_F32 ? "f32" : a.dtype == EMBER_DTYPE_F16 ? "f16" : "bf16");
+               ember_cli_dtype_name(a.m.dtype));
         print_similarity(&t, emb, r.H);
         rc = 0;
     } else if (a.format == FMT_SAFETENSORS) {
@@ -816,7 +709,7 @@ int ember_cli_embed(int argc, char **argv, int similarity) {
         snprintf(maxlen, sizeof maxlen, "%d", L);
         snprintf(norm_s, sizeof norm_s, "%d", normalize);
         const char *mk[] = {"producer", "model", "pooling", "normalize", "max_length"};
-        const char *mv[] = {"ember 0.1.0", a.model, pool_name(mode), norm_s, maxlen};
+        const char *mv[] = {"ember 0.1.0", a.m.model, pool_name(mode), norm_s, maxlen};
         st = ember_st_write(a.output, &ts, 1, mk, mv, 5);
         if (st != EMBER_OK) { fail("writing the output", st); goto done; }
         rc = 0;
@@ -842,6 +735,35 @@ done:
     ember_model_free(m);
     ember_tokenizer_free(tok);
     texts_free(&t);
-    free(a.texts);
     return rc;
 }
+
+/* ---- the commands ------------------------------------------------------------------------- */
+
+#define TEXT_DETAILS \
+    "Texts are the TEXT arguments or, without any, the lines of stdin (a trailing newline ends\n" \
+    "the last line; \\r\\n works; an empty line is an empty text). Use -- before TEXTs that\n" \
+    "start with '-'. Texts must be UTF-8: invalid UTF-8 is an error naming the input and the\n" \
+    "byte offset, and nothing is written.\n" \
+    "\n" \
+    "--model DIR is a BERT directory with vocab.txt: a sentence-transformers model or a plain HF\n" \
+    "one. Pooling, normalisation, the maximum length and lower-casing default to its\n" \
+    "sentence-transformers files, read as sentence-transformers reads them (modules.json, the\n" \
+    "Transformer module's folder with sentence_bert_config.json, the Pooling module's\n" \
+    "config.json, a Normalize module); a module ember cannot reproduce is an error.\n" \
+    "\n" \
+    "Truncation: a text longer than min(--max-length, max_position_embeddings) tokens is cut to\n" \
+    "that many (word pieces dropped from the end, [SEP] kept), like sentence-transformers; one\n" \
+    "warning line on stderr says how many texts were cut.\n"
+
+const cli_command ember_cli_embed_command = {
+    "embed", "sentence embeddings of texts (ember's tokenizer, forward and pooling)",
+    "--model DIR [options] [TEXT ...]", k_embed_groups, "TEXT",
+    TEXT_DETAILS "Rows are written in input order; a progress bar appears on stderr when it is a\n"
+                 "terminal and there are 64 texts or more.\n",
+    sizeof(embed_args), embed_init, embed_check, run_embed};
+
+const cli_command ember_cli_similarity_command = {
+    "similarity", "the cosine similarity of every pair of texts, as a table",
+    "--model DIR [options] TEXT TEXT [TEXT ...]", k_similarity_groups, "TEXT", TEXT_DETAILS,
+    sizeof(embed_args), similarity_init, NULL, run_embed};

@@ -163,21 +163,119 @@ TEST_F(Cli, Info) {
     EXPECT_NE(r.out.find("parameters 152220"), std::string::npos) << r.out;
 }
 
+// Exit code 2 and every line of `needles` in the output.
+void ExpectUsageError(const std::string &args, std::initializer_list<const char *> needles) {
+    Result r = RunCli(args);
+    EXPECT_EQ(r.code, 2) << args << "\n" << r.out;
+    for (const char *n : needles) EXPECT_NE(r.out.find(n), std::string::npos) << args << "\n" << r.out;
+}
+
 TEST_F(Cli, UsageErrors) {
-    EXPECT_EQ(RunCli("").code, 2);
-    EXPECT_EQ(RunCli("forward --model x").code, 2);
     EXPECT_EQ(RunCli("frobnicate").code, 2);
-    Result r = RunCli("forward --model m --inputs i --output o --dtype f64");
-    EXPECT_EQ(r.code, 2);
-    EXPECT_NE(r.out.find("--dtype"), std::string::npos) << r.out;
-    EXPECT_EQ(RunCli("--help").code, 0);
+    ExpectUsageError("forward --model m --inputs i --output o --dtype f64",
+                     {"--dtype must be one of f32|f16|bf16, not 'f64'"});
+    // the missing ones are named, all of them
+    ExpectUsageError("forward --model x", {"ember forward: missing --inputs and --output"});
+    ExpectUsageError("forward", {"ember forward: missing --model, --inputs and --output"});
+    ExpectUsageError("info", {"ember info: missing --model"});
+    ExpectUsageError("embed hello", {"ember embed: missing --model"});
+    // options before the subcommand: say there is none
+    ExpectUsageError("--model x", {"no command given", "'--model'", "usage: ember COMMAND"});
+    // info takes --model only; a forward or embed option is named as such
+    ExpectUsageError("info --model m --inputs y", {"unknown option '--inputs' (an option of `ember forward`"});
+    ExpectUsageError("info --model m --pooler", {"unknown option '--pooler'"});
+    ExpectUsageError("similarity --model m --output o a b", {"unknown option '--output' (an option of `ember"});
+    ExpectUsageError("forward --model m --inputs i --output o extra", {"unexpected argument 'extra'"});
+    ExpectUsageError("forward --model m --inputs i --output o --hf-tolerance 1e-5", {"--hf-tolerance needs ATOL,RTOL"});
+    ExpectUsageError("forward --model m --inputs i --output o --hidden-states=1", {"--hidden-states takes no value"});
+}
+
+TEST_F(Cli, IntegerFlagsRejectJunkAndRangeNamingTheFlag) {
+    // `forward --device abc` used to run on device 0
+    const std::string fwd = "forward --model m --inputs i --output o ";
+    for (const char *v : {"abc", "3x", "-1", "99999999999", "", " 1", "+1", "0x1", "1.0"}) {
+        SCOPED_TRACE(v);
+        ExpectUsageError(fwd + "--device '" + v + "'",
+                         {("--device needs an integer in [0, 2147483647], not '" + std::string(v) + "'").c_str()});
+    }
+    ExpectUsageError("embed --model m --batch 0 hi", {"--batch needs an integer in [1, "});
+    ExpectUsageError("embed --model m --batch 12abc hi", {"--batch needs an integer", "'12abc'"});
+    ExpectUsageError("similarity --model m --max-length 1 a b", {"--max-length needs an integer in [2, 2147483647], not '1'"});
+    ExpectUsageError("embed --model m --max-length 2147483648 hi", {"--max-length needs an integer"});
+    ExpectUsageError("embed --model m --device", {"--device needs a value (N)"});
+    // valid values, in both spellings, reach the command
+    Result r = RunCli("info --model=" + DataPath("models/tiny-odd"));
+    EXPECT_EQ(r.code, 0) << r.out;
+}
+
+TEST_F(Cli, EveryCommandPrintsItsHelp) {
+    // `ember` alone, `ember help`, `ember --help`: the commands
+    for (const char *args : {"", "help", "--help", "-h"}) {
+        Result r = RunCli(args);
+        EXPECT_EQ(r.code, *args ? 0 : 2) << args;
+        for (const char *c : {"forward", "info", "embed", "similarity", "usage: ember COMMAND"})
+            EXPECT_NE(r.out.find(c), std::string::npos) << "'" << args << "' lacks " << c << ":\n" << r.out;
+    }
+    // each command's own, as `ember C --help`, `ember C -h` and `ember help C`
+    const struct {
+        const char *cmd, *needle;
+    } cmds[] = {{"forward", "--hf-tolerance ATOL,RTOL"}, {"info", "usage: ember info --model DIR"},
+                {"embed", "Truncation"}, {"similarity", "usage: ember similarity"}};
+    for (const auto &c : cmds)
+        for (const std::string &args : {std::string(c.cmd) + " --help", std::string(c.cmd) + " -h",
+                                        "help " + std::string(c.cmd),
+                                        std::string(c.cmd) + " --model x --help"}) {
+            Result r = RunCli(args);
+            EXPECT_EQ(r.code, 0) << args << "\n" << r.out;
+            EXPECT_NE(r.out.find(c.needle), std::string::npos) << args << "\n" << r.out;
+            EXPECT_NE(r.out.find("-h, --help"), std::string::npos) << args;
+        }
+    ExpectUsageError("help frobnicate", {"no command 'frobnicate'"});
 }
 
 TEST_F(Cli, BadModelDirectory) {
-    Result r = RunCli("info --model " + (dir_ / "nope").string());
+    // said plainly, before any file in it (or the sentence-transformers configuration) is blamed
+    for (const char *cmd : {"info", "forward --inputs i --output o", "embed", "similarity"}) {
+        Result r = RunCli(std::string(cmd) + " --model " + (dir_ / "nope").string() + " a b");
+        if (std::string(cmd) == "info" || std::string(cmd).rfind("forward", 0) == 0)
+            r = RunCli(std::string(cmd) + " --model " + (dir_ / "nope").string());
+        EXPECT_EQ(r.code, 1) << cmd << "\n" << r.out;
+        EXPECT_NE(r.out.find("the model directory '" + (dir_ / "nope").string() + "' does not exist"),
+                  std::string::npos) << cmd << "\n" << r.out;
+        EXPECT_EQ(r.out.find("sentence-transformers"), std::string::npos) << r.out;
+    }
+    WriteFile(dir_ / "file", "x");
+    Result r = RunCli("info --model " + (dir_ / "file").string());
     EXPECT_EQ(r.code, 1);
-    EXPECT_NE(r.out.find("EMBER_ERR_IO"), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find("config.json"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("is not a directory"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, HfToleranceChecksEveryExpectedOutput) {
+    const std::string in = DataPath("goldens/tiny-odd/hidden_states.safetensors");
+    const std::string base = "forward --model " + DataPath("models/tiny-odd") + " --inputs " + in +
+                             " --output " + Out() + " --pooler --hidden-states";
+    Result r = RunCli(base + " --hf-tolerance 2e-5,1e-5");
+    ASSERT_EQ(r.code, 0) << r.out;
+    for (const char *name : {"expected.last_hidden_state", "expected.pooler_output", "expected.hidden_states"})
+        EXPECT_NE(r.out.find(std::string(name) + " (from the inputs file): max |diff|"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("within |diff| <= 2e-05 + 1e-05 |HF|"), std::string::npos) << r.out;
+    // a bound no float computation meets: every output fails, named, and the exit status says so
+    r = RunCli(base + " --quiet --hf-tolerance 0,0");
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_NE(r.out.find("expected.last_hidden_state (from the inputs file): max |diff|"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("FAIL:"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("3 of 3 outputs differ from HuggingFace's beyond --hf-tolerance 0,0"),
+              std::string::npos) << r.out;
+    // nothing to check against is a failure, not a pass
+    StFile g = OpenSt(in);
+    ASSERT_TRUE(g);
+    const ember_st_tensor ids = *ember_st_find(g.get(), "input_ids");
+    const std::string bare = (dir_ / "bare.safetensors").string();
+    ASSERT_EQ(ember_st_write(bare.c_str(), &ids, 1, nullptr, nullptr, 0), EMBER_OK) << ember_last_error();
+    r = RunCli("forward --quiet --model " + DataPath("models/tiny-odd") + " --inputs " + bare +
+               " --output " + Out() + " --hf-tolerance 1,1");
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_NE(r.out.find("holds no expected.<output> to check against"), std::string::npos) << r.out;
 }
 
 TEST_F(Cli, OutOfRangeIdReported) {
