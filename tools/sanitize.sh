@@ -5,7 +5,8 @@
 #   tsan        the `tsan` preset (ThreadSanitizer, built without OpenMP: libgomp is not
 #               instrumented and would give false reports) over the threading and soak tests
 #               (the tsan test preset's filter); any report fails the test
-# Prints one summary line per job, exits non-zero if a job failed.
+# Prints one summary line per job once, at the end (a failing job's log excerpt comes first, on
+# stderr); exits non-zero if a job failed.
 #   bash tools/sanitize.sh [asan|tsan ...]    (default: both)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -21,6 +22,7 @@ FAILED=0
 # job NAME PRESET: configure, build and test PRESET with the sanitizer options exported.
 job() {
     local name=$1 preset=$2 log="$LOGDIR/$1.log" t0=$SECONDS rc result detail
+    echo "sanitize: $name: building and testing the $preset preset (log $log) ..."
     : >"$log"
     if ! cmake --preset "$preset" >>"$log" 2>&1; then
         result=FAIL detail="configure failed"
@@ -42,7 +44,6 @@ job() {
             | tail -n 120 >&2 || tail -n 60 "$log" >&2
     fi
     SUMMARY+=("$(printf 'sanitize: %-10s %-4s %5ss  %s  (log %s)' "$name" "$result" $((SECONDS - t0)) "$detail" "$log")")
-    echo "${SUMMARY[-1]}"
 }
 
 for j in "${JOBS[@]}"; do
@@ -59,6 +60,5 @@ for j in "${JOBS[@]}"; do
     esac
 done
 
-echo
 printf '%s\n' "${SUMMARY[@]}"
 exit $FAILED
