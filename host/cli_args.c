@@ -195,9 +195,10 @@ static int parse(const cli_command *const *table, const cli_command *c, int argc
     int n_missing = 0;
     for (const cli_opt *const *g = c->opts; *g; g++)
         for (const cli_opt *o = *g; o->name; o++) {
-            const char *v;
+            const char *v = NULL;
+            if (!o->required || o->kind != CLI_STRING) continue; /* only strings are required */
             memcpy(&v, (char *)args + o->offset, sizeof v);
-            if (!o->required || v) continue;
+            if (v) continue;
             n_missing++;
             strncat(missing, *missing ? ", " : "", sizeof missing - strlen(missing) - 1);
             strncat(missing, o->name, sizeof missing - strlen(missing) - 1);
@@ -221,7 +222,7 @@ static int check_model_dir(const cli_command *c, const void *args) {
     for (const cli_opt *const *g = c->opts; *g; g++)
         for (const cli_opt *o = *g; o->name; o++) {
             const char *dir;
-            if (strcmp(o->name, "--model") != 0) continue;
+            if (strcmp(o->name, "--model") != 0 || o->kind != CLI_STRING) continue;
             memcpy(&dir, (const char *)args + o->offset, sizeof dir);
             struct stat sb;
             if (!dir) continue;

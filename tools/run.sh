@@ -8,8 +8,8 @@
 # non-zero when a check, or a command, failed.
 #
 # EMBER_CLI=PATH runs that ember binary: no setup, no build and no download (the real checkpoint
-# is used when .pydeps/ holds it already). EMBER_HF_TOLERANCE=ATOL,RTOL replaces the table's
-# bound. Both are for tests/test_scripts.cc.
+# only with EMBER_RUN_MINILM=1, when .pydeps/ holds it already). EMBER_HF_TOLERANCE=ATOL,RTOL
+# replaces the table's bound. Both are for tests/test_scripts.cc.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ember=${EMBER_CLI:-}
@@ -54,7 +54,8 @@ forward --model "$model" --inputs "$inputs" --output "$out/ember-out.safetensors
 # ember's tokenizer, forward and the model's own pooling (mean + normalize), as
 # sentence-transformers computes it. Paraphrase pairs score high, unrelated ones low.
 minilm=.pydeps/all-MiniLM-L6-v2
-if { [ -n "${EMBER_CLI:-}" ] && [ -f "$minilm/model.safetensors" ] && [ -f "$minilm/modules.json" ]; } ||
+if { [ -n "${EMBER_CLI:-}" ] && [ "${EMBER_RUN_MINILM:-0}" = 1 ] && [ -f "$minilm/model.safetensors" ] &&
+    [ -f "$minilm/modules.json" ]; } ||
     { [ -z "${EMBER_CLI:-}" ] && bash tools/fetch-minilm.sh; }; then
     echo
     forward --model "$minilm" --inputs tests/data/minilm/sentences.safetensors \
@@ -68,6 +69,8 @@ if { [ -n "${EMBER_CLI:-}" ] && [ -f "$minilm/model.safetensors" ] && [ -f "$min
         "A man is riding a white horse on an enclosed ground." \
         "A monkey is playing drums." \
         "Someone in a gorilla costume is playing a set of drums."
+elif [ -n "${EMBER_CLI:-}" ]; then
+    echo "(EMBER_CLI without EMBER_RUN_MINILM=1: the real-checkpoint demo is skipped)"
 else
     echo "(all-MiniLM-L6-v2 could not be fetched; the real-checkpoint demo is skipped)"
 fi
