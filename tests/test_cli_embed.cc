@@ -340,28 +340,28 @@ void WriteHugePositionsModel(const fs::path &dir) {
     for (size_t i = 0; i < pos.size(); i++)  // F16 in [1/128, 1/64): small, never 0
         pos[i] = (uint16_t)(0x2000 | ((i * 2654435761u) >> 22 & 0x3ff));
     struct Spec {
-        const char *name;
+        std::string name;
         int64_t d0, d1;
-    } specs[] = {{"embeddings.word_embeddings.weight", V, H},
-                 {"embeddings.token_type_embeddings.weight", 2, H},
-                 {"embeddings.LayerNorm.weight", H, 0},
-                 {"embeddings.LayerNorm.bias", H, 0},
-                 {"encoder.layer.0.attention.self.query.weight", H, H},
-                 {"encoder.layer.0.attention.self.query.bias", H, 0},
-                 {"encoder.layer.0.attention.self.key.weight", H, H},
-                 {"encoder.layer.0.attention.self.key.bias", H, 0},
-                 {"encoder.layer.0.attention.self.value.weight", H, H},
-                 {"encoder.layer.0.attention.self.value.bias", H, 0},
-                 {"encoder.layer.0.attention.output.dense.weight", H, H},
-                 {"encoder.layer.0.attention.output.dense.bias", H, 0},
-                 {"encoder.layer.0.attention.output.LayerNorm.weight", H, 0},
-                 {"encoder.layer.0.attention.output.LayerNorm.bias", H, 0},
-                 {"encoder.layer.0.intermediate.dense.weight", I, H},
-                 {"encoder.layer.0.intermediate.dense.bias", I, 0},
-                 {"encoder.layer.0.output.dense.weight", H, I},
-                 {"encoder.layer.0.output.dense.bias", H, 0},
-                 {"encoder.layer.0.output.LayerNorm.weight", H, 0},
-                 {"encoder.layer.0.output.LayerNorm.bias", H, 0}};
+    };
+    std::vector<Spec> specs = {{"embeddings.word_embeddings.weight", V, H},
+                               {"embeddings.token_type_embeddings.weight", 2, H}};
+    const std::string l0 = "encoder.layer.0.";
+    const struct {
+        std::string prefix;
+        int64_t out, in;  // a Linear (weight [out, in], bias [out]) or a LayerNorm (in = 0)
+    } parts[] = {{"embeddings.LayerNorm", H, 0},
+                 {l0 + "attention.self.query", H, H},
+                 {l0 + "attention.self.key", H, H},
+                 {l0 + "attention.self.value", H, H},
+                 {l0 + "attention.output.dense", H, H},
+                 {l0 + "attention.output.LayerNorm", H, 0},
+                 {l0 + "intermediate.dense", I, H},
+                 {l0 + "output.dense", H, I},
+                 {l0 + "output.LayerNorm", H, 0}};
+    for (const auto &p : parts) {
+        specs.push_back({p.prefix + ".weight", p.out, p.in});
+        specs.push_back({p.prefix + ".bias", p.out, 0});
+    }
     std::vector<ember_st_tensor> ts;
     uint32_t seed = 7;
     for (const Spec &sp : specs) {
@@ -372,7 +372,7 @@ void WriteHugePositionsModel(const fs::path &dir) {
             x = (float)((seed >> 8) * (1.0 / 16777216.0)) - 0.5f;
         }
         ember_st_tensor t{};
-        t.name = sp.name;
+        t.name = sp.name.c_str();
         t.dtype = EMBER_ST_F32;
         t.ndim = sp.d1 ? 2 : 1;
         t.shape[0] = sp.d0;
