@@ -147,7 +147,8 @@ class SpecialTokens(ctypes.Structure):
 
 class PoolingConfig(ctypes.Structure):
     _fields_ = [("mode", ctypes.c_int), ("normalize", ctypes.c_int),
-                ("max_seq_length", ctypes.c_int)]
+                ("max_seq_length", ctypes.c_int), ("do_lower_case", ctypes.c_int),
+                ("transformer_path", ctypes.c_char * 256)]
 
 
 def _proto(name, restype, *argtypes):

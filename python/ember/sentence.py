@@ -16,12 +16,15 @@ _POOL_ENUM = {v: k for k, v in _POOL_NAMES.items()}
 
 def pooling_config(model_dir):
     """What the model directory asks for (ember_pooling_config_load): a dict with pooling
-    ('mean' | 'cls' | 'max'), normalize (bool) and max_seq_length (0 = not given)."""
+    ('mean' | 'cls' | 'max'), normalize (bool), max_seq_length (0 = not given), do_lower_case
+    (bool: sentence-transformers lower-cases texts first) and transformer_path (the folder of
+    the BERT model and its tokenizer, relative; "" = the directory itself)."""
     pc = _lib.PoolingConfig()
     _lib.check(_lib.pooling_config_load(os.fspath(model_dir).encode(), ctypes.byref(pc)),
                "ember_pooling_config_load")
     return {"pooling": _POOL_NAMES[pc.mode], "normalize": bool(pc.normalize),
-            "max_seq_length": pc.max_seq_length}
+            "max_seq_length": pc.max_seq_length, "do_lower_case": bool(pc.do_lower_case),
+            "transformer_path": pc.transformer_path.decode()}
 
 
 class SentenceEncoder:
@@ -38,8 +41,11 @@ class SentenceEncoder:
         cfg = pooling_config(model_dir)
         self.pooling = cfg["pooling"]
         self.normalize = cfg["normalize"]
-        self.tokenizer = Tokenizer(model_dir)
-        self.model = load(model_dir, device=device, dtype=dtype, max_batch=batch_size,
+        self.do_lower_case = cfg["do_lower_case"]
+        # the Transformer module's folder holds the BERT model and its tokenizer
+        bert_dir = os.path.join(os.fspath(model_dir), cfg["transformer_path"])
+        self.tokenizer = Tokenizer(bert_dir)
+        self.model = load(bert_dir, device=device, dtype=dtype, max_batch=batch_size,
                           max_seq_len=8)
         max_pos = self.model.config["max_position_embeddings"]
         limit = max_seq_length or cfg["max_seq_length"] or max_pos
@@ -52,7 +58,10 @@ class SentenceEncoder:
 
     # ---- the steps ------------------------------------------------------------------------
     def tokenize(self, texts):
-        """A padded batch of texts, truncated at max_seq_length like sentence-transformers."""
+        """A padded batch of texts, truncated at max_seq_length like sentence-transformers
+        (which lower-cases them first when sentence_bert_config.json says do_lower_case)."""
+        if self.do_lower_case:
+            texts = [t.lower() for t in texts]
         return self.tokenizer.encode(texts, max_length=self.max_seq_length)
 
     @staticmethod

@@ -103,7 +103,8 @@ def test_encode_conventions():
 
 def test_pooling_config_and_pool():
     assert ember.pooling_config(MINILM) == {"pooling": "mean", "normalize": True,
-                                            "max_seq_length": 256}
+                                            "max_seq_length": 256, "do_lower_case": False,
+                                            "transformer_path": ""}
     enc = encoder()
     b = enc.tokenize(["A man is eating food.", "a"])
     h = enc.model(input_ids=b.input_ids, attention_mask=b.attention_mask).last_hidden_state
@@ -113,3 +114,26 @@ def test_pooling_config_and_pool():
     assert np.abs(mean - ref).max() <= TOL["kPoolAbs"] + TOL["kPoolRel"] * np.abs(ref).max()
     cls = enc.model.pool(h, b.attention_mask, "cls")
     assert np.array_equal(cls, h[:, 0])
+
+
+def test_transformer_folder_and_do_lower_case(tmp_path):
+    # a sentence-transformers layout with the BERT model in 0_BERT, a cased tokenizer and
+    # do_lower_case: the encoder loads from the folder and lower-cases as sentence-transformers
+    bert = tmp_path / "0_BERT"
+    bert.mkdir()
+    for f in ("config.json", "model.safetensors", "vocab.txt", "special_tokens_map.json"):
+        (bert / f).symlink_to(os.path.join(MINILM, f))
+    (bert / "tokenizer_config.json").write_text('{"do_lower_case": false}')
+    (bert / "sentence_bert_config.json").write_text('{"max_seq_length": 256, "do_lower_case": true}')
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "1_Pooling" / "config.json").symlink_to(os.path.join(MINILM, "1_Pooling", "config.json"))
+    (tmp_path / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "0_BERT", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    cfg = ember.pooling_config(tmp_path)
+    assert cfg["transformer_path"] == "0_BERT" and cfg["do_lower_case"] is True
+    enc = ember.SentenceEncoder(tmp_path)
+    upper, lower = enc.encode(["HELLO World", "hello world"])
+    assert np.array_equal(upper, lower)
+    assert np.abs(lower - encoder().encode("hello world")).max() <= TOL["kPoolAbs"]
