@@ -39,9 +39,10 @@ RUN_SECONDS=${GPU_CHECK_SECONDS:-420}
 STEPS="
 env         15        env.txt         GPU, driver, CUDA, torch versions, clocks; the carried binaries load
 tests       120       gpu-tests.log   every GPU test of ember_tests in one process
-hf          75        hf.log          tools/hf_compare.py f32/f16/bf16 on the GPU; ids vs gathered inputs_embeds from a torch CUDA tensor
-bench       110       bench.md        benchmarks/compare.py core rows: ember vs HF sdpa fp16 (torch.compile if time is left)
-sanitize    80        sanitize.log    compute-sanitizer memcheck/racecheck/initcheck/synccheck: a small forward and the attention tests
+hf          70        hf.log          tools/hf_compare.py f32/f16/bf16 on the GPU; ids vs gathered inputs_embeds from a torch CUDA tensor
+python      45        python.log      the Python package's pytest suite over the carried libember: torch CUDA tensors in place, CuPy
+bench       90        bench.md        benchmarks/compare.py core rows: ember vs HF sdpa fp16 (torch.compile if time is left)
+sanitize    60        sanitize.log    compute-sanitizer memcheck/racecheck/initcheck/synccheck: a small forward and the attention tests
 "
 
 # GPU tests that may skip on the GPU machine because their data cannot travel:
@@ -402,6 +403,41 @@ step_hf() {
         result PASS "$d1; $d2"
     else
         result FAIL "${d1:-hf_compare failed (exit $rc1)}; ${d2:-ids_vs_embeds failed (exit $rc2)}"
+    fi
+}
+
+# The Python package (python/) from the tree, over the carried libember: no pip, no build. torch
+# is imported first, so that libember's CUDA libraries are the ones torch loaded. On a GPU every
+# skip is a failure but the real checkpoint's (it cannot travel); without one the CPU tests run
+# where pytest and numpy are installed.
+step_python() {
+    local log=$1 rc lib line skips bad
+    lib=$(ls "$CARRY"/lib/libember.so* 2>/dev/null | head -n1)
+    if ! "$PY" -c 'import pytest, numpy' >>"$log" 2>&1; then
+        if [ "$HAVE_GPU" = 1 ]; then result FAIL "$PY has no pytest or numpy"; else result NO-GPU "no GPU; $PY has no pytest/numpy, the suite was not run"; fi
+        return
+    fi
+    EMBER_LIBRARY="$lib" PYTHONDONTWRITEBYTECODE=1 tmo "$PY" -c 'import sys
+try:
+    import torch  # noqa: F401  (its CUDA libraries first)
+except Exception:
+    pass
+import pytest
+sys.exit(pytest.main(sys.argv[1:]))' "$ROOT/python/tests" -q -rs -p no:cacheprovider >>"$log" 2>&1
+    rc=$?
+    line=$(grep -E '^(=+ )?[0-9]+ (passed|failed)|^=+ .*(passed|failed|error)' "$log" | tail -n1 | tr -d '=' | sed 's/^ *//')
+    skips=$(grep -E '^SKIPPED \[' "$log" || true)
+    bad=$(echo "$skips" | grep -v 'all-MiniLM-L6-v2' | grep -c 'SKIPPED' || true)
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+        result TIMEOUT "stopped at the step's limit; ${line:-no summary}"
+    elif [ $rc -ne 0 ]; then
+        result FAIL "pytest exit $rc: ${line:-see python.log}"
+    elif [ "$HAVE_GPU" = 1 ] && [ "$bad" -gt 0 ]; then
+        result FAIL "$line; $bad skipped on a GPU machine (see python.log)"
+    elif [ "$HAVE_GPU" = 1 ]; then
+        result PASS "$line"
+    else
+        result NO-GPU "no GPU; on the CPU: $line"
     fi
 }
 
