@@ -11,7 +11,9 @@
 #      machines without one. EMBER_EMU=0 skips it (and the last line says so).
 #   5. the Python package (tools/python-test.sh): `pip install ./python` into a fresh venv and
 #      pytest on NumPy (torch tests report Skipped: torch is not installed here)
-#   6. where nvcc is present (x86-64): tools/gpu-check.sh prepare + rehearse, the GPU check's
+#   6. serving (tools/serve-test.sh): ember.serve on a two-node local Ray Serve cluster, CPU
+#      backend, loopback HTTP: load, fault and bad-input tests (about 3.5 minutes on 2 cores)
+#   7. where nvcc is present (x86-64): tools/gpu-check.sh prepare + rehearse, the GPU check's
 #      carry built and its run replayed from a copy of the tree, without a GPU
 # Each job must pass; the first failure stops the script with a non-zero status.
 set -euo pipefail
@@ -24,6 +26,7 @@ cmake --preset default
 cmake --build --preset default
 ctest --preset default -j "$(nproc)"
 bash tools/python-test.sh
+bash tools/serve-test.sh
 bash tools/sanitize.sh
 bash tools/fuzz.sh --seconds "${EMBER_FUZZ_SECONDS:-60}"
 # The CPU half of the GPU check: the sm_90a carry, then its run from a copy of the tree as on
@@ -36,12 +39,12 @@ else
 fi
 if [ "${EMBER_EMU:-1}" = 0 ]; then
     echo "test: CUDA emulation not run (EMBER_EMU=0)"
-    echo "test: all jobs passed (GoogleTest suite, Python, sanitizers, fuzzers)"
+    echo "test: all jobs passed (GoogleTest suite, Python, serving, sanitizers, fuzzers)"
 elif [ -f "${CUDA_INC:-/usr/local/cuda/include}/cuda_runtime_api.h" ] && [ "$(uname -m)" = x86_64 ]; then
     EMU_SANITIZE=1 bash tools/emu/run.sh build-emu
-    echo "test: all jobs passed (GoogleTest suite, Python, sanitizers, fuzzers, CUDA emulation)"
+    echo "test: all jobs passed (GoogleTest suite, Python, serving, sanitizers, fuzzers, CUDA emulation)"
 else
     echo "test: CUDA emulation not run: it needs the CUDA toolkit's headers" \
          "(${CUDA_INC:-/usr/local/cuda/include}, set CUDA_INC) on x86-64"
-    echo "test: all jobs passed (GoogleTest suite, Python, sanitizers, fuzzers)"
+    echo "test: all jobs passed (GoogleTest suite, Python, serving, sanitizers, fuzzers)"
 fi

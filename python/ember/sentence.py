@@ -70,10 +70,13 @@ class SentenceEncoder:
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         return [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
 
-    def embed_batch(self, enc, normalize=None, output_value="sentence_embedding"):
+    def embed_batch(self, enc, normalize=None, output_value="sentence_embedding",
+                    skip_masked=None):
         """One padded batch (a tokenize() result) -> float32 [B, H] sentence embeddings, or,
         for output_value='token_embeddings', the [B, S, H] hidden states. NumPy on the CPU;
-        torch tensors on the model's GPU for a CUDA model."""
+        torch tensors on the model's GPU for a CUDA model. skip_masked: padding removal
+        (None: on the CPU only; True also on CUDA, where it pays for batches with much
+        padding, e.g. a server's batches of unequal texts)."""
         norm = self.normalize if normalize is None else bool(normalize)
         m = self.model
         ids, mask, types = enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]
@@ -85,8 +88,9 @@ class SentenceEncoder:
                                 for x in (ids, mask, types))
         # padding removal: bit-identical rows on the CPU, less work for padded batches; on CUDA
         # the count from the host spares the synchronisation
+        skip = m.device == "cpu" if skip_masked is None else bool(skip_masked)
         out = m(input_ids=ids, attention_mask=mask, token_type_ids=types,
-                skip_masked=m.device == "cpu", valid_tokens=valid if m.device == "cpu" else None,
+                skip_masked=skip, valid_tokens=valid if skip else None,
                 output_dtype="float32")  # ember_pool reads f32
         hidden = out.last_hidden_state
         if output_value == "token_embeddings":
