@@ -231,6 +231,18 @@ def run_load(port, reqs, work, clients, on_progress=None):
     return results, time.perf_counter() - t0
 
 
+def peer(work, reqs, served_wall):
+    """The same inputs through SentenceEncoder.encode in this one process (batch 32, sorted
+    by length as encode does), for scale: what the served figures compare with."""
+    texts = [work.texts[i] for r in reqs for i in r[2]]
+    t0 = time.perf_counter()
+    work.enc.encode(texts, batch_size=32)
+    dt = time.perf_counter() - t0
+    say("peer: the load's %d inputs through encode(batch_size=32) in this process: %.1f s, "
+        "%.1f inputs/s; served over HTTP by 2 replicas: %.2fx that (%s)"
+        % (len(texts), dt, len(texts) / dt, dt / served_wall, load_average()))
+
+
 def figures(label, results, wall, reqs, work):
     lat = np.array([r[1] for r in results if r[0] == 200]) * 1000.0
     n_in = sum(len(r[2]) for r in reqs)
@@ -440,6 +452,7 @@ def main():
         for i, r in bad[:5]:
             say("  request %d (%s): %r" % (i, reqs[i][3], r))
         check(not bad, "load: %d requests failed or differ" % len(bad))
+        peer(work, reqs, wall)
 
         check_metrics(mports, expected=len(reqs))
 
@@ -478,7 +491,7 @@ def check_config(model):
     path = os.path.join(os.path.dirname(ember.__file__), "serve", "config.yaml")
     with open(path, encoding="utf-8") as f:
         cfg = yaml.safe_load(f)
-    schema = ServeDeploySchema.parse_obj(cfg)
+    schema = ServeDeploySchema.model_validate(cfg)
     app = schema.applications[0]
     mod, attr = app.import_path.split(":")
     builder = getattr(importlib.import_module(mod), attr)

@@ -18,7 +18,8 @@ def _safetensors(path, tensors):
     header, blobs, off = {}, [], 0
     for name in sorted(tensors):
         a = np.ascontiguousarray(tensors[name], dtype="<f4")
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + a.nbytes]}
+        header[name] = {"dtype": "F32", "shape": list(a.shape),
+                        "data_offsets": [off, off + a.nbytes]}
         blobs.append(a.tobytes())
         off += a.nbytes
     text = json.dumps(header, separators=(",", ":")).encode()

@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 
 from conftest import DATA, MINILM
-from ember import SentenceEncoder
 from ember.serve import protocol
 from ember.serve.batcher import Batcher, plan
 from ember.serve.engine import Engine
-from ember.serve.options import OptionError, normalize, parser
+from ember.serve.options import OptionError, deployment_options, normalize, parser
 from serve_model import write_small_model
 
 ApiError = protocol.ApiError
@@ -301,6 +300,14 @@ def test_options(small_dir):
                       ({"model": small_dir, "colour": "red"}, "unknown option colour")]:
         with pytest.raises(OptionError, match=what):
             normalize(bad)
+    d = deployment_options(o)
+    assert (d["num_replicas"], d["ray_actor_options"], d["max_ongoing_requests"]) == \
+        (1, {"num_cpus": 1.0}, 256)
+    d = deployment_options(normalize({"model": small_dir, "autoscale": "0:4", "device": "cuda",
+                                      "dtype": "float16"}))
+    assert "num_replicas" not in d and d["ray_actor_options"]["num_gpus"] == 1
+    assert (d["autoscaling_config"]["min_replicas"], d["autoscaling_config"]["max_replicas"],
+            d["autoscaling_config"]["initial_replicas"]) == (0, 4, 1)
     ns = parser().parse_args(["--model", small_dir, "--autoscale", "1:3", "--port", "9"])
     assert (ns.autoscale, ns.port, ns.replicas) == ("1:3", 9, None)
     with pytest.raises(SystemExit):

@@ -1,5 +1,6 @@
 """python -m ember.serve: start (or join) a Ray cluster, run the embedding server on Ray Serve,
 and keep it up until SIGINT or SIGTERM, then take it down."""
+import os
 import signal
 import sys
 import threading
@@ -18,6 +19,10 @@ def main(argv=None):
         opts = from_args(ns)
     except OptionError as e:
         p.error(str(e))
+    if opts["address"] is None and "RAY_ADDRESS" not in os.environ and \
+            not os.path.isfile(os.path.join(opts["model"], "config.json")):
+        p.error("--model %s: no config.json there (a local cluster reads the model from this "
+                "machine)" % opts["model"])
     try:
         import ray  # noqa: PLC0415
         from ray import serve  # noqa: PLC0415
@@ -36,6 +41,8 @@ def main(argv=None):
     print("ember.serve: %s (%s, %s) on http://%s:%d as '%s', %s; Ctrl-C stops it"
           % (opts["model"], opts["device"], opts["dtype"], opts["host"], opts["port"],
              opts["served_model_name"], scale), flush=True)
+    print("ember.serve: replica logs in the Ray session's logs/serve/ (by default "
+          "/tmp/ray/session_latest/logs/serve/ on each node)", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -23,7 +23,7 @@ from starlette.responses import Response
 from . import protocol
 from .batcher import Batcher
 from .engine import Engine
-from .options import normalize, parse_autoscale
+from .options import deployment_options, normalize
 
 log = logging.getLogger("ember.serve")
 
@@ -184,21 +184,6 @@ class EmbeddingServer:
 
 def build_app(args):
     """A Ray Serve application for the given options (a dict with options.DEFAULTS' keys;
-    the config file's `args`). Replicas: `replicas`, or autoscaling for `autoscale`; one GPU
-    each on cuda, `replica_cpus` CPUs each otherwise."""
+    the config file's `args`); replicas as options.deployment_options says."""
     opts = normalize(dict(args))
-    actor = {"num_cpus": opts["replica_cpus"]}
-    if opts["device"] == "cuda":
-        actor["num_gpus"] = 1
-    kw = {"name": "ember", "ray_actor_options": actor,
-          "max_ongoing_requests": opts["max_ongoing_requests"],
-          "health_check_period_s": 5, "health_check_timeout_s": 30}
-    if opts["autoscale"]:
-        lo, hi = parse_autoscale(opts["autoscale"])
-        kw["autoscaling_config"] = {"min_replicas": lo, "max_replicas": hi,
-                                    "initial_replicas": max(lo, 1),
-                                    "target_ongoing_requests": 32}
-    else:
-        kw["num_replicas"] = opts["replicas"]
-    return serve.deployment(EmbeddingServer).options(**kw).bind(opts)
-
+    return serve.deployment(EmbeddingServer).options(**deployment_options(opts)).bind(opts)

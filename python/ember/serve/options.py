@@ -90,6 +90,25 @@ def normalize(opts):
     return o
 
 
+def deployment_options(opts):
+    """Normalized options -> Ray Serve deployment options: `replicas`, or autoscaling between
+    the two bounds of `autoscale`; one GPU per replica on cuda, `replica_cpus` CPUs each."""
+    actor = {"num_cpus": opts["replica_cpus"]}
+    if opts["device"] == "cuda":
+        actor["num_gpus"] = 1
+    kw = {"name": "ember", "ray_actor_options": actor,
+          "max_ongoing_requests": opts["max_ongoing_requests"],
+          "health_check_period_s": 5, "health_check_timeout_s": 30}
+    if opts["autoscale"]:
+        lo, hi = parse_autoscale(opts["autoscale"])
+        kw["autoscaling_config"] = {"min_replicas": lo, "max_replicas": hi,
+                                    "initial_replicas": max(lo, 1),
+                                    "target_ongoing_requests": 32}
+    else:
+        kw["num_replicas"] = opts["replicas"]
+    return kw
+
+
 def parser():
     p = argparse.ArgumentParser(
         prog="python -m ember.serve",
