@@ -12,6 +12,7 @@
 #                                   (default 900)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export RAY_USAGE_STATS_ENABLED=0  # Ray reports no usage statistics from tests
 venv=build-serve/venv
 rm -rf "$venv"
 python3 -m venv "$venv"
