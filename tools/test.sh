@@ -12,7 +12,7 @@
 #   5. the Python package (tools/python-test.sh): `pip install ./python` into a fresh venv and
 #      pytest on NumPy (torch tests report Skipped: torch is not installed here)
 #   6. serving (tools/serve-test.sh): ember.serve on a two-node local Ray Serve cluster, CPU
-#      backend, loopback HTTP: load, fault and bad-input tests (about 3.5 minutes on 2 cores)
+#      backend, loopback HTTP: load, fault and bad-input tests (about 2 minutes on 2 cores)
 #   7. where nvcc is present (x86-64): tools/gpu-check.sh prepare + rehearse, the GPU check's
 #      carry built and its run replayed from a copy of the tree, without a GPU
 # Each job must pass; the first failure stops the script with a non-zero status.
