@@ -418,6 +418,7 @@ def main():
     ray.init(address=cluster.address, log_to_driver=False)
     say("Ray cluster: head + 1 worker node, %d nodes alive, address %s"
         % (len([n for n in ray.nodes() if n["Alive"]]), cluster.address))
+    check_health_route(model)
     port = free_port()
     max_body = 1 << 20
     cmd = [sys.executable, "-m", "ember.serve", "--model", model, "--device", "cpu",
@@ -499,6 +500,32 @@ def check_config(model):
     check(isinstance(builder(args), Application), "config.yaml: build_app gave no Application")
     check([d.name for d in app.deployments] == ["ember"], "config.yaml: deployment name")
     say("config.yaml: valid Ray Serve config, %s builds with its args" % app.import_path)
+
+
+def check_health_route(model):
+    """A replica object outside Serve: GET /health is 200, then 503 (JSON) once its forwards
+    keep failing, as Ray's health check then reports too."""
+    import asyncio  # noqa: PLC0415
+
+    from starlette.requests import Request  # noqa: PLC0415
+
+    from ember.serve.app import EmbeddingServer  # noqa: PLC0415
+    from ember.serve.options import normalize  # noqa: PLC0415
+    srv = EmbeddingServer(normalize({"model": model}))
+
+    async def get_health():
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+        scope = {"type": "http", "method": "GET", "path": "/health", "root_path": "",
+                 "headers": [], "query_string": b""}
+        return await srv(Request(scope, receive))
+    ok = asyncio.run(get_health())
+    srv.batcher.failures = 3
+    bad = asyncio.run(get_health())
+    check(ok.status_code == 200 and bad.status_code == 503 and
+          json.loads(bad.body)["error"]["code"] == "unhealthy",
+          "health route: got %d then %d %r" % (ok.status_code, bad.status_code, bad.body))
+    say("health route: %d, then %d after 3 failed forwards" % (ok.status_code, bad.status_code))
 
 
 def wait_ready(port, cli, timeout):

@@ -117,7 +117,11 @@ class EmbeddingServer:
                                         % (request.method, path, method),
                                         code="method_not_allowed", tei_type="Validation")
             if route == "health":
-                self.check_health()
+                try:
+                    self.check_health()
+                except RuntimeError as e:
+                    raise protocol.ApiError(503, "unhealthy: %s" % e, code="unhealthy",
+                                            tei_type="Unhealthy") from None
                 resp = _json({"status": "ok"})
             elif route == "models":
                 resp = _json(protocol.models_response(self.name, self.created))
