@@ -12,6 +12,7 @@
 #include "error.h"
 #include "kernels/ops.h"
 #include "model.h"
+#include "weights/arch.h"
 
 typedef struct cpu_state {
     ember_weights w;
@@ -21,9 +22,11 @@ typedef struct cpu_state {
     float *qkv;   /* (T,3H)                                     */
     float *ctx;   /* (T,H) attention output, heads merged       */
     float *tmp;   /* (T,H) projection before residual LayerNorm */
-    float *inter; /* (T,I)                                      */
+    float *inter; /* (T,max(I,E)): FFN; ELECTRA's embeddings before the projection */
     double *scores; /* (S) one attention row                    */
     int32_t *cu_seqlens, *index, *inverse; /* packing plan: (T+1), (T), (T) */
+    int32_t *positions; /* (T) RoBERTa's default position ids */
+    float *logits;      /* (T,L) a half output's logits in f32, NULL without a head */
     int64_t cap_tokens;
     int cap_seq;
     size_t ws_bytes;
@@ -40,9 +43,12 @@ static void free_workspace(cpu_state *s) {
     free(s->cu_seqlens);
     free(s->index);
     free(s->inverse);
+    free(s->positions);
+    free(s->logits);
     s->x = s->x1 = s->qkv = s->ctx = s->tmp = s->inter = NULL;
     s->scores = NULL;
-    s->cu_seqlens = s->index = s->inverse = NULL;
+    s->cu_seqlens = s->index = s->inverse = s->positions = NULL;
+    s->logits = NULL;
     s->cap_tokens = 0;
     s->ws_bytes = 0;
 }
@@ -68,21 +74,25 @@ static void cpu_destroy(ember_model *m) {
 static ember_status cpu_reserve(ember_model *m, int max_batch, int max_seq_len) {
     cpu_state *s = m->impl;
     const int64_t T = (int64_t)max_batch * max_seq_len;
-    const size_t H = (size_t)m->cfg.hidden_size, I = (size_t)m->cfg.intermediate_size;
+    const size_t H = (size_t)m->cfg.hidden_size, E = (size_t)m->cfg.embedding_size;
+    const size_t I = (size_t)m->cfg.intermediate_size > E ? (size_t)m->cfg.intermediate_size : E;
     cpu_state n = *s;
     n.x = malloc(sizeof(float) * T * H);
     n.x1 = malloc(sizeof(float) * T * H);
     n.qkv = malloc(sizeof(float) * T * 3 * H);
     n.ctx = malloc(sizeof(float) * T * H);
-    n.tmp = malloc(sizeof(float) * T * H);
+    n.tmp = malloc(sizeof(float) * T * (H > E ? H : E)); /* also a half inputs_embeds in f32 */
     n.inter = malloc(sizeof(float) * T * I);
     n.scores = malloc(sizeof(double) * (size_t)max_seq_len);
     /* a forward has at most T sequences (seq_len >= 1) and T tokens */
     n.cu_seqlens = malloc(sizeof(int32_t) * (size_t)(T + 1));
     n.index = malloc(sizeof(int32_t) * (size_t)T);
     n.inverse = malloc(sizeof(int32_t) * (size_t)T);
+    n.positions = malloc(sizeof(int32_t) * (size_t)T);
+    const size_t L = (size_t)m->cfg.num_labels; /* 0 without a head */
+    n.logits = L ? malloc(sizeof(float) * T * L) : NULL;
     if (!n.x || !n.x1 || !n.qkv || !n.ctx || !n.tmp || !n.inter || !n.scores || !n.cu_seqlens ||
-        !n.index || !n.inverse) {
+        !n.index || !n.inverse || !n.positions || (L && !n.logits)) {
         free_workspace(&n); /* the old workspace in *s stays valid */
         return ember_fail(EMBER_ERR_OUT_OF_MEMORY,
                           "cannot allocate the CPU workspace for %d x %d tokens", max_batch,
@@ -92,8 +102,8 @@ static ember_status cpu_reserve(ember_model *m, int max_batch, int max_seq_len) 
     *s = n;
     s->cap_tokens = T;
     s->cap_seq = max_seq_len;
-    s->ws_bytes = sizeof(float) * (size_t)T * (7 * H + I) + sizeof(double) * (size_t)max_seq_len +
-                  sizeof(int32_t) * (size_t)(3 * T + 1);
+    s->ws_bytes = sizeof(float) * (size_t)T * (6 * H + (H > E ? H : E) + I + L) +
+                  sizeof(double) * (size_t)max_seq_len + sizeof(int32_t) * (size_t)(4 * T + 1);
     return EMBER_OK;
 }
 
@@ -113,6 +123,24 @@ static const float *embeds_f32(cpu_state *s, const void *x, ember_dtype dt, int 
     return s->tmp;
 }
 
+/* The head after the encoder, from the f32 rows h (B,S,H) of last_hidden_state: logits (B,L) from
+ * token 0 through the dense + activation of the family, or (B*S,L) for every token. scratch
+ * holds B*H floats. */
+static void head(const ember_model *m, float *logits, const float *h, float *scratch, int B,
+                 int S) {
+    const ember_config *c = &m->cfg;
+    const ember_weights *w = &((const cpu_state *)m->impl)->w;
+    const int H = c->hidden_size, L = c->num_labels;
+    if (c->head == EMBER_HEAD_TOKEN_CLASSIFICATION) {
+        ember_ref_dense(logits, h, H, w->head_out_w, w->head_out_b, B * S, H, L,
+                        EMBER_HEAD_ACT_NONE);
+        return;
+    }
+    ember_ref_dense(scratch, h, (int64_t)S * H, w->head_dense_w, w->head_dense_b, B, H, H,
+                    ember_arch_get(c->arch)->seq_act);
+    ember_ref_dense(logits, scratch, H, w->head_out_w, w->head_out_b, B, H, L, EMBER_HEAD_ACT_NONE);
+}
+
 static ember_status cpu_forward(ember_model *m, const ember_inputs *in, const ember_outputs *out,
                                 ember_stream stream) {
     cpu_state *s = m->impl;
@@ -129,20 +157,30 @@ static ember_status cpu_forward(ember_model *m, const ember_inputs *in, const em
                                                     s->index, s->inverse)
                          : N;
 
-    const float *emb_out = embeds_f32(s, in->embedding_output, in->embeds_dtype, N, H);
-    const float *embeds = embeds_f32(s, in->inputs_embeds, in->embeds_dtype, N, H);
-    if (emb_out) {
+    if (in->embedding_output) {
+        const float *emb_out = embeds_f32(s, in->embedding_output, in->embeds_dtype, N, H);
         if (packed) ember_ref_gather_rows(s->x, emb_out, s->index, T, H);
         else memcpy(s->x, emb_out, sizeof(float) * (size_t)N * H);
-    } else if (packed) {
-        ember_ref_embed_layernorm_packed(s->x, s->index, T, in->input_ids, embeds,
-                                         in->token_type_ids, in->position_ids, w->word,
-                                         w->position, w->token_type, w->emb_ln_g, w->emb_ln_b, S,
-                                         H, c->layer_norm_eps);
     } else {
-        ember_ref_embed_layernorm(s->x, in->input_ids, embeds, in->token_type_ids,
-                                  in->position_ids, w->word, w->position, w->token_type,
-                                  w->emb_ln_g, w->emb_ln_b, B, S, H, c->layer_norm_eps);
+        /* The family's rules: default positions, then E-wide embeddings projected to H. */
+        const int E = c->embedding_size;
+        const float *embeds = embeds_f32(s, in->inputs_embeds, in->embeds_dtype, N, E);
+        const int32_t *pos = in->position_ids;
+        if (!pos && ember_arch_get(c->arch)->padding_positions) {
+            ember_ref_position_ids(s->positions, in->input_ids, B, S, c->pad_token_id);
+            pos = s->positions;
+        }
+        float *emb = E != H ? s->inter : s->x;
+        if (packed)
+            ember_ref_embed_layernorm_packed(emb, s->index, T, in->input_ids, embeds,
+                                             in->token_type_ids, pos, w->word, w->position,
+                                             w->token_type, w->emb_ln_g, w->emb_ln_b, S, E,
+                                             c->layer_norm_eps);
+        else
+            ember_ref_embed_layernorm(emb, in->input_ids, embeds, in->token_type_ids, pos,
+                                      w->word, w->position, w->token_type, w->emb_ln_g,
+                                      w->emb_ln_b, B, S, E, c->layer_norm_eps);
+        if (E != H) ember_ref_linear(s->x, emb, w->emb_proj_w, w->emb_proj_b, T, E, H);
     }
     if (hs) emit(hs, odt, s, packed, N, H);
 
@@ -164,28 +202,35 @@ static ember_status cpu_forward(ember_model *m, const ember_inputs *in, const em
         if (hs) emit(hs + (size_t)(l + 1) * N * H * osize, odt, s, packed, N, H);
     }
     emit(out->last_hidden_state, odt, s, packed, N, H);
-    if (!out->pooler_output) return EMBER_OK;
     /* From the f32 rows (s->ctx holds them for a half output): with padding removal a masked
      * first token reads a zero row. */
     const float *last = odt == EMBER_DTYPE_F32 ? out->last_hidden_state : s->ctx;
-    float *pool = odt == EMBER_DTYPE_F32 ? out->pooler_output : s->tmp;
-    ember_ref_pooler(pool, last, w->pool_w, w->pool_b, B, S, H);
-    if (odt != EMBER_DTYPE_F32)
-        ember_ref_convert(out->pooler_output, odt, pool, EMBER_DTYPE_F32, (int64_t)B * H);
+    if (out->pooler_output) {
+        float *pool = odt == EMBER_DTYPE_F32 ? out->pooler_output : s->tmp;
+        ember_ref_pooler(pool, last, w->pool_w, w->pool_b, B, S, H);
+        if (odt != EMBER_DTYPE_F32)
+            ember_ref_convert(out->pooler_output, odt, pool, EMBER_DTYPE_F32, (int64_t)B * H);
+    }
+    if (out->logits) {
+        const int64_t n = (c->head == EMBER_HEAD_TOKEN_CLASSIFICATION ? N : B) * (int64_t)c->num_labels;
+        float *logits = odt == EMBER_DTYPE_F32 ? out->logits : s->logits;
+        head(m, logits, last, s->qkv, B, S);
+        if (odt != EMBER_DTYPE_F32) ember_ref_convert(out->logits, odt, logits, EMBER_DTYPE_F32, n);
+    }
     return EMBER_OK;
 }
 
 static ember_status cpu_embed(ember_model *m, const int32_t *ids, int64_t n, void *out,
                               ember_dtype out_dt, unsigned flags, ember_stream stream) {
     cpu_state *s = m->impl;
-    const int H = m->cfg.hidden_size;
+    const int E = m->cfg.embedding_size;
     if (out_dt == EMBER_DTYPE_F32) {
-        ember_ref_gather(out, ids, n, s->w.word, H);
+        ember_ref_gather(out, ids, n, s->w.word, E);
         return EMBER_OK;
     }
     for (int64_t t = 0; t < n; t++) /* row by row: no f32 staging of the caller's n rows */
-        ember_ref_convert((uint16_t *)out + t * H, out_dt, s->w.word + (int64_t)ids[t] * H,
-                          EMBER_DTYPE_F32, H);
+        ember_ref_convert((uint16_t *)out + t * E, out_dt, s->w.word + (int64_t)ids[t] * E,
+                          EMBER_DTYPE_F32, E);
     return EMBER_OK;
 }
 
@@ -197,7 +242,7 @@ static ember_status cpu_table_copy(const ember_model *m, ember_table t, float *d
                        : t == EMBER_TABLE_POSITION ? s->w.position : s->w.token_type;
     int64_t rows = t == EMBER_TABLE_WORD ? c->vocab_size
                    : t == EMBER_TABLE_POSITION ? c->max_position_embeddings : c->type_vocab_size;
-    memcpy(dst, src, sizeof(float) * (size_t)(rows * c->hidden_size));
+    memcpy(dst, src, sizeof(float) * (size_t)(rows * c->embedding_size));
     return EMBER_OK;
 }
 

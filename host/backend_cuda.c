@@ -53,6 +53,7 @@
 #include "error.h"
 #include "kernels/ops.h"
 #include "model.h"
+#include "weights/arch.h"
 
 #define LT_WORKSPACE_BYTES ((size_t)32 << 20) /* NVIDIA's recommendation for Hopper */
 #define ARENA_ALIGN 256                       /* every tensor starts 256-byte aligned */
@@ -143,10 +144,13 @@ typedef struct cuda_state {
 
     void *warena; /* weights */
     size_t wbytes;
-    void *word, *pos, *type; /* (V,H), (P,H), (T,H) dt */
-    void *emb_g, *emb_b; /* (H) f32 */
+    void *word, *pos, *type; /* (V,E), (P,E), (ember_type_rows,E) dt */
+    void *emb_g, *emb_b; /* (E) f32 */
+    void *proj_w, *proj_b; /* (H,E), (H) dt: ELECTRA's embeddings_project, NULL when E == H */
     cuda_layer *layers;
     void *pool_w, *pool_b; /* NULL without a pooler */
+    void *head_dense_w, *head_dense_b; /* (H,H), (H) dt: a sequence head's dense (BERT: the pooler) */
+    void *head_out_w, *head_out_b;     /* (L,H), (L) dt, NULL without a head */
 
     void *lt_ws; /* cuBLASLt workspace */
     ember_cuda_gemm *gemm;
@@ -157,10 +161,12 @@ typedef struct cuda_state {
     size_t ws_bytes;
     int64_t cap_tokens;
     void *x, *x1, *ctx, *tmp; /* (T,H) each             */
-    void *big;                /* (T, max(3H, I)): qkv, then the FFN intermediate */
+    void *big;                /* (T, max(3H, I, E)): E-wide embeddings, qkv, the FFN intermediate;
+                               * f32 scratch of a sequence head after the encoder */
     int32_t *cu_seqlens;      /* (T+1) packing plan (B <= T sequences) */
     int32_t *index, *inverse; /* (T), (T)                              */
     int32_t *mask_copy;       /* (T) the mask the graph body reads     */
+    int32_t *positions;       /* (T) RoBERTa's default position ids     */
 
     cudaEvent_t done;         /* recorded at the end of every forward           */
     cudaStream_t last_stream; /* stream of the last ASYNC forward, ...          */
@@ -231,15 +237,20 @@ static void plan(upload *u, int *k, const float *src, size_t n, int keep_f32, vo
 static ember_status upload_weights(ember_model *m, cuda_state *s, const ember_weights *w) {
     const ember_config *c = &m->cfg;
     const size_t H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
+    const size_t E = (size_t)c->embedding_size, NL = (size_t)c->num_labels;
     const int L = c->num_hidden_layers;
-    upload *u = calloc((size_t)(7 + 12 * L), sizeof *u);
+    upload *u = calloc((size_t)(13 + 12 * L), sizeof *u);
     if (!u) return ember_fail(EMBER_ERR_OUT_OF_MEMORY, "cannot allocate the upload plan");
     int k = 0;
-    plan(u, &k, w->word, (size_t)c->vocab_size * H, 0, &s->word);
-    plan(u, &k, w->position, (size_t)c->max_position_embeddings * H, 0, &s->pos);
-    plan(u, &k, w->token_type, (size_t)c->type_vocab_size * H, 0, &s->type);
-    plan(u, &k, w->emb_ln_g, H, 1, &s->emb_g);
-    plan(u, &k, w->emb_ln_b, H, 1, &s->emb_b);
+    plan(u, &k, w->word, (size_t)c->vocab_size * E, 0, &s->word);
+    plan(u, &k, w->position, (size_t)c->max_position_embeddings * E, 0, &s->pos);
+    plan(u, &k, w->token_type, (size_t)ember_type_rows(c) * E, 0, &s->type);
+    plan(u, &k, w->emb_ln_g, E, 1, &s->emb_g);
+    plan(u, &k, w->emb_ln_b, E, 1, &s->emb_b);
+    if (w->emb_proj_w) {
+        plan(u, &k, w->emb_proj_w, H * E, 0, &s->proj_w);
+        plan(u, &k, w->emb_proj_b, H, 0, &s->proj_b);
+    }
     for (int l = 0; l < L; l++) {
         const ember_layer_weights *hw = &w->layers[l];
         cuda_layer *d = &s->layers[l];
@@ -259,6 +270,14 @@ static ember_status upload_weights(ember_model *m, cuda_state *s, const ember_we
     if (c->has_pooler && w->pool_w && w->pool_b) {
         plan(u, &k, w->pool_w, H * H, 0, &s->pool_w);
         plan(u, &k, w->pool_b, H, 0, &s->pool_b);
+    }
+    if (w->head_dense_w && w->head_dense_w != w->pool_w) {
+        plan(u, &k, w->head_dense_w, H * H, 0, &s->head_dense_w);
+        plan(u, &k, w->head_dense_b, H, 0, &s->head_dense_b);
+    }
+    if (w->head_out_w) {
+        plan(u, &k, w->head_out_w, NL * H, 0, &s->head_out_w);
+        plan(u, &k, w->head_out_b, NL, 0, &s->head_out_b);
     }
 
     size_t total = 0, stage_n = 0;
@@ -311,6 +330,10 @@ static ember_status upload_weights(ember_model *m, cuda_state *s, const ember_we
 done:
     if (stage) cudaFree(stage);
     free(u);
+    if (w->head_dense_w && w->head_dense_w == w->pool_w) { /* BERT: the head's dense is the pooler */
+        s->head_dense_w = s->pool_w;
+        s->head_dense_b = s->pool_b;
+    }
     return st;
 }
 
@@ -327,15 +350,16 @@ static ember_status check_supported(const ember_model *m) {
     if (c->hidden_act != EMBER_ACT_GELU && c->hidden_act != EMBER_ACT_GELU_TANH &&
         c->hidden_act != EMBER_ACT_RELU)
         return ember_fail(EMBER_ERR_UNSUPPORTED, "activation %d", (int)c->hidden_act);
-    /* The LayerNorm kernels stage one f32 row of H in shared memory. */
+    /* The LayerNorm kernels stage one f32 row of H (the embeddings' of E) in shared memory. */
     int smem = 0;
     EMBER_CUDA_CHECK(cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin,
                                             m->device));
-    if ((size_t)c->hidden_size * sizeof(float) + 256 > (size_t)smem)
+    const int row = c->hidden_size > c->embedding_size ? c->hidden_size : c->embedding_size;
+    if ((size_t)row * sizeof(float) + 256 > (size_t)smem)
         return ember_fail(EMBER_ERR_UNSUPPORTED,
-                          "hidden_size %d: a LayerNorm row needs %zu bytes of shared memory, device "
-                          "%d has %d per block", c->hidden_size,
-                          (size_t)c->hidden_size * sizeof(float), m->device, smem);
+                          "hidden_size %d, embedding_size %d: a LayerNorm row needs %zu bytes of "
+                          "shared memory, device %d has %d per block", c->hidden_size,
+                          c->embedding_size, (size_t)row * sizeof(float), m->device, smem);
     return EMBER_OK;
 }
 
@@ -402,11 +426,12 @@ static void cuda_destroy(ember_model *m) {
 
 static ember_status reserve_impl(ember_model *m, cuda_state *s, int64_t T) {
     const size_t H = (size_t)m->cfg.hidden_size, I = (size_t)m->cfg.intermediate_size;
-    const size_t wide = 3 * H > I ? 3 * H : I;
+    const size_t E = (size_t)m->cfg.embedding_size;
+    const size_t wide3 = 3 * H > I ? 3 * H : I, wide = wide3 > E ? wide3 : E;
     const size_t act = align_up((size_t)T * H * s->esize);
     const size_t big = align_up((size_t)T * wide * s->esize);
     const size_t ints = align_up(sizeof(int32_t) * (size_t)T);
-    const size_t total = 4 * act + big + align_up(sizeof(int32_t) * (size_t)(T + 1)) + 3 * ints;
+    const size_t total = 4 * act + big + align_up(sizeof(int32_t) * (size_t)(T + 1)) + 4 * ints;
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, total);
     if (e != cudaSuccess) {
@@ -432,6 +457,7 @@ static ember_status reserve_impl(ember_model *m, cuda_state *s, int64_t T) {
     s->index = (int32_t *)b;
     s->inverse = (int32_t *)(b + ints);
     s->mask_copy = (int32_t *)(b + 2 * ints);
+    s->positions = (int32_t *)(b + 3 * ints);
     return EMBER_OK;
 }
 
@@ -577,6 +603,40 @@ static ember_status enqueue_body(void *ctx, cudaStream_t stream) {
     return EMBER_OK;
 }
 
+/* The head after the encoder (host/backend_cpu.c's head()), from the final hidden state s->x
+ * in the compute dtype (what last_hidden_state gets before any rounding to the output dtype):
+ * the family's dense + activation on token 0 into f32 scratch (s->big, which the encoder no
+ * longer needs), then the logits; or the logits of every token. Packed: token 0 rows (zero
+ * when masked) as the pooler reads them; every token's row unpacked to f32 with zero rows. */
+static ember_status enqueue_logits(const fwd *f, const ember_outputs *out, cudaStream_t stream) {
+    const ember_config *c = &f->m->cfg;
+    cuda_state *s = f->s;
+    const int H = c->hidden_size, L = c->num_labels;
+    const ember_dtype dt = s->dt;
+    float *scratch = s->big; /* N*H floats fit: big holds T * 3H elements of >= 2 bytes */
+    if (c->head == EMBER_HEAD_TOKEN_CLASSIFICATION) {
+        if (!f->packed)
+            return ember_cuda_dense(out->logits, f->odt, s->x, dt, H, s->head_out_w, s->head_out_b,
+                                    f->N, H, L, EMBER_HEAD_ACT_NONE, dt, stream);
+        EMBER_TRY(ember_cuda_unpack_rows(scratch, EMBER_DTYPE_F32, s->x, dt, s->inverse, f->N, H,
+                                         stream));
+        return ember_cuda_dense(out->logits, f->odt, scratch, EMBER_DTYPE_F32, H, s->head_out_w,
+                                s->head_out_b, f->N, H, L, EMBER_HEAD_ACT_NONE, dt, stream);
+    }
+    const void *first = s->x;
+    int64_t ld = (int64_t)f->S * H;
+    if (f->packed) {
+        EMBER_TRY(ember_cuda_first_rows(s->ctx, s->x, s->inverse, f->B, f->S, H, dt, stream));
+        first = s->ctx;
+        ld = H;
+    }
+    EMBER_TRY(ember_cuda_dense(scratch, EMBER_DTYPE_F32, first, dt, ld, s->head_dense_w,
+                               s->head_dense_b, f->B, H, H, ember_arch_get(c->arch)->seq_act, dt,
+                               stream));
+    return ember_cuda_dense(out->logits, f->odt, scratch, EMBER_DTYPE_F32, H, s->head_out_w,
+                            s->head_out_b, f->B, H, L, EMBER_HEAD_ACT_NONE, dt, stream);
+}
+
 /* The tail: the last LayerNorm with last_hidden_state (and hidden_states[L]) written, then the
  * pooler. */
 static ember_status enqueue_tail(const fwd *f, const ember_outputs *out, cudaStream_t stream) {
@@ -596,16 +656,51 @@ static ember_status enqueue_tail(const fwd *f, const ember_outputs *out, cudaStr
                                          f->osize * (size_t)f->N * H, cudaMemcpyDeviceToDevice,
                                          stream));
     }
-    if (!out->pooler_output) return EMBER_OK;
-    if (!s->pool_w)
-        return ember_fail(EMBER_ERR_UNSUPPORTED, "pooler_output requested without a pooler");
-    if (!f->packed)
-        return ember_cuda_pooler(out->pooler_output, f->odt, s->x, s->pool_w, s->pool_b, f->B,
-                                 f->S, H, s->tmp, s->dt, s->gemm, stream);
-    /* packed: row 0 of each sequence, or a zero row when token 0 is masked */
-    EMBER_TRY(ember_cuda_first_rows(s->ctx, s->x, s->inverse, f->B, f->S, H, s->dt, stream));
-    return ember_cuda_pooler(out->pooler_output, f->odt, s->ctx, s->pool_w, s->pool_b, f->B, 1, H,
-                             s->tmp, s->dt, s->gemm, stream);
+    if (out->pooler_output) {
+        if (!s->pool_w)
+            return ember_fail(EMBER_ERR_UNSUPPORTED, "pooler_output requested without a pooler");
+        if (!f->packed) {
+            EMBER_TRY(ember_cuda_pooler(out->pooler_output, f->odt, s->x, s->pool_w, s->pool_b,
+                                        f->B, f->S, H, s->tmp, s->dt, s->gemm, stream));
+        } else {
+            /* packed: row 0 of each sequence, or a zero row when token 0 is masked */
+            EMBER_TRY(ember_cuda_first_rows(s->ctx, s->x, s->inverse, f->B, f->S, H, s->dt, stream));
+            EMBER_TRY(ember_cuda_pooler(out->pooler_output, f->odt, s->ctx, s->pool_w, s->pool_b,
+                                        f->B, 1, H, s->tmp, s->dt, s->gemm, stream));
+        }
+    }
+    return out->logits ? enqueue_logits(f, out, stream) : EMBER_OK;
+}
+
+/* The embeddings of the T rows into s->x: E-wide rows (into s->big when E != H) with the
+ * family's default positions, then ELECTRA's projection to H. */
+static ember_status enqueue_embeddings(const fwd *f, const ember_inputs *in, int *err,
+                                       cudaStream_t stream) {
+    const ember_config *c = &f->m->cfg;
+    cuda_state *s = f->s;
+    const int H = c->hidden_size, E = c->embedding_size;
+    const ember_dtype dt = s->dt, edt = in->embeds_dtype;
+    const double eps = c->layer_norm_eps;
+    const int32_t *pos = in->position_ids;
+    if (!pos && ember_arch_get(c->arch)->padding_positions) {
+        EMBER_TRY(ember_cuda_position_ids(s->positions, in->input_ids, f->B, f->S, c->pad_token_id,
+                                          stream));
+        pos = s->positions;
+    }
+    void *emb = E != H ? s->big : s->x;
+    if (f->packed)
+        EMBER_TRY(ember_cuda_embed_layernorm_packed(
+            emb, s->index, f->T, in->input_ids, in->inputs_embeds, edt, in->token_type_ids, pos,
+            s->word, s->pos, s->type, s->emb_g, s->emb_b, f->S, E, c->vocab_size,
+            c->max_position_embeddings, ember_type_rows(c), eps, dt, err, stream));
+    else
+        EMBER_TRY(ember_cuda_embed_layernorm(emb, in->input_ids, in->inputs_embeds, edt,
+                                             in->token_type_ids, pos, s->word, s->pos, s->type,
+                                             s->emb_g, s->emb_b, f->B, f->S, E, c->vocab_size,
+                                             c->max_position_embeddings, ember_type_rows(c), eps,
+                                             dt, err, stream));
+    if (E == H || f->T == 0) return EMBER_OK;
+    return ember_cuda_linear(s->x, emb, s->proj_w, s->proj_b, f->T, E, H, E, dt, s->gemm, stream);
 }
 
 /* The head: error flag, input checks, packing plan (and T read back), embeddings. */
@@ -615,18 +710,17 @@ static ember_status enqueue_head(fwd *f, const ember_inputs *in, int *err, int a
     cuda_state *s = f->s;
     const int H = c->hidden_size;
     const ember_dtype dt = s->dt;
-    const double eps = c->layer_norm_eps;
     if (!async) EMBER_CUDA_CHECK(cudaMemsetAsync(err, 0, sizeof(int), stream));
     EMBER_TRY(ember_cuda_check_mask(in->attention_mask, f->N, err, stream));
-    const void *embeds_in = in->inputs_embeds ? (const void *)in->inputs_embeds
-                                              : (const void *)in->embedding_output;
     const ember_dtype edt = in->embeds_dtype;
-    EMBER_TRY(ember_cuda_check_finite(embeds_in, edt, (int64_t)f->N * H, err, stream));
+    EMBER_TRY(ember_cuda_check_finite(in->inputs_embeds, edt, (int64_t)f->N * c->embedding_size,
+                                      err, stream));
+    EMBER_TRY(ember_cuda_check_finite(in->embedding_output, edt, (int64_t)f->N * H, err, stream));
     if (f->packed) {
         /* the packed embedding reads only valid tokens: check every token here */
         if (!in->embedding_output)
             EMBER_TRY(ember_cuda_check_indices(in->input_ids, c->vocab_size, in->token_type_ids,
-                                               c->type_vocab_size, in->position_ids,
+                                               ember_type_rows(c), in->position_ids,
                                                c->max_position_embeddings, f->N, err, stream));
         const int given = in->valid_tokens > 0; /* checked <= N by ember_forward */
         EMBER_TRY(ember_cuda_pack_plan(in->attention_mask, f->B, f->S,
@@ -647,19 +741,11 @@ static ember_status enqueue_head(fwd *f, const ember_inputs *in, int *err, int a
         if (in->embedding_output)
             return ember_cuda_gather_rows(s->x, dt, in->embedding_output, edt, s->index, f->T, H,
                                           stream);
-        return ember_cuda_embed_layernorm_packed(
-            s->x, s->index, f->T, in->input_ids, in->inputs_embeds, edt, in->token_type_ids,
-            in->position_ids, s->word, s->pos, s->type, s->emb_g, s->emb_b, f->S, H, c->vocab_size,
-            c->max_position_embeddings, c->type_vocab_size, eps, dt, err, stream);
+        return enqueue_embeddings(f, in, err, stream);
     }
     if (in->embedding_output)
         return ember_cuda_convert(s->x, dt, in->embedding_output, edt, (int64_t)f->N * H, stream);
-    return ember_cuda_embed_layernorm(s->x, in->input_ids, in->inputs_embeds, edt,
-                                      in->token_type_ids,
-                                      in->position_ids, s->word, s->pos, s->type, s->emb_g,
-                                      s->emb_b, f->B, f->S, H, c->vocab_size,
-                                      c->max_position_embeddings, c->type_vocab_size, eps, dt, err,
-                                      stream);
+    return enqueue_embeddings(f, in, err, stream);
 }
 
 /* Head, body and tail of one forward on `stream`. */
@@ -789,7 +875,7 @@ static ember_status cuda_embed(ember_model *m, const int32_t *ids, int64_t n, vo
         if (e != cudaSuccess) st = ember_cuda_fail(e, "cudaMemsetAsync(d_err)", __func__, __FILE__, __LINE__);
     }
     if (st == EMBER_OK)
-        st = ember_cuda_gather(out, out_dt, ids, n, s->word, m->cfg.hidden_size,
+        st = ember_cuda_gather(out, out_dt, ids, n, s->word, m->cfg.embedding_size,
                                m->cfg.vocab_size, s->dt, err, st_);
     if (st == EMBER_OK && async) {
         cudaError_t e = cudaEventRecord(s->done, st_);
@@ -813,7 +899,7 @@ static ember_status cuda_table_copy(const ember_model *m, ember_table t, float *
     int prev;
     ember_status st = enter(s, &prev);
     if (st == EMBER_OK)
-        st = ember_cuda_convert(dst, EMBER_DTYPE_F32, src, s->dt, rows * c->hidden_size,
+        st = ember_cuda_convert(dst, EMBER_DTYPE_F32, src, s->dt, rows * c->embedding_size,
                                 (cudaStream_t)stream);
     return leave(s, prev, st);
 }

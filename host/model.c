@@ -8,7 +8,8 @@
 
 #include "error.h"
 #include "kernels/ops.h"
-#include "weights/bert_weights.h"
+#include "weights/arch.h"
+#include "weights/checkpoint.h"
 #include "weights/config.h"
 
 void ember_load_options_init(ember_load_options *opt) {
@@ -26,107 +27,6 @@ void ember_load_options_init(ember_load_options *opt) {
  * the one part of it that they change, and every model is a calloc'd, non-const object. */
 static void model_lock(const ember_model *m) { pthread_mutex_lock((pthread_mutex_t *)&m->lock); }
 static void model_unlock(const ember_model *m) { pthread_mutex_unlock((pthread_mutex_t *)&m->lock); }
-
-/* ---- host weights --------------------------------------------------------------------- */
-
-ember_status ember_weights_alloc(const ember_config *c, ember_weights *w) {
-    memset(w, 0, sizeof *w);
-    const size_t H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
-    const size_t per_layer = 3 * H * H + 3 * H + H * H + H + 2 * H + I * H + I + H * I + H + 2 * H;
-    size_t total = ((size_t)c->vocab_size + (size_t)c->max_position_embeddings +
-                    (size_t)c->type_vocab_size) * H + 2 * H + (size_t)c->num_hidden_layers * per_layer +
-                   (c->has_pooler ? H * H + H : 0);
-    w->arena = malloc(total * sizeof(float));
-    w->layers = calloc((size_t)c->num_hidden_layers, sizeof *w->layers);
-    if (!w->arena || !w->layers) {
-        ember_weights_free(w);
-        return ember_fail(EMBER_ERR_OUT_OF_MEMORY, "cannot allocate %zu bytes for the weights",
-                          total * sizeof(float));
-    }
-    w->arena_floats = total;
-    float *p = w->arena;
-#define TAKE(dst, n) (dst = p, p += (n))
-    TAKE(w->word, (size_t)c->vocab_size * H);
-    TAKE(w->position, (size_t)c->max_position_embeddings * H);
-    TAKE(w->token_type, (size_t)c->type_vocab_size * H);
-    TAKE(w->emb_ln_g, H);
-    TAKE(w->emb_ln_b, H);
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        ember_layer_weights *L = &w->layers[l];
-        TAKE(L->qkv_w, 3 * H * H);
-        TAKE(L->qkv_b, 3 * H);
-        TAKE(L->attn_out_w, H * H);
-        TAKE(L->attn_out_b, H);
-        TAKE(L->attn_ln_g, H);
-        TAKE(L->attn_ln_b, H);
-        TAKE(L->inter_w, I * H);
-        TAKE(L->inter_b, I);
-        TAKE(L->out_w, H * I);
-        TAKE(L->out_b, H);
-        TAKE(L->out_ln_g, H);
-        TAKE(L->out_ln_b, H);
-    }
-    if (c->has_pooler) {
-        TAKE(w->pool_w, H * H);
-        TAKE(w->pool_b, H);
-    }
-#undef TAKE
-    return EMBER_OK;
-}
-
-void ember_weights_free(ember_weights *w) {
-    if (!w) return;
-    free(w->arena);
-    free(w->layers);
-    memset(w, 0, sizeof *w);
-}
-
-/* splitmix64: a small, well-mixed generator, enough for reproducible random weights. */
-static uint64_t next_u64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [center - half, center + half). */
-static void fill_uniform(float *x, size_t n, double center, double half, uint64_t *s) {
-    for (size_t i = 0; i < n; i++) {
-        double u = (double)(next_u64(s) >> 11) * (1.0 / 9007199254740992.0);
-        x[i] = (float)(center + half * (2.0 * u - 1.0));
-    }
-}
-
-static void init_random_weights(const ember_config *c, uint64_t seed, ember_weights *w) {
-    uint64_t s = seed;
-    const size_t H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
-    /* sqrt(3/fan_in) keeps unit-variance inputs at unit variance through each projection. */
-    const double wh = sqrt(3.0 / (double)H), wi = sqrt(3.0 / (double)I);
-    fill_uniform(w->word, (size_t)c->vocab_size * H, 0.0, 1.0, &s);
-    fill_uniform(w->position, (size_t)c->max_position_embeddings * H, 0.0, 0.5, &s);
-    fill_uniform(w->token_type, (size_t)c->type_vocab_size * H, 0.0, 0.5, &s);
-    fill_uniform(w->emb_ln_g, H, 1.0, 0.2, &s);
-    fill_uniform(w->emb_ln_b, H, 0.0, 0.1, &s);
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        ember_layer_weights *L = &w->layers[l];
-        fill_uniform(L->qkv_w, 3 * H * H, 0.0, wh, &s);
-        fill_uniform(L->qkv_b, 3 * H, 0.0, 0.1, &s);
-        fill_uniform(L->attn_out_w, H * H, 0.0, wh, &s);
-        fill_uniform(L->attn_out_b, H, 0.0, 0.1, &s);
-        fill_uniform(L->attn_ln_g, H, 1.0, 0.2, &s);
-        fill_uniform(L->attn_ln_b, H, 0.0, 0.1, &s);
-        fill_uniform(L->inter_w, I * H, 0.0, wh, &s);
-        fill_uniform(L->inter_b, I, 0.0, 0.1, &s);
-        fill_uniform(L->out_w, H * I, 0.0, wi, &s);
-        fill_uniform(L->out_b, H, 0.0, 0.1, &s);
-        fill_uniform(L->out_ln_g, H, 1.0, 0.2, &s);
-        fill_uniform(L->out_ln_b, H, 0.0, 0.1, &s);
-    }
-    if (c->has_pooler) {
-        fill_uniform(w->pool_w, H * H, 0.0, wh, &s);
-        fill_uniform(w->pool_b, H, 0.0, 0.1, &s);
-    }
-}
 
 /* ---- model lifetime --------------------------------------------------------------------- */
 
@@ -169,8 +69,9 @@ static ember_status resolve_options(const ember_load_options **opt, ember_load_o
     return check_options(*opt);
 }
 
-/* Create the model object around host weights (consumed: freed or kept by the backend). */
-static ember_status model_create(const ember_config *cfg, ember_weights *w,
+/* Create the model object around host weights (consumed: freed or kept by the backend) and
+ * meta (taken by the model, cleared). */
+static ember_status model_create(const ember_config *cfg, ember_weights *w, ember_model_meta *meta,
                                  const ember_load_options *opt, ember_model **out) {
     ember_model *m = calloc(1, sizeof *m);
     if (!m) return ember_fail(EMBER_ERR_OUT_OF_MEMORY, "cannot allocate the model object");
@@ -179,6 +80,8 @@ static ember_status model_create(const ember_config *cfg, ember_weights *w,
         return ember_fail(EMBER_ERR_OUT_OF_MEMORY, "cannot create the model's mutex");
     }
     m->cfg = *cfg;
+    m->meta = *meta;
+    memset(meta, 0, sizeof *meta);
     m->backend = opt->backend;
     m->dtype = opt->compute_dtype;
     m->device = opt->device;
@@ -195,6 +98,7 @@ static ember_status model_create(const ember_config *cfg, ember_weights *w,
     if (st == EMBER_OK) st = m->ops->reserve(m, m->cap_batch, m->cap_seq);
     if (st != EMBER_OK) {
         if (m->impl) m->ops->destroy(m);
+        ember_model_meta_free(&m->meta);
         pthread_mutex_destroy(&m->lock);
         free(m);
         return st;
@@ -213,9 +117,11 @@ ember_status ember_model_load(const char *model_dir, const ember_load_options *o
     EMBER_TRY(resolve_options(&opt, &def));
     ember_config cfg;
     ember_weights w;
-    EMBER_TRY(ember_bert_load_dir(model_dir, &cfg, &w));
-    ember_status st = model_create(&cfg, &w, opt, out);
+    ember_model_meta meta;
+    EMBER_TRY(ember_checkpoint_load_dir(model_dir, &cfg, &meta, &w));
+    ember_status st = model_create(&cfg, &w, &meta, opt, out);
     ember_weights_free(&w);
+    ember_model_meta_free(&meta);
     return st;
 }
 
@@ -227,20 +133,34 @@ ember_status ember_model_init_random(const ember_config *cfg, uint64_t seed,
     if (!out) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "out is NULL");
     ember_load_options def;
     EMBER_TRY(resolve_options(&opt, &def));
-    EMBER_TRY(ember_config_check(cfg, "ember_config"));
     ember_config c = *cfg;
     c.has_pooler = cfg->has_pooler ? 1 : 0;
+    if (c.embedding_size == 0) c.embedding_size = c.hidden_size;
+    EMBER_TRY(ember_config_check(&c, "ember_config"));
+    if (c.has_pooler && !ember_arch_get(c.arch)->pooler)
+        return ember_fail(EMBER_ERR_CONFIG, "ember_config: has_pooler = 1 but %s has no pooler",
+                          ember_arch_name(c.arch));
+    if (c.head == EMBER_HEAD_SEQUENCE_CLASSIFICATION && c.arch == EMBER_ARCH_BERT && !c.has_pooler)
+        return ember_fail(EMBER_ERR_CONFIG, "ember_config: BERT's sequence classification head "
+                          "classifies pooler_output: set has_pooler = 1");
+    ember_model_meta meta;
+    memset(&meta, 0, sizeof meta);
+    EMBER_TRY(ember_model_meta_default_labels(c.num_labels, &meta));
     ember_weights w;
-    EMBER_TRY(ember_weights_alloc(&c, &w));
-    init_random_weights(&c, seed, &w);
-    ember_status st = model_create(&c, &w, opt, out);
+    ember_status st = ember_weights_alloc(&c, &w);
+    if (st == EMBER_OK) {
+        ember_weights_fill_random(&c, seed, &w);
+        st = model_create(&c, &w, &meta, opt, out);
+    }
     ember_weights_free(&w);
+    ember_model_meta_free(&meta);
     return st;
 }
 
 void ember_model_free(ember_model *m) {
     if (!m) return;
     m->ops->destroy(m);
+    ember_model_meta_free(&m->meta);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }
@@ -249,6 +169,11 @@ ember_status ember_model_config(const ember_model *m, ember_config *out) {
     if (!m || !out) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "%s is NULL", m ? "out" : "model");
     *out = m->cfg;
     return EMBER_OK;
+}
+
+const char *ember_model_label(const ember_model *m, int index) {
+    if (!m || index < 0 || index >= m->meta.n_labels || !m->meta.labels) return NULL;
+    return m->meta.labels[index];
 }
 
 ember_backend ember_model_backend(const ember_model *m) { return m ? m->backend : EMBER_BACKEND_CPU; }
@@ -368,7 +293,7 @@ static ember_status check_host_values(const ember_model *m, const ember_inputs *
                               "values", in->valid_tokens, (long long)ones);
     }
     EMBER_TRY(check_finite("inputs_embeds", in->inputs_embeds, in->embeds_dtype, B, S,
-                           c->hidden_size));
+                           c->embedding_size));
     EMBER_TRY(check_finite("embedding_output", in->embedding_output, in->embeds_dtype, B, S,
                            c->hidden_size));
     return EMBER_OK;
@@ -398,6 +323,18 @@ static ember_status check_forward_args(const ember_model *m, const ember_inputs 
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
                           "seq_len = %d exceeds max_position_embeddings = %d", in->seq_len,
                           c->max_position_embeddings);
+    const ember_arch_info *a = ember_arch_get(c->arch);
+    if (a->padding_positions && !in->position_ids && !in->embedding_output &&
+        in->seq_len > c->max_position_embeddings - c->pad_token_id - 1)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "seq_len = %d: %s's default positions run from pad_token_id + 1 = %d, so "
+                          "sequences hold at most max_position_embeddings - %d = %d tokens",
+                          in->seq_len, a->model_type, c->pad_token_id + 1, c->pad_token_id + 1,
+                          c->max_position_embeddings - c->pad_token_id - 1);
+    if (!a->has_token_types && in->token_type_ids)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "inputs.token_type_ids given, but %s has no token types (pass NULL)",
+                          a->model_type);
     if ((int64_t)in->batch * in->seq_len > INT_MAX)
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
                           "batch = %d x seq_len = %d = %lld tokens exceeds the limit of %d",
@@ -431,6 +368,13 @@ static ember_status check_forward_args(const ember_model *m, const ember_inputs 
         return ember_fail(EMBER_ERR_UNSUPPORTED,
                           "outputs.pooler_output requested but the checkpoint has no pooler "
                           "(pooler.dense.* absent)");
+    if (out->logits && c->head == EMBER_HEAD_NONE)
+        return ember_fail(EMBER_ERR_UNSUPPORTED,
+                          "outputs.logits requested but the model has no head ember runs "
+                          "(architecture %s%s%s; ember runs *ForSequenceClassification and "
+                          "*ForTokenClassification)", m->meta.architecture[0] ? "\"" : "",
+                          m->meta.architecture[0] ? m->meta.architecture : "not given",
+                          m->meta.architecture[0] ? "\"" : "");
     return EMBER_OK;
 }
 
@@ -519,10 +463,10 @@ ember_status ember_table_shape(const ember_model *m, ember_table t, int64_t *row
     switch (t) {
     case EMBER_TABLE_WORD: *rows = m->cfg.vocab_size; break;
     case EMBER_TABLE_POSITION: *rows = m->cfg.max_position_embeddings; break;
-    case EMBER_TABLE_TOKEN_TYPE: *rows = m->cfg.type_vocab_size; break;
+    case EMBER_TABLE_TOKEN_TYPE: *rows = m->cfg.type_vocab_size; break; /* 0: DistilBERT */
     default: return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "table = %d is not an ember_table", (int)t);
     }
-    *cols = m->cfg.hidden_size;
+    *cols = m->cfg.embedding_size;
     return EMBER_OK;
 }
 
@@ -538,6 +482,7 @@ ember_status ember_table_copy(const ember_model *m, ember_table t, float *dst, s
                           (long long)rows, (long long)cols);
     if (m->backend == EMBER_BACKEND_CPU && stream)
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "stream must be NULL for the CPU backend");
+    if (rows == 0) return EMBER_OK; /* DistilBERT's token types */
     model_lock(m);
     const ember_status st = m->ops->table_copy(m, t, dst, stream);
     model_unlock(m);

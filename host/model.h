@@ -5,43 +5,12 @@
 #include <pthread.h>
 
 #include "ember.h"
+#include "weights/config.h"
+#include "weights/weights.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* Host copy of the weights in fp32, in one arena. Names follow HF BertModel. */
-typedef struct ember_layer_weights {
-    float *qkv_w;      /* (3H,H): query, key, value weights stacked          */
-    float *qkv_b;      /* (3H)                                                */
-    float *attn_out_w; /* (H,H) attention.output.dense                        */
-    float *attn_out_b; /* (H)                                                 */
-    float *attn_ln_g;  /* (H) attention.output.LayerNorm                      */
-    float *attn_ln_b;  /* (H)                                                 */
-    float *inter_w;    /* (I,H) intermediate.dense                            */
-    float *inter_b;    /* (I)                                                 */
-    float *out_w;      /* (H,I) output.dense                                  */
-    float *out_b;      /* (H)                                                 */
-    float *out_ln_g;   /* (H) output.LayerNorm                                */
-    float *out_ln_b;   /* (H)                                                 */
-} ember_layer_weights;
-
-typedef struct ember_weights {
-    float *word;       /* (V,H) */
-    float *position;   /* (P,H) */
-    float *token_type; /* (T,H) */
-    float *emb_ln_g;   /* (H)   */
-    float *emb_ln_b;   /* (H)   */
-    ember_layer_weights *layers; /* (L) */
-    float *pool_w;     /* (H,H) or NULL when the checkpoint has no pooler */
-    float *pool_b;     /* (H)   or NULL */
-    float *arena;
-    size_t arena_floats;
-} ember_weights;
-
-/* Allocate the arena for cfg (pooler iff cfg->has_pooler). */
-ember_status ember_weights_alloc(const ember_config *cfg, ember_weights *w);
-void ember_weights_free(ember_weights *w);
 
 /* What a backend implements. Arguments are validated by host/model.c before the call. */
 typedef struct ember_backend_ops {
@@ -70,6 +39,7 @@ typedef struct ember_backend_ops {
 
 struct ember_model {
     ember_config cfg;
+    ember_model_meta meta; /* the head's labels and the architecture's class name */
     ember_backend backend;
     ember_dtype dtype;
     int device;

@@ -1,8 +1,9 @@
 /*
  * ember.h — BERT encoder inference in C, on the CPU (reference) or on an NVIDIA GPU.
  *
- * ember reproduces HuggingFace `BertModel` and loads HF checkpoints directly
- * (config.json + model.safetensors, or a sharded model.safetensors.index.json).
+ * ember reproduces HuggingFace `BertModel` and its family (RoBERTa, XLM-RoBERTa, DistilBERT,
+ * ELECTRA; with or without a sequence- or token-classification head) and loads HF checkpoints
+ * directly (config.json + model.safetensors, or a sharded model.safetensors.index.json).
  *
  * Three entry points, exactly one per forward call:
  *
@@ -131,6 +132,24 @@ typedef enum ember_activation {
     EMBER_ACT_RELU = 2,      /* "relu"                                                 */
 } ember_activation;
 
+/* The encoder family, from config.json's "model_type" (absent = "bert"). Append only. The
+ * families share the encoder layers; they differ in the embeddings, the tensor names and the
+ * heads (README, "Architectures"). */
+typedef enum ember_arch {
+    EMBER_ARCH_BERT = 0,        /* "bert"                                                       */
+    EMBER_ARCH_ROBERTA = 1,     /* "roberta": default position ids count from pad_token_id + 1   */
+    EMBER_ARCH_XLM_ROBERTA = 2, /* "xlm-roberta": as RoBERTa                                    */
+    EMBER_ARCH_DISTILBERT = 3,  /* "distilbert": no token types (type_vocab_size = 0)            */
+    EMBER_ARCH_ELECTRA = 4,     /* "electra": embedding_size-wide embeddings, embeddings_project */
+} ember_arch;
+
+/* The task head after the encoder, from config.json's "architectures". Append only. */
+typedef enum ember_head {
+    EMBER_HEAD_NONE = 0,                    /* *Model, or a head ember does not run          */
+    EMBER_HEAD_SEQUENCE_CLASSIFICATION = 1, /* *ForSequenceClassification: logits [B, L]     */
+    EMBER_HEAD_TOKEN_CLASSIFICATION = 2,    /* *ForTokenClassification: logits [B, S, L]     */
+} ember_head;
+
 typedef struct ember_config {
     int vocab_size;
     int hidden_size;
@@ -138,11 +157,17 @@ typedef struct ember_config {
     int num_attention_heads;
     int intermediate_size;
     int max_position_embeddings;
-    int type_vocab_size;
-    int pad_token_id;
+    int type_vocab_size; /* 0 for DistilBERT (no token types)                              */
+    int pad_token_id;    /* RoBERTa / XLM-R: padding_idx of the position rule               */
     double layer_norm_eps;
     ember_activation hidden_act;
     int has_pooler; /* 1 if the checkpoint holds pooler.dense */
+    /* Appended in 0.2; zero-initialised configs mean BERT without a head. */
+    ember_arch arch;
+    int embedding_size; /* width of the embedding tables: hidden_size except ELECTRA (0 in a
+                         * config given to ember_model_init_random means hidden_size)       */
+    ember_head head;
+    int num_labels;     /* classes of the head (len(id2label)); 0 without a head            */
 } ember_config;
 
 typedef struct ember_load_options {
@@ -170,23 +195,33 @@ typedef struct ember_model ember_model;
 
 EMBER_API void ember_load_options_init(ember_load_options *opt);
 
-/* Load a HuggingFace BERT directory: config.json plus model.safetensors or
+/* Load a HuggingFace directory: config.json plus model.safetensors or
  * model.safetensors.index.json (sharded). Weights stored as F32, F16 or BF16 are
- * converted to the compute dtype. On failure *out is NULL and ember_last_error() says why:
- * EMBER_ERR_IO for a missing or unreadable file (or one that is not a regular file),
- * EMBER_ERR_FORMAT for a corrupt one (safetensors, or JSON that does not parse),
- * EMBER_ERR_CONFIG for config.json values out of bounds or inconsistent. */
+ * converted to the compute dtype. config.json's "model_type" picks the family (ember_arch)
+ * and its "architectures" the head (ember_head, with "id2label" / "num_labels"); a model_type
+ * or a family ember cannot reproduce is EMBER_ERR_UNSUPPORTED naming it. On failure *out is
+ * NULL and ember_last_error() says why: EMBER_ERR_IO for a missing or unreadable file (or one
+ * that is not a regular file), EMBER_ERR_FORMAT for a corrupt one (safetensors, or JSON that
+ * does not parse), EMBER_ERR_CONFIG for config.json values out of bounds or inconsistent. */
 EMBER_API ember_status ember_model_load(const char *model_dir, const ember_load_options *opt,
                                         ember_model **out);
 
 /* A model with random weights (uniform, fixed by `seed`), for tests and benchmarks.
- * cfg->has_pooler chooses whether a pooler is created. */
+ * cfg->has_pooler chooses whether a pooler is created; cfg->arch, ->embedding_size, ->head and
+ * ->num_labels the family and the head (labels "LABEL_0", "LABEL_1", ... as HF names them). */
 EMBER_API ember_status ember_model_init_random(const ember_config *cfg, uint64_t seed,
                                                const ember_load_options *opt, ember_model **out);
 
 EMBER_API void ember_model_free(ember_model *model);
 
 EMBER_API ember_status ember_model_config(const ember_model *model, ember_config *out);
+/* The name of class `index` of the model's head (config.json's id2label, "LABEL_<i>" when the
+ * config has none); NULL when the model has no head or index is outside [0, num_labels).
+ * Valid as long as the model. */
+EMBER_API const char *ember_model_label(const ember_model *model, int index);
+/* config.json's model_type of a family ("bert", "roberta", "xlm-roberta", "distilbert",
+ * "electra"); "unknown" for other values. */
+EMBER_API const char *ember_arch_name(ember_arch arch);
 EMBER_API ember_backend ember_model_backend(const ember_model *model);
 EMBER_API ember_dtype ember_model_dtype(const ember_model *model);
 
@@ -238,6 +273,14 @@ EMBER_API ember_status ember_model_memory(const ember_model *model, size_t *weig
  * inputs_embeds / embedding_output hold elements of embeds_dtype: F32 (the default of a zeroed
  * struct) or, for half-precision pipelines, F16 / BF16 (2-byte elements: cast the pointer).
  * The CUDA backend reads them as they are; the CPU backend converts them to f32 internally.
+ * Widths: inputs_embeds rows are embedding_size wide (= hidden_size except ELECTRA, whose
+ * embeddings_project maps them to hidden_size), embedding_output rows hidden_size wide.
+ * Default position ids (position_ids NULL) follow HF per family: 0..S-1 (BERT, DistilBERT,
+ * ELECTRA); RoBERTa / XLM-R count from pad_token_id + 1 over the tokens whose id is not
+ * pad_token_id, which keep pad_token_id (create_position_ids_from_input_ids), and with
+ * inputs_embeds are pad_token_id + 1 .. pad_token_id + S; so there S <= max_position_embeddings
+ * - pad_token_id - 1. Explicit position_ids are used as given, as HF does. DistilBERT takes no
+ * token_type_ids (EMBER_ERR_INVALID_ARGUMENT).
  * NaN and Inf: every value of inputs_embeds / embedding_output (all B*S*H, masked tokens
  * included) must be finite; otherwise the call fails with EMBER_ERR_INVALID_ARGUMENT naming the
  * first bad element [b][s][h] (HF would instead propagate it silently through the sequence's
@@ -253,7 +296,8 @@ typedef struct ember_inputs {
     const float *embedding_output;  /* [B,S,H] = HF hidden_states[0]: embeddings skipped    */
     const int32_t *attention_mask;  /* [B,S] of 0/1, NULL = all ones; any pattern            */
     const int32_t *token_type_ids;  /* [B,S], NULL = zeros; ignored with embedding_output   */
-    const int32_t *position_ids;    /* [B,S], NULL = 0..S-1; ignored with embedding_output  */
+    const int32_t *position_ids;    /* [B,S], NULL = the family's default (above); ignored
+                                     * with embedding_output                                 */
     unsigned flags;                 /* EMBER_FORWARD_*, 0 by default                         */
     /* With EMBER_FORWARD_SKIP_MASKED and attention_mask only (0 otherwise): the number of
      * nonzero mask values, if the caller knows it; 0 = not given. On CUDA it saves padding
@@ -265,7 +309,7 @@ typedef struct ember_inputs {
     ember_dtype embeds_dtype;
 } ember_inputs;
 
-/* Forward outputs. last_hidden_state is required; the others are optional. All three hold
+/* Forward outputs. last_hidden_state is required; the others are optional. All of them hold
  * elements of `dtype`: F32 (the default of a zeroed struct), F16 or BF16 (2-byte elements: cast
  * the pointers). The CUDA backend writes them from its kernels directly (a model computing in
  * f16 that returns f16 rounds nothing twice); the CPU backend computes in f32 and rounds each
@@ -275,6 +319,15 @@ typedef struct ember_outputs {
     float *pooler_output;     /* [B,H] tanh(dense(h[:,0])), NULL = not computed        */
     float *hidden_states;     /* [L+1,B,S,H] like output_hidden_states=True, NULL = no */
     ember_dtype dtype;
+    /* Appended in 0.2, in `dtype` like the others. The head's logits, as HF's `outputs.logits` (no activation: what
+     * problem_type would apply is the caller's choice), NULL = not computed; a model without
+     * a head gives EMBER_ERR_UNSUPPORTED. Sequence classification: [B, num_labels] from token 0
+     * (BERT: classifier(pooler_output); RoBERTa / XLM-R: out_proj(tanh(dense(h0))); ELECTRA:
+     * out_proj(gelu(dense(h0))); DistilBERT: classifier(relu(pre_classifier(h0)))). Token
+     * classification: [B, S, num_labels] = classifier(h) for every token. Computed from the
+     * written last_hidden_state, so with EMBER_FORWARD_SKIP_MASKED a masked token 0 (or a
+     * masked token, for token classification) reads a zero row. */
+    float *logits;
 } ember_outputs;
 
 /* Run the encoder. Attention follows HF eager semantics: mask 0 adds float32 min to the
@@ -293,12 +346,13 @@ EMBER_API ember_status ember_forward(ember_model *model, const ember_inputs *in,
  * CPU: returns EMBER_OK (stream must be NULL). */
 EMBER_API ember_status ember_model_sync(ember_model *model, ember_stream stream);
 
-/* The word-embedding gather alone: out[n,:] = word_embeddings[ids[n],:], n < n_tokens.
+/* The word-embedding gather alone: out[n,:] = word_embeddings[ids[n],:], n < n_tokens, rows of
+ * embedding_size floats.
  * Feeding the result as inputs_embeds gives bit-identical outputs to input_ids. */
 EMBER_API ember_status ember_embed_tokens(ember_model *model, const int32_t *input_ids,
                                           int64_t n_tokens, float *out, ember_stream stream);
 
-/* ember_embed_tokens with out [n_tokens, H] in out_dtype (F32, F16 or BF16): the word table's
+/* ember_embed_tokens with out [n_tokens, embedding_size] in out_dtype (F32, F16 or BF16): the word table's
  * values, exact when out_dtype holds the model's compute dtype (e.g. F16 for an f16 model), so
  * that feeding them back as inputs_embeds (embeds_dtype = out_dtype) gives bit-identical
  * outputs to input_ids. flags: 0 or EMBER_FORWARD_ASYNC (CUDA: return without waiting for the
@@ -308,12 +362,12 @@ EMBER_API ember_status ember_embed_tokens_as(ember_model *model, const int32_t *
                                              unsigned flags, ember_stream stream);
 
 typedef enum ember_table {
-    EMBER_TABLE_WORD = 0,     /* [vocab_size, H]              */
-    EMBER_TABLE_POSITION = 1, /* [max_position_embeddings, H] */
-    EMBER_TABLE_TOKEN_TYPE = 2, /* [type_vocab_size, H]       */
+    EMBER_TABLE_WORD = 0,     /* [vocab_size, E]              */
+    EMBER_TABLE_POSITION = 1, /* [max_position_embeddings, E] */
+    EMBER_TABLE_TOKEN_TYPE = 2, /* [type_vocab_size, E] (0 rows for DistilBERT) */
 } ember_table;
 
-/* Rows and columns of an embedding table. */
+/* Rows and columns of an embedding table (E = embedding_size). */
 EMBER_API ember_status ember_table_shape(const ember_model *model, ember_table table,
                                          int64_t *rows, int64_t *cols);
 

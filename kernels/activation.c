@@ -3,7 +3,7 @@
 
 #include "ops.h"
 
-static double act_fn(double x, ember_activation act) {
+double ember_ref_activation(double x, ember_activation act) {
     switch (act) {
     case EMBER_ACT_GELU: return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
     case EMBER_ACT_GELU_TANH: {
@@ -18,6 +18,6 @@ static double act_fn(double x, ember_activation act) {
 void ember_ref_bias_act(float *x, const float *bias, int64_t N, int C, ember_activation act) {
     for (int64_t t = 0; t < N; t++) {
         float *r = x + t * C;
-        for (int i = 0; i < C; i++) r[i] = (float)act_fn((double)r[i] + (bias ? bias[i] : 0.0), act);
+        for (int i = 0; i < C; i++) r[i] = (float)ember_ref_activation((double)r[i] + (bias ? bias[i] : 0.0), act);
     }
 }

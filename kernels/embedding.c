@@ -1,4 +1,5 @@
-/* Embeddings, CPU reference: word gather, and the fused word + type + position + LayerNorm. */
+/* Embeddings, CPU reference: word gather, the fused word + type + position + LayerNorm, and
+ * RoBERTa's default position ids. */
 #include <math.h>
 #include <string.h>
 
@@ -57,4 +58,20 @@ void ember_ref_embed_layernorm_packed(float *out, const int32_t *index, int64_t 
     for (int64_t r = 0; r < T; r++)
         embed_row(out + r * H, index[r], ids, embeds, type_ids, pos_ids, word, pos, type, gamma,
                   beta, S, H, eps, row);
+}
+
+void ember_ref_position_ids(int32_t *out, const int32_t *ids, int B, int S, int pad) {
+    for (int b = 0; b < B; b++) {
+        int32_t count = 0;
+        for (int s = 0; s < S; s++) {
+            const int64_t t = (int64_t)b * S + s;
+            if (!ids) {
+                out[t] = pad + 1 + s;
+            } else if (ids[t] == pad) {
+                out[t] = pad;
+            } else {
+                out[t] = pad + ++count;
+            }
+        }
+    }
 }

@@ -233,3 +233,27 @@ extern "C" ember_status ember_cuda_check_finite(const void *x, ember_dtype x_dt,
         return EMBER_OK;
     });
 }
+
+/* ---- RoBERTa's default position ids (create_position_ids_from_input_ids) --------------------
+ * One thread per sequence runs the row's prefix count: S is at most max_position_embeddings,
+ * and the ids are read once. */
+
+static __global__ void position_ids_kernel(int32_t *out, const int32_t *ids, int B, int S, int pad) {
+    const int stride = gridDim.x * blockDim.x;
+    for (int b = blockIdx.x * blockDim.x + threadIdx.x; b < B; b += stride) {
+        int32_t count = 0;
+        for (int s = 0; s < S; s++) {
+            const int64_t t = (int64_t)b * S + s;
+            out[t] = !ids ? pad + 1 + s : ids[t] == pad ? pad : pad + ++count;
+        }
+    }
+}
+
+extern "C" ember_status ember_cuda_position_ids(int32_t *out, const int32_t *ids, int B, int S,
+                                                int pad, cudaStream_t stream) {
+    if (B <= 0 || S <= 0) return EMBER_OK;
+    const int threads = 128;
+    position_ids_kernel<<<grid_blocks(B, threads), threads, 0, stream>>>(out, ids, B, S, pad);
+    EMBER_CUDA_CHECK(cudaGetLastError());
+    return EMBER_OK;
+}

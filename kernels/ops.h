@@ -68,6 +68,29 @@ void ember_ref_attention_packed(float *out, const float *qkv, const int32_t *cu_
 void ember_ref_pooler(float *out, const float *hidden, const float *w, const float *b, int B,
                       int S, int H);
 
+/* The activation of a head's dense layer (kernels/pooler.c, pooler.cu). */
+typedef enum ember_head_act {
+    EMBER_HEAD_ACT_NONE = 0,
+    EMBER_HEAD_ACT_TANH = 1, /* BERT's pooler, RoBERTa / XLM-R classification head */
+    EMBER_HEAD_ACT_GELU = 2, /* ELECTRA's classification head: exact erf GELU      */
+    EMBER_HEAD_ACT_RELU = 3, /* DistilBERT's pre_classifier                         */
+} ember_head_act;
+
+/* The heads' dense layer: out (N,OUT) = act(in[n] @ w^T + b) with row n of in at in + n*ld_in
+ * (ld_in = S*H reads token 0 of each sequence of a (B,S,H) tensor); w (OUT,IN), b (OUT) or
+ * NULL. Double accumulation. The pooler is dense(TANH) of token 0. */
+void ember_ref_dense(float *out, const float *in, int64_t ld_in, const float *w, const float *b,
+                     int N, int IN, int OUT, ember_head_act act);
+
+/* The scalar activation of ember_ref_bias_act, in double. */
+double ember_ref_activation(double x, ember_activation act);
+
+/* Default position ids of RoBERTa / XLM-R (HF create_position_ids_from_input_ids): out (B,S)
+ * = pad for tokens whose id is pad, else pad + (number of non-pad ids up to and including this
+ * one in its row). ids NULL (inputs_embeds; create_position_ids_from_inputs_embeds): out[b,s]
+ * = pad + 1 + s. */
+void ember_ref_position_ids(int32_t *out, const int32_t *ids, int B, int S, int pad);
+
 /* Sentence-transformers pooling (kernels/pooling.c): out (B,H) = pool over the tokens of
  * mask (B,S) (NULL = all ones; values 0/1, checked by the caller) of hidden (B,S,H): MEAN =
  * sum / max(count, 1e-9), CLS = row 0, MAX = max with masked tokens at -1e9; then, if
@@ -193,6 +216,16 @@ int ember_cuda_attention_mma_supported(const void *out, const void *qkv, int S, 
 ember_status ember_cuda_pooler(void *out, ember_dtype out_dt, const void *hidden, const void *w,
                                const void *b, int B, int S, int H, void *scratch, ember_dtype dt,
                                ember_cuda_gemm *g, cudaStream_t stream);
+
+/* Twin of ember_ref_dense: out (N,OUT) in out_dt from in in in_dt (row n at in + n*ld_in), w
+ * (OUT,IN) and b (OUT) or NULL in dt; f32 arithmetic, one warp per output element. */
+ember_status ember_cuda_dense(void *out, ember_dtype out_dt, const void *in, ember_dtype in_dt,
+                              int64_t ld_in, const void *w, const void *b, int N, int IN, int OUT,
+                              ember_head_act act, ember_dtype dt, cudaStream_t stream);
+
+/* Twin of ember_ref_position_ids: out (B,S) device int32 from ids (B,S) device int32 or NULL. */
+ember_status ember_cuda_position_ids(int32_t *out, const int32_t *ids, int B, int S, int pad,
+                                     cudaStream_t stream);
 
 /* Twin of ember_ref_pool (kernels/pooling.cu): hidden (B,S,H) and out (B,H) f32, mask (B,S)
  * int32 or NULL, all device memory; f32 accumulation, one block per sequence. A mask value
