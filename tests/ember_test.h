@@ -170,7 +170,7 @@ inline bool BitIdentical(const std::vector<float> &a, const std::vector<float> &
 // One case of tests/data/goldens/manifest.json (written by tools/make_goldens.py).
 struct GoldenCase {
     std::string model, name, file, model_dir, entry;
-    bool hidden_states = false, pooler = false;
+    bool hidden_states = false, pooler = false, logits = false;
 };
 
 // gtest prints parameters; without this it dumps the struct's raw bytes.
@@ -193,6 +193,7 @@ inline std::vector<GoldenCase> LoadManifest() {
         g.entry = json_string_value(json_object_get(c, "entry"));
         g.hidden_states = json_is_true(json_object_get(c, "has_hidden_states"));
         g.pooler = json_is_true(json_object_get(c, "has_pooler"));
+        g.logits = json_is_true(json_object_get(c, "has_logits"));
         out.push_back(g);
     }
     json_decref(root);

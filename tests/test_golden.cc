@@ -16,13 +16,13 @@ ember_model *CachedModel(const std::string &dir) {
 }
 
 struct Outputs {
-    std::vector<float> last, pooled, hidden;
+    std::vector<float> last, pooled, hidden, logits;
 };
 
 // Run one forward from the inputs stored in `f`, with `entry` overriding which tensor is
 // the entry point (to feed e.g. wrong_inputs_embeds as inputs_embeds).
 ember_status RunCase(ember_model *m, ember_st_file *f, const char *entry_tensor, const char *entry,
-                     bool want_pooler, bool want_hidden, Outputs *o) {
+                     bool want_pooler, bool want_hidden, Outputs *o, bool want_logits = false) {
     ember_config cfg;
     ember_model_config(m, &cfg);
     const ember_st_tensor *t = ember_st_find(f, entry_tensor);
@@ -52,10 +52,13 @@ ember_status RunCase(ember_model *m, ember_st_file *f, const char *entry_tensor,
     o->pooled = want_pooler ? Poisoned((size_t)B * H) : std::vector<float>();
     o->hidden = want_hidden ? Poisoned((size_t)(cfg.num_hidden_layers + 1) * B * S * H)
                             : std::vector<float>();
+    const size_t rows = cfg.head == EMBER_HEAD_TOKEN_CLASSIFICATION ? (size_t)B * S : (size_t)B;
+    o->logits = want_logits ? Poisoned(rows * cfg.num_labels) : std::vector<float>();
     ember_outputs out{};
     out.last_hidden_state = o->last.data();
     out.pooler_output = want_pooler ? o->pooled.data() : nullptr;
     out.hidden_states = want_hidden ? o->hidden.data() : nullptr;
+    out.logits = want_logits ? o->logits.data() : nullptr;
     return ember_forward(m, &in, &out, nullptr);
 }
 
@@ -69,7 +72,7 @@ TEST_P(Golden, MatchesHuggingFace) {
     ASSERT_TRUE(f);
     Outputs o;
     ember_status st = RunCase(m, f.get(), g.entry.c_str(), g.entry.c_str(), g.pooler,
-                              g.hidden_states, &o);
+                              g.hidden_states, &o, g.logits);
     ASSERT_EQ(st, EMBER_OK) << Why(st);
     EXPECT_TRUE(AllClose(o.last, ReadF32(f.get(), "expected.last_hidden_state"), ember_tol::kHfAbs,
                          ember_tol::kHfRel))
@@ -84,6 +87,11 @@ TEST_P(Golden, MatchesHuggingFace) {
                              ember_tol::kHfRel))
             << "hidden_states";
     }
+    if (g.logits) {
+        EXPECT_TRUE(AllClose(o.logits, ReadF32(f.get(), "expected.logits"), ember_tol::kHfAbs,
+                             ember_tol::kHfRel))
+            << "logits";
+    }
 }
 
 std::string CaseName(const ::testing::TestParamInfo<GoldenCase> &info) {
@@ -97,10 +105,12 @@ INSTANTIATE_TEST_SUITE_P(HF, Golden, ::testing::ValuesIn(LoadManifest()), CaseNa
 
 TEST(Golden, ManifestCoversEveryModelAndCase) {
     auto cases = LoadManifest();
-    ASSERT_GE(cases.size(), 40u) << "tests/data/goldens/manifest.json missing or short";
+    ASSERT_GE(cases.size(), 100u) << "tests/data/goldens/manifest.json missing or short";
     std::map<std::string, int> per_model;
-    for (auto &c : cases) per_model[c.model]++;
-    EXPECT_EQ(per_model.size(), 4u);
+    int logits = 0;
+    for (auto &c : cases) per_model[c.model]++, logits += c.logits;
+    EXPECT_EQ(per_model.size(), 12u);  // 4 BertModel + 8 of the family with heads
+    EXPECT_GE(logits, 64);
 }
 
 // --- the pitfall the library exists to make impossible -----------------------------------
