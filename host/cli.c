@@ -27,18 +27,20 @@ static int fail(const char *what, ember_status st) { return ember_cli_fail(what,
 typedef struct forward_args {
     cli_model_args m; /* first: ember_cli_model_opts point into it */
     const char *inputs, *output, *hf_tolerance;
-    int hidden_states, pooler, quiet, mean_pool;
+    int hidden_states, pooler, quiet, mean_pool, logits;
 } forward_args;
 
 #define FWD(f) offsetof(forward_args, f)
 static const cli_opt k_forward_opts[] = {
     {"--inputs", CLI_STRING, FWD(inputs), "IN.safetensors",
-     "input_ids (I32/I64 [B,S]), inputs_embeds or embedding_output (F32\n[B,S,H]): exactly one; "
+     "input_ids (I32/I64 [B,S]), inputs_embeds (F32 [B,S,E]) or\nembedding_output (F32 [B,S,H]): exactly one; "
      "attention_mask, token_type_ids,\nposition_ids (I32/I64 [B,S]) optional", 0, 0, NULL, 1},
     {"--output", CLI_STRING, FWD(output), "OUT.safetensors",
      "F32 last_hidden_state [B,S,H] and what the flags below add", 0, 0, NULL, 1},
     {"--hidden-states", CLI_SWITCH, FWD(hidden_states), NULL, "add hidden_states [L+1,B,S,H]", 1, 0, NULL, 0},
     {"--pooler", CLI_SWITCH, FWD(pooler), NULL, "add pooler_output [B,H]", 1, 0, NULL, 0},
+    {"--logits", CLI_SWITCH, FWD(logits), NULL,
+     "add the head's logits ([B,num_labels] or [B,S,num_labels])", 1, 0, NULL, 0},
     {"--mean-pool", CLI_SWITCH, FWD(mean_pool), NULL,
      "add sentence_embedding [B,H] (masked mean, L2-normalised,\nas sentence-transformers) and print "
      "their cosine similarities", 1, 0, NULL, 0},
@@ -55,6 +57,12 @@ static const cli_opt *const k_forward_groups[] = {ember_cli_model_opts, ember_cl
 static const cli_opt *const k_info_groups[] = {ember_cli_model_opts, NULL};
 
 static void print_config(const ember_config *c) {
+    static const char *heads[] = {"none", "sequence classification", "token classification"};
+    printf("  %s, head %s", ember_arch_name(c->arch),
+           c->head >= 0 && c->head <= 2 ? heads[c->head] : "?");
+    if (c->head != EMBER_HEAD_NONE) printf(" (%d labels)", c->num_labels);
+    if (c->embedding_size != c->hidden_size) printf(", embedding_size %d", c->embedding_size);
+    printf("\n");
     printf("  layers %d, hidden %d, heads %d (head size %d), intermediate %d\n",
            c->num_hidden_layers, c->hidden_size, c->num_attention_heads,
            c->hidden_size / c->num_attention_heads, c->intermediate_size);
@@ -78,6 +86,11 @@ static int cmd_info(void *args, int n_operands, char **operands) {
     ember_model_config(m, &c);
     printf("model %s\n", a->model);
     print_config(&c);
+    for (int l = 0; l < c.num_labels && l < 16; l++) {
+        printf("%s%d: ", l ? ", " : "  labels ", l);
+        ember_cli_print_escaped(stdout, ember_model_label(m, l));
+        if (l + 1 == c.num_labels || l == 15) printf("%s\n", c.num_labels > 16 ? ", ..." : "");
+    }
     ember_model_free(m);
     return 0;
 }
@@ -278,6 +291,7 @@ static int cmd_forward(void *args, int n_operands, char **operands) {
     ember_st_file *f = NULL;
     int32_t *ids = NULL, *mask = NULL, *types = NULL, *pos = NULL;
     float *embeds = NULL, *eout = NULL, *last = NULL, *pooled = NULL, *hidden = NULL, *sent = NULL;
+    float *logits = NULL;
     void *d[8] = {0};
     const int cuda = a->m.backend == EMBER_BACKEND_CUDA;
 
@@ -325,7 +339,7 @@ static int cmd_forward(void *args, int n_operands, char **operands) {
     }
     int64_t Be = 0, Se = 0, Bo = 0, So = 0;
     if (!read_index(f, "input_ids", B, S, &ids) ||
-        !read_embeds(f, "inputs_embeds", &Be, &Se, H, &embeds) ||
+        !read_embeds(f, "inputs_embeds", &Be, &Se, c.embedding_size, &embeds) ||
         !read_embeds(f, "embedding_output", &Bo, &So, H, &eout))
         goto done;
     if (!read_index(f, "attention_mask", B, S, &mask) ||
@@ -345,10 +359,13 @@ static int cmd_forward(void *args, int n_operands, char **operands) {
      * < 2^60 and fits a 64-bit size_t */
     const size_t nt = (size_t)(B * S), act = nt * (size_t)H;
     const size_t nhs = (size_t)(c.num_hidden_layers + 1) * act;
+    const size_t nl = (c.head == EMBER_HEAD_TOKEN_CLASSIFICATION ? nt : (size_t)B) *
+                      (size_t)c.num_labels;
     last = malloc(sizeof(float) * act);
     if (a->pooler) pooled = malloc(sizeof(float) * (size_t)(B * H));
     if (a->hidden_states) hidden = malloc(sizeof(float) * nhs);
-    if (!last || (a->pooler && !pooled) || (a->hidden_states && !hidden)) {
+    if (a->logits) logits = malloc(sizeof(float) * (nl ? nl : 1));
+    if (!last || (a->pooler && !pooled) || (a->hidden_states && !hidden) || (a->logits && !logits)) {
         fprintf(stderr, "ember: out of host memory for the outputs\n");
         goto done;
     }
@@ -356,7 +373,7 @@ static int cmd_forward(void *args, int n_operands, char **operands) {
     ember_inputs in = {.batch = (int)B, .seq_len = (int)S};
     ember_outputs out = {0};
     in.input_ids = to_device(ids, nt * 4, cuda);
-    in.inputs_embeds = to_device(embeds, act * 4, cuda);
+    in.inputs_embeds = to_device(embeds, nt * (size_t)c.embedding_size * 4, cuda);
     in.embedding_output = to_device(eout, act * 4, cuda);
     in.attention_mask = to_device(mask, nt * 4, cuda);
     in.token_type_ids = to_device(types, nt * 4, cuda);
@@ -364,9 +381,10 @@ static int cmd_forward(void *args, int n_operands, char **operands) {
     out.last_hidden_state = cuda ? to_device(last, act * 4, 1) : last;
     out.pooler_output = pooled ? (cuda ? to_device(pooled, (size_t)(B * H) * 4, 1) : pooled) : NULL;
     out.hidden_states = hidden ? (cuda ? to_device(hidden, nhs * 4, 1) : hidden) : NULL;
+    out.logits = logits ? (cuda ? to_device(logits, nl * 4, 1) : logits) : NULL;
     d[0] = (void *)in.input_ids; d[1] = (void *)in.inputs_embeds; d[2] = (void *)in.embedding_output;
     d[3] = (void *)in.attention_mask; d[4] = (void *)in.token_type_ids; d[5] = (void *)in.position_ids;
-    if (cuda && (!out.last_hidden_state || (pooled && !out.pooler_output) ||
+    if (cuda && (!out.last_hidden_state || (pooled && !out.pooler_output) || (logits && !out.logits) ||
                  (hidden && !out.hidden_states) || (ids && !in.input_ids) ||
                  (embeds && !in.inputs_embeds) || (eout && !in.embedding_output) ||
                  (mask && !in.attention_mask) || (types && !in.token_type_ids) ||
@@ -384,6 +402,7 @@ static int cmd_forward(void *args, int n_operands, char **operands) {
         cudaMemcpy(last, out.last_hidden_state, act * 4, cudaMemcpyDeviceToHost);
         if (pooled) cudaMemcpy(pooled, out.pooler_output, (size_t)(B * H) * 4, cudaMemcpyDeviceToHost);
         if (hidden) cudaMemcpy(hidden, out.hidden_states, nhs * 4, cudaMemcpyDeviceToHost);
+        if (logits) cudaMemcpy(logits, out.logits, nl * 4, cudaMemcpyDeviceToHost);
     }
 #endif
 
@@ -393,7 +412,7 @@ static int cmd_forward(void *args, int n_operands, char **operands) {
         mean_pool(sent, last, mask, B, S, H);
     }
 
-    ember_st_tensor ot[4];
+    ember_st_tensor ot[5];
     size_t n_out = 0;
     ot[n_out++] = (ember_st_tensor){.name = "last_hidden_state", .dtype = EMBER_ST_F32, .ndim = 3,
                                     .shape = {B, S, H}, .data = last, .nbytes = act * 4};
@@ -405,6 +424,13 @@ static int cmd_forward(void *args, int n_operands, char **operands) {
         ot[n_out++] = (ember_st_tensor){.name = "hidden_states", .dtype = EMBER_ST_F32, .ndim = 4,
                                         .shape = {c.num_hidden_layers + 1, B, S, H},
                                         .data = hidden, .nbytes = nhs * 4};
+    if (logits) {
+        ember_st_tensor t = {.name = "logits", .dtype = EMBER_ST_F32, .ndim = 2,
+                             .shape = {B, c.num_labels}, .data = logits, .nbytes = nl * 4};
+        if (c.head == EMBER_HEAD_TOKEN_CLASSIFICATION)
+            t.ndim = 3, t.shape[1] = S, t.shape[2] = c.num_labels;
+        ot[n_out++] = t;
+    }
     if (sent)
         ot[n_out++] = (ember_st_tensor){.name = "sentence_embedding", .dtype = EMBER_ST_F32,
                                         .ndim = 2, .shape = {B, H}, .data = sent,
@@ -439,6 +465,7 @@ static int cmd_forward(void *args, int n_operands, char **operands) {
     report_expected(f, "last_hidden_state", last, act, a->quiet, &chk);
     if (pooled) report_expected(f, "pooler_output", pooled, (size_t)(B * H), a->quiet, &chk);
     if (hidden) report_expected(f, "hidden_states", hidden, nhs, a->quiet, &chk);
+    if (logits) report_expected(f, "logits", logits, nl, a->quiet, &chk);
     if (sent) report_expected(f, "sentence_embedding", sent, (size_t)(B * H), a->quiet, &chk);
     if (!a->quiet) {
         if (sent) print_similarity(f, sent, B, H);
@@ -461,10 +488,11 @@ done_dev:
         device_free(out.last_hidden_state, 1);
         device_free(out.pooler_output, 1);
         device_free(out.hidden_states, 1);
+        device_free(out.logits, 1);
     }
 done:
     free(ids); free(mask); free(types); free(pos);
-    free(embeds); free(eout); free(last); free(pooled); free(hidden); free(sent);
+    free(embeds); free(eout); free(last); free(pooled); free(hidden); free(sent); free(logits);
     ember_model_free(m);
     ember_st_close(f);
     return rc;
@@ -481,8 +509,8 @@ static const cli_command k_forward = {
     k_forward_groups, NULL,
     "The outputs carry HF's names. When IN also holds HF's own outputs (expected.<name>, as\n"
     "tests/data/goldens do), forward prints how close ember came, and checks it with\n"
-    "--hf-tolerance. forward takes token ids (e.g. from HF BertTokenizer); `ember embed` and\n"
-    "`ember similarity` take text.\n",
+    "--hf-tolerance. forward takes token ids (e.g. from HF BertTokenizer, or RoBERTa's BPE,\n"
+    "which ember does not have); `ember embed`, `similarity`, `classify` and `rerank` take text.\n",
     sizeof(forward_args), forward_init, forward_check, cmd_forward};
 
 static const cli_command k_info = {
@@ -491,7 +519,8 @@ static const cli_command k_info = {
 
 /* New subcommands go here (each with its options, help and run function: host/cli.h). */
 static const cli_command *const k_commands[] = {
-    &k_forward, &k_info, &ember_cli_embed_command, &ember_cli_similarity_command, NULL};
+    &k_forward, &k_info, &ember_cli_embed_command, &ember_cli_similarity_command,
+    &ember_cli_classify_command, &ember_cli_rerank_command, NULL};
 
 int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "--version")) {

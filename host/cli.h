@@ -1,5 +1,6 @@
 /* The ember command line. host/cli.c holds main, the table of subcommands, `forward` and `info`;
- * host/cli_embed.c `embed` and `similarity`; host/cli_args.c the argument parser and the help,
+ * host/cli_embed.c `embed` and `similarity`; host/cli_classify.c `classify` and `rerank`;
+ * host/cli_args.c the argument parser and the help,
  * both driven by the tables below. A new subcommand is a cli_command (its options, its help, a
  * function that runs it) added to the table in cli.c; a new flag is a cli_opt in its group. */
 #ifndef EMBER_CLI_H
@@ -69,6 +70,8 @@ const char *ember_cli_dtype_name(int dtype);
 /* ---- subcommands outside cli.c ---------------------------------------------------------- */
 
 extern const cli_command ember_cli_embed_command, ember_cli_similarity_command;
+/* host/cli_classify.c */
+extern const cli_command ember_cli_classify_command, ember_cli_rerank_command;
 
 /* ---- output to a terminal (host/cli_embed.c) --------------------------------------------- */
 
@@ -80,5 +83,8 @@ void ember_cli_print_label(const char *s, int width);
 void ember_cli_print_escaped(FILE *f, const char *s);
 /* "ember: <what>: <status>" and ember_last_error() (escaped) on stderr; returns 1. */
 int ember_cli_fail(const char *what, ember_status st);
+
+/* `ember classify` (rerank = 0) and `ember rerank` (1), host/cli_classify.c; same conventions. */
+int ember_cli_classify(int argc, char **argv, int rerank);
 
 #endif

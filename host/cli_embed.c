@@ -385,9 +385,12 @@ static int run_batch(runner *r, const ember_encoding *enc, ember_pooling mode, i
     const int B = enc->batch, S = enc->seq_len;
     ember_status st = ember_model_reserve(r->m, B, S);
     if (st != EMBER_OK) return fail("reserving the workspace", st);
+    ember_config c;
+    ember_model_config(r->m, &c);
     ember_inputs in = {.batch = B, .seq_len = S, .input_ids = enc->input_ids,
                        .attention_mask = enc->attention_mask,
-                       .token_type_ids = enc->token_type_ids};
+                       /* DistilBERT has no token types */
+                       .token_type_ids = c.type_vocab_size > 0 ? enc->token_type_ids : NULL};
     ember_outputs out = {.last_hidden_state = r->hidden};
     float *pooled = r->pooled;
 #ifdef EMBER_WITH_CUDA
@@ -403,7 +406,7 @@ static int run_batch(runner *r, const ember_encoding *enc, ember_pooling mode, i
         }
         in.input_ids = r->d_ids;
         in.attention_mask = r->d_mask;
-        in.token_type_ids = r->d_types;
+        if (in.token_type_ids) in.token_type_ids = r->d_types;
         out.last_hidden_state = r->d_hidden;
         pooled = r->d_pooled;
     }

@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include <jansson.h>
 #include <utf8proc.h>
 
 #include "error.h"
@@ -103,6 +105,40 @@ static ember_status setup(ember_tokenizer *t, const ember_tokenizer_options *opt
     return EMBER_OK;
 }
 
+/* A model directory without vocab.txt: say which tokenizer it has instead (RoBERTa's byte-level
+ * BPE, XLM-R's SentencePiece, ...) rather than only that a file is missing. */
+static ember_status not_wordpiece(const char *dir) {
+    static const struct {
+        const char *file, *kind;
+    } kinds[] = {{"merges.txt", "byte-level BPE (merges.txt, as RoBERTa and GPT-2)"},
+                 {"sentencepiece.bpe.model", "SentencePiece (sentencepiece.bpe.model, as XLM-R)"},
+                 {"spiece.model", "SentencePiece (spiece.model)"},
+                 {"tokenizer.model", "SentencePiece (tokenizer.model)"}};
+    char p[4352], vocab[4352];
+    struct stat sb;
+    snprintf(vocab, sizeof vocab, "%s/vocab.txt", dir);
+    if (stat(vocab, &sb) == 0) return EMBER_OK;
+    const char *kind = NULL;
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0] && !kind; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, kinds[i].file);
+        if (stat(p, &sb) == 0) kind = kinds[i].kind;
+    }
+    char from_json[160];
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    json_t *tj = kind ? NULL : json_load_file(p, 0, NULL);
+    const char *type = json_string_value(json_object_get(json_object_get(tj, "model"), "type"));
+    if (type) {
+        snprintf(from_json, sizeof from_json, "%s (tokenizer.json)", type);
+        kind = from_json;
+    }
+    json_decref(tj);
+    if (!kind) return EMBER_OK; /* nothing to say beyond vocab.txt's absence */
+    return ember_fail(EMBER_ERR_UNSUPPORTED,
+                      "ember_tokenizer_load: %s has no vocab.txt; its tokenizer is %s, and "
+                      "ember's tokenizer is WordPiece (vocab.txt) only: tokenize elsewhere and "
+                      "pass input_ids", dir, kind);
+}
+
 ember_status ember_tokenizer_load(const char *path, const ember_tokenizer_options *opt,
                                   ember_tokenizer **out) {
     if (out) *out = NULL;
@@ -124,6 +160,7 @@ ember_status ember_tokenizer_load(const char *path, const ember_tokenizer_option
     int n = snprintf(vocab_path, sizeof vocab_path, is_dir ? "%s/vocab.txt" : "%s", path);
     if (n < 0 || (size_t)n >= sizeof vocab_path)
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "ember_tokenizer_load: path too long");
+    if (is_dir) EMBER_TRY(not_wordpiece(path));
 
     ember_tokenizer_config cfg;
     memset(&cfg, 0, sizeof cfg);

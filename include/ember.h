@@ -408,7 +408,9 @@ EMBER_API void ember_tokenizer_options_init(ember_tokenizer_options *opt);
  * file (defaults: bert-base-uncased's). opt may be NULL. vocab.txt is read like tokenizers
  * does: id = line number, lines end at '\n', trailing white space (a CRLF's '\r' too) is
  * dropped, a repeated token keeps its last line. Missing or unreadable vocab.txt:
- * EMBER_ERR_IO. Invalid UTF-8 or NUL in vocab.txt, no unk token in it, malformed JSON or a
+ * EMBER_ERR_IO; a directory without vocab.txt whose tokenizer is not WordPiece (RoBERTa's
+ * merges.txt, XLM-R's sentencepiece.bpe.model, a tokenizer.json of another model type):
+ * EMBER_ERR_UNSUPPORTED naming it (such models take input_ids tokenized elsewhere). Invalid UTF-8 or NUL in vocab.txt, no unk token in it, malformed JSON or a
  * field of the wrong type: EMBER_ERR_FORMAT naming the file and line or field. */
 EMBER_API ember_status ember_tokenizer_load(const char *path, const ember_tokenizer_options *opt,
                                             ember_tokenizer **out);
