@@ -190,6 +190,13 @@ std::vector<int32_t> RandomMask(int B, int S, bool full_row, uint32_t seed) {
     return RelL2Close(a, e, dt == EMBER_DTYPE_F16 ? ember_tol::kCudaF16RelL2 : ember_tol::kCudaBf16RelL2);
 }
 
+// Logits: as Close for f32; absolute bounds for f16 / bf16 (tests/tolerances.h).
+::testing::AssertionResult LogitsClose(const std::vector<float> &a, const std::vector<float> &e,
+                                       ember_dtype dt) {
+    if (dt == EMBER_DTYPE_F32) return Close(a, e, dt);
+    return AllClose(a, e, dt == EMBER_DTYPE_F16 ? ember_tol::kCudaF16LogitsAbs
+                                                : ember_tol::kCudaBf16LogitsAbs, 0.0);
+}
 
 struct ErrFlag {
     Dev d{1, sizeof(int)};
@@ -532,6 +539,61 @@ TEST(CudaOps, PoolerMatchesReference) {
     ember_cuda_gemm_destroy(g);
 }
 
+// The heads' dense layer: every activation, token-0 rows (ld = S*H) and every row, odd sizes.
+TEST(CudaOps, DenseMatchesReference) {
+    REQUIRE_CUDA_DEVICE();
+    struct {
+        int N, IN, OUT;
+        int64_t ld;
+        ember_head_act act;
+    } cases[] = {{3, 36, 36, 7 * 36, EMBER_HEAD_ACT_TANH}, {1, 768, 1, 768, EMBER_HEAD_ACT_NONE},
+                 {97, 40, 9, 40, EMBER_HEAD_ACT_NONE}, {5, 33, 33, 2 * 33, EMBER_HEAD_ACT_GELU},
+                 {4, 100, 100, 100, EMBER_HEAD_ACT_RELU}};
+    uint32_t seed = 500;
+    for (auto c : cases)
+        for (ember_dtype dt : kDtypes) {
+            SCOPED_TRACE(::testing::Message() << DtName(dt) << " N=" << c.N << " IN=" << c.IN
+                                              << " OUT=" << c.OUT << " act=" << (int)c.act);
+            const float wr = std::sqrt(3.f / c.IN);
+            std::vector<float> in = Random((size_t)(c.N - 1) * c.ld + c.IN, seed++), w, b;
+            Dev din = Upload(in);
+            Dev dw = ToDt(Random((size_t)c.OUT * c.IN, seed++, -wr, wr), dt, &w);
+            Dev db = ToDt(Random(c.OUT, seed++), dt, &b);
+            Dev out((size_t)c.N * c.OUT, 4);
+            ASSERT_EQ(ember_cuda_dense(out.as<float>(), din.as<float>(), c.ld, dw.p, db.p, c.N,
+                                       c.IN, c.OUT, c.act, dt, nullptr),
+                      EMBER_OK)
+                << ember_last_error();
+            std::vector<float> ref((size_t)c.N * c.OUT);
+            ember_ref_dense(ref.data(), in.data(), c.ld, w.data(), b.data(), c.N, c.IN, c.OUT,
+                            c.act);
+            // f32 inputs and accumulation whatever dt: the weights were rounded for both sides
+            EXPECT_TRUE(AllClose(DownloadF32(out.p, ref.size()), ref, ember_tol::kCudaF32Abs, 0.0));
+        }
+}
+
+// RoBERTa's default positions: pad ids keep padding_idx, others count from it; no ids: the
+// sequential rule.
+TEST(CudaOps, PositionIdsMatchReference) {
+    REQUIRE_CUDA_DEVICE();
+    for (int pad : {0, 1, 5}) {
+        const int B = 7, S = 33;
+        std::vector<int32_t> ids = RandomInts((size_t)B * S, 8, 600 + pad);  // many pad ids
+        std::vector<int32_t> ref((size_t)B * S), got((size_t)B * S);
+        Dev d_ids = Upload(ids), d_out((size_t)B * S, 4);
+        for (bool with_ids : {true, false}) {
+            d_out.Poison();
+            ASSERT_EQ(ember_cuda_position_ids(d_out.as<int32_t>(), with_ids ? d_ids.as<int32_t>() : nullptr,
+                                              B, S, pad, nullptr),
+                      EMBER_OK);
+            CUDA_OK(cudaDeviceSynchronize());
+            CUDA_OK(cudaMemcpy(got.data(), d_out.p, got.size() * 4, cudaMemcpyDeviceToHost));
+            ember_ref_position_ids(ref.data(), with_ids ? ids.data() : nullptr, B, S, pad);
+            EXPECT_EQ(got, ref) << "pad " << pad << (with_ids ? " ids" : " embeds");
+        }
+    }
+}
+
 // ---- the whole model ------------------------------------------------------------------------
 
 struct ModelCase {
@@ -599,16 +661,20 @@ Inputs MakeInputs(const ModelCase &c, uint32_t seed) {
 }
 
 struct Outputs {
-    std::vector<float> last, pooled, hidden;
+    std::vector<float> last, pooled, hidden, logits;
 };
 
 // One forward; the model's backend decides where the buffers live. Entry: "ids", "embeds",
-// "embedding_output". The returned status is the forward's.
+// "embedding_output". The returned status is the forward's. `flags`: ember_inputs.flags;
+// logits: also the head's logits.
 ember_status Forward(ember_model *m, const Inputs &x, const char *entry, bool types_pos, bool pooler,
-                 bool hidden, Outputs *o, cudaStream_t stream = nullptr) {
+                 bool hidden, Outputs *o, cudaStream_t stream = nullptr, bool logits = false,
+                 unsigned flags = 0) {
     ember_config cfg;
     ember_model_config(m, &cfg);
     const size_t N = (size_t)x.B * x.S, H = (size_t)cfg.hidden_size, L = (size_t)cfg.num_hidden_layers;
+    const size_t NL = (cfg.head == EMBER_HEAD_TOKEN_CLASSIFICATION ? N : (size_t)x.B) *
+                      (size_t)cfg.num_labels;
     const bool cuda = ember_model_backend(m) == EMBER_BACKEND_CUDA;
     ember_inputs in{};
     in.batch = x.B;
@@ -625,6 +691,7 @@ ember_status Forward(ember_model *m, const Inputs &x, const char *entry, bool ty
     if (e == "embeds") in.inputs_embeds = (const float *)place(x.embeds, &d_emb);
     if (e == "embedding_output") in.embedding_output = (const float *)place(x.embedding_output, &d_emb);
     in.attention_mask = (const int32_t *)place(x.mask, &d_mask);
+    in.flags = flags;
     if (types_pos) {
         in.token_type_ids = (const int32_t *)place(x.types, &d_types);
         in.position_ids = (const int32_t *)place(x.positions, &d_pos);
@@ -632,7 +699,13 @@ ember_status Forward(ember_model *m, const Inputs &x, const char *entry, bool ty
     o->last = Poisoned(N * H);
     o->pooled = pooler ? Poisoned(x.B * H) : std::vector<float>();
     o->hidden = hidden ? Poisoned((L + 1) * N * H) : std::vector<float>();
+    o->logits = logits ? Poisoned(NL) : std::vector<float>();
+    Dev d_logits;
     ember_outputs out{};
+    if (logits) {
+        if (cuda) d_logits = Dev(NL, 4);
+        out.logits = cuda ? d_logits.as<float>() : o->logits.data();
+    }
     if (cuda) {
         d_last = Dev(N * H, 4);
         out.last_hidden_state = d_last.as<float>();
@@ -654,6 +727,7 @@ ember_status Forward(ember_model *m, const Inputs &x, const char *entry, bool ty
         o->last = DownloadF32(d_last.p, N * H);
         if (pooler) o->pooled = DownloadF32(d_pool.p, x.B * H);
         if (hidden) o->hidden = DownloadF32(d_hid.p, (L + 1) * N * H);
+        if (logits) o->logits = DownloadF32(d_logits.p, NL);
     }
     return st;
 }
@@ -890,11 +964,11 @@ TEST(CudaModelErrors, TableCopyMatchesCpuTables) {
 TEST(CudaGolden, MatchesHuggingFace) {
     REQUIRE_CUDA_DEVICE();
     const std::vector<GoldenCase> cases = LoadManifest();
-    ASSERT_GE(cases.size(), 40u) << "tests/data/goldens/manifest.json missing or short";
+    ASSERT_GE(cases.size(), 100u) << "tests/data/goldens/manifest.json missing or short";
     int ran = 0;
     for (const GoldenCase &g : cases) {
         const std::string &model_dir = g.model_dir, &file = g.file, &entry = g.entry;
-        const bool pooler = g.pooler, hidden = g.hidden_states;
+        const bool pooler = g.pooler, hidden = g.hidden_states, logits = g.logits;
         StFile f = OpenSt(DataPath(file));
         ASSERT_TRUE(f);
         Inputs x{};
@@ -922,7 +996,7 @@ TEST(CudaGolden, MatchesHuggingFace) {
             ASSERT_EQ(st, EMBER_OK) << Why(st);
             Model gpu(m);
             Outputs o;
-            st = Forward(gpu.get(), x, run_entry, true, pooler, hidden, &o);
+            st = Forward(gpu.get(), x, run_entry, true, pooler, hidden, &o, nullptr, logits);
             ASSERT_EQ(st, EMBER_OK) << Why(st);
             auto check = [&](const std::vector<float> &got, const char *name) {
                 std::vector<float> want = ReadF32(f.get(), (std::string("expected.") + name).c_str());
@@ -937,10 +1011,13 @@ TEST(CudaGolden, MatchesHuggingFace) {
             check(o.last, "last_hidden_state");
             if (pooler) check(o.pooled, "pooler_output");
             if (hidden) check(o.hidden, "hidden_states");
+            if (logits && dt == EMBER_DTYPE_F32) check(o.logits, "logits");
+            if (logits && dt != EMBER_DTYPE_F32)
+                EXPECT_TRUE(LogitsClose(o.logits, ReadF32(f.get(), "expected.logits"), dt)) << "logits";
         }
         ran++;
     }
-    EXPECT_GE(ran, 40);
+    EXPECT_GE(ran, 100);
 }
 
 // ---- the list of GPU tests -----------------------------------------------------------------
@@ -979,6 +1056,114 @@ TEST(GpuTestList, EveryMarkedTestIsRegistered) {
     }
     printf("%zu GPU tests from %zu marked test bodies\n", names.size(), marked.size());
 }
+
+// ---- the family on random weights: CUDA vs CPU ------------------------------------------------
+
+struct FamilyCase {
+    const char *name;
+    ember_arch arch;
+    ember_head head;
+    int V, E, H, NH, I, P, T, labels, pad, B, S;
+};
+
+const FamilyCase kFamily[] = {
+    {"roberta_seq_B3_S13", EMBER_ARCH_ROBERTA, EMBER_HEAD_SEQUENCE_CLASSIFICATION, 90, 48, 48, 4, 80,
+     40, 1, 3, 1, 3, 13},
+    {"xlmr_tok_B2_S37", EMBER_ARCH_XLM_ROBERTA, EMBER_HEAD_TOKEN_CLASSIFICATION, 70, 32, 32, 2, 64,
+     50, 1, 7, 2, 2, 37},
+    {"distilbert_seq_B5_S7", EMBER_ARCH_DISTILBERT, EMBER_HEAD_SEQUENCE_CLASSIFICATION, 60, 36, 36, 3,
+     52, 16, 0, 2, 0, 5, 7},
+    {"electra_small_seq_B3_S11", EMBER_ARCH_ELECTRA, EMBER_HEAD_SEQUENCE_CLASSIFICATION, 80, 24, 40,
+     5, 64, 32, 2, 1, 0, 3, 11},
+    {"electra_gen_tok_B2_S9", EMBER_ARCH_ELECTRA, EMBER_HEAD_TOKEN_CLASSIFICATION, 50, 64, 32, 2, 48,
+     20, 3, 5, 0, 2, 9},
+    {"bert_seq_B4_S5", EMBER_ARCH_BERT, EMBER_HEAD_SEQUENCE_CLASSIFICATION, 40, 32, 32, 2, 40, 8, 2,
+     3, 0, 4, 5},
+};
+
+Model MakeFamily(const FamilyCase &c, ember_backend backend, ember_dtype dt) {
+    ember_config cfg{};
+    cfg.vocab_size = c.V;
+    cfg.hidden_size = c.H;
+    cfg.embedding_size = c.E;
+    cfg.num_hidden_layers = 2;
+    cfg.num_attention_heads = c.NH;
+    cfg.intermediate_size = c.I;
+    cfg.max_position_embeddings = c.P;
+    cfg.type_vocab_size = c.T;
+    cfg.pad_token_id = c.pad;
+    cfg.layer_norm_eps = 1e-5;
+    cfg.hidden_act = EMBER_ACT_GELU;
+    cfg.has_pooler = c.arch == EMBER_ARCH_BERT;
+    cfg.arch = c.arch;
+    cfg.head = c.head;
+    cfg.num_labels = c.labels;
+    ember_load_options opt;
+    ember_load_options_init(&opt);
+    opt.backend = backend;
+    opt.compute_dtype = dt;
+    opt.max_batch = c.B;
+    opt.max_seq_len = c.S;
+    ember_model *m = nullptr;
+    ember_status st = ember_model_init_random(&cfg, 77, &opt, &m);
+    EXPECT_EQ(st, EMBER_OK) << Why(st);
+    return Model(m);
+}
+
+struct FamilyParam {
+    FamilyCase c;
+    ember_dtype dt;
+};
+
+void PrintTo(const FamilyParam &p, std::ostream *os) { *os << p.c.name << "_" << DtName(p.dt); }
+
+class CudaFamily : public ::testing::TestWithParam<FamilyParam> {};
+
+// Ids with pad ids inside rows (RoBERTa's positions), a mask with holes, and every entry point,
+// with and without padding removal: the family's embeddings, projection and heads on the GPU
+// against the CPU reference.
+TEST_P(CudaFamily, MatchesCpuBackend) {
+    REQUIRE_CUDA_DEVICE();
+    const FamilyCase &c = GetParam().c;
+    const ember_dtype dt = GetParam().dt;
+    Model cpu = MakeFamily(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32);
+    Model gpu = MakeFamily(c, EMBER_BACKEND_CUDA, dt);
+    ASSERT_TRUE(cpu && gpu);
+    Inputs x{};
+    x.B = c.B;
+    x.S = c.S;
+    x.ids = RandomInts((size_t)c.B * c.S, c.V, 31);
+    for (size_t t = 3; t < x.ids.size(); t += 5) x.ids[t] = c.pad;
+    x.mask = RandomMask(c.B, c.S, false, 32);
+    if (c.T > 0) x.types = RandomInts((size_t)c.B * c.S, c.T, 33);
+    x.embeds = Random((size_t)c.B * c.S * c.E, 34);
+    for (const char *entry : {"ids", "embeds"})
+        for (unsigned flags : {0u, (unsigned)EMBER_FORWARD_SKIP_MASKED}) {
+            SCOPED_TRACE(::testing::Message() << entry << " flags " << flags);
+            Outputs a, b;
+            ASSERT_EQ(Forward(cpu.get(), x, entry, true, false, true, &a, nullptr, true, flags),
+                      EMBER_OK)
+                << ember_last_error();
+            ASSERT_EQ(Forward(gpu.get(), x, entry, true, false, true, &b, nullptr, true, flags),
+                      EMBER_OK)
+                << ember_last_error();
+            EXPECT_TRUE(Close(b.last, a.last, dt)) << "last_hidden_state";
+            EXPECT_TRUE(Close(b.hidden, a.hidden, dt)) << "hidden_states";
+            EXPECT_TRUE(LogitsClose(b.logits, a.logits, dt)) << "logits";
+        }
+}
+
+std::vector<FamilyParam> FamilyParams() {
+    std::vector<FamilyParam> v;
+    for (const FamilyCase &c : kFamily)
+        for (ember_dtype dt : kDtypes) v.push_back({c, dt});
+    return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(Random, CudaFamily, ::testing::ValuesIn(FamilyParams()),
+                         [](const ::testing::TestParamInfo<FamilyParam> &i) {
+                             return std::string(i.param.c.name) + "_" + DtName(i.param.dt);
+                         });
 
 }  // namespace
 

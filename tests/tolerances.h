@@ -30,6 +30,15 @@ constexpr double kCudaBf16RelL2 = 1e-2;
 constexpr double kCudaGoldenF16RelL2 = 6.5e-3;
 constexpr double kCudaGoldenBf16RelL2 = 5e-2;
 
+// Logits in f16 / bf16 (tests/test_cuda.cc: the family's goldens, and the random family models
+// against the CPU): a sequence head ends in a handful of logits per batch, some near zero, so
+// relative L2 over them is ill-conditioned (HF's own f16 logit of electra-seqcls/batch1_maxlen
+// is 2.7e-2 off in relative L2). Bounded absolutely instead, on logits |x| <= 3.5: HF's own eager
+// forward in f16 / bf16 (transformers 5.24, CPU) is off the family's f32 goldens by at most
+// 5.23e-3 / 3.45e-2; FlashAttention's rule allows twice that.
+constexpr double kCudaF16LogitsAbs = 1.1e-2;
+constexpr double kCudaBf16LogitsAbs = 7e-2;
+
 // Attention kernels (tests/test_attention.cc) vs the CPU reference run on the same inputs
 // rounded to the kernel's dtype, FlashAttention's rule: max |err| <= kAttnLowpFactor x
 // max |reference rounded to dt - reference| + a floor per dtype.
