@@ -34,6 +34,17 @@ protected:
             fs::copy_file(e.path(), dir_ / e.path().filename(), fs::copy_options::overwrite_existing);
     }
 
+    // Set a top-level key of config.json to a JSON value (any layout, nested values too).
+    void SetConfigJson(const std::string &key, const std::string &value) {
+        const std::string path = (dir_ / "config.json").string();
+        json_t *root = json_load_file(path.c_str(), 0, nullptr);
+        json_t *v = json_loads(value.c_str(), JSON_DECODE_ANY, nullptr);
+        ASSERT_TRUE(root && v) << value;
+        json_object_set_new(root, key.c_str(), v);
+        ASSERT_EQ(json_dump_file(root, path.c_str(), JSON_INDENT(2)), 0);
+        json_decref(root);
+    }
+
     // Replace one "key": value line of config.json (save_pretrained writes one per line).
     void SetConfig(const std::string &key, const std::string &value) {
         std::string s = ReadFile(dir_ / "config.json");
@@ -65,6 +76,32 @@ protected:
         }
         for (size_t i = 0; i < ts.size(); i++) ts[i].name = names[i].c_str();
         fs::path tmp = dir_ / "rewritten.safetensors";
+        ASSERT_EQ(ember_st_write(tmp.c_str(), ts.data(), ts.size(), nullptr, nullptr, 0), EMBER_OK)
+            << ember_last_error();
+        f.reset();
+        fs::rename(tmp, p);
+    }
+
+    // Add an F32 tensor of `shape` filled with `values` (repeated) to model.safetensors.
+    void AddTensor(const std::string &name, std::vector<int64_t> shape, const std::vector<float> &values) {
+        fs::path p = dir_ / "model.safetensors";
+        StFile f = OpenSt(p.string());
+        ASSERT_TRUE(f);
+        std::vector<ember_st_tensor> ts;
+        for (size_t i = 0; i < ember_st_count(f.get()); i++) ts.push_back(*ember_st_at(f.get(), i));
+        size_t n = 1;
+        for (int64_t d : shape) n *= (size_t)d;
+        std::vector<float> data(n);
+        for (size_t i = 0; i < n; i++) data[i] = values[i % values.size()];
+        ember_st_tensor t{};
+        t.name = name.c_str();
+        t.dtype = EMBER_ST_F32;
+        t.ndim = (int)shape.size();
+        for (size_t d = 0; d < shape.size(); d++) t.shape[d] = shape[d];
+        t.data = data.data();
+        t.nbytes = n * sizeof(float);
+        ts.push_back(t);
+        fs::path tmp = dir_ / "added.safetensors";
         ASSERT_EQ(ember_st_write(tmp.c_str(), ts.data(), ts.size(), nullptr, nullptr, 0), EMBER_OK)
             << ember_last_error();
         f.reset();
@@ -227,7 +264,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"hidden_act", "\"swish\"", EMBER_ERR_UNSUPPORTED, "hidden_act \"swish\""},
         BadConfig{"hidden_act", "\"silu\"", EMBER_ERR_UNSUPPORTED, "silu"},
         BadConfig{"position_embedding_type", "\"relative_key\"", EMBER_ERR_UNSUPPORTED, "relative_key"},
-        BadConfig{"model_type", "\"roberta\"", EMBER_ERR_UNSUPPORTED, "roberta"},
+        BadConfig{"model_type", "\"deberta-v2\"", EMBER_ERR_UNSUPPORTED, "model_type \"deberta-v2\""},
+        BadConfig{"model_type", "\"roberta\"", EMBER_ERR_UNSUPPORTED, "\"BertModel\" is not a Roberta"},
         BadConfig{"is_decoder", "true", EMBER_ERR_UNSUPPORTED, "is_decoder"},
         BadConfig{"num_hidden_layers", "null", EMBER_ERR_CONFIG, "num_hidden_layers\" is missing"},
         // HF reads these with Python's truth value: a causal mask without an error
@@ -246,6 +284,130 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"layer_norm_eps", "null", EMBER_ERR_CONFIG, "\"layer_norm_eps\" is null"},
         BadConfig{"position_embedding_type", "null", EMBER_ERR_CONFIG, "\"position_embedding_type\" is null"}),
     [](const ::testing::TestParamInfo<BadConfig> &i) { return "case" + std::to_string(i.index); });
+
+// The family's config fields: each hostile value a clean error naming it (tests/HOSTILE.md).
+struct BadFamilyConfig {
+    const char *model, *key, *value;
+    ember_status want;
+    const char *needle;
+};
+
+void PrintTo(const BadFamilyConfig &b, std::ostream *os) {
+    *os << b.model << ": " << b.key << " = " << b.value;
+}
+
+class BadFamilyConfigValue : public BrokenCheckpoint,
+                             public ::testing::WithParamInterface<BadFamilyConfig> {};
+
+TEST_P(BadFamilyConfigValue, Rejected) {
+    CopyModel(GetParam().model);
+    SetConfigJson(GetParam().key, GetParam().value);
+    ExpectLoadFails(GetParam().want, GetParam().needle);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Family, BadFamilyConfigValue,
+    ::testing::Values(
+        BadFamilyConfig{"roberta-seqcls", "model_type", "\"camembert\"", EMBER_ERR_UNSUPPORTED,
+                        "camembert"},
+        BadFamilyConfig{"bert-seqcls", "architectures", "[\"DistilBertForSequenceClassification\"]",
+                        EMBER_ERR_UNSUPPORTED, "DistilBertForSequenceClassification"},
+        BadFamilyConfig{"bert-seqcls", "architectures",
+                        "[\"BertForSequenceClassification\", \"BertForTokenClassification\"]",
+                        EMBER_ERR_UNSUPPORTED, "different heads"},
+        BadFamilyConfig{"bert-seqcls", "architectures", "\"BertModel\"", EMBER_ERR_CONFIG,
+                        "architectures"},
+        BadFamilyConfig{"bert-seqcls", "architectures", "[7]", EMBER_ERR_CONFIG, "architectures"},
+        BadFamilyConfig{"electra-seqcls", "embedding_size", "0", EMBER_ERR_CONFIG, "embedding_size"},
+        BadFamilyConfig{"electra-seqcls", "embedding_size", "70000", EMBER_ERR_CONFIG,
+                        "embedding_size"},
+        BadFamilyConfig{"electra-seqcls", "embedding_size", "null", EMBER_ERR_CONFIG,
+                        "\"embedding_size\" is missing"},
+        BadFamilyConfig{"electra-seqcls", "embedding_size", "\"24\"", EMBER_ERR_CONFIG,
+                        "embedding_size"},
+        BadFamilyConfig{"electra-seqcls", "embedding_size", "40", EMBER_ERR_SHAPE,
+                        "word_embeddings.weight' has shape [128, 24], expected [128, 40]"},
+        BadFamilyConfig{"electra-tokcls", "embedding_size", "39", EMBER_ERR_SHAPE, "[71, 40]"},
+        BadFamilyConfig{"roberta-seqcls", "pad_token_id", "-1", EMBER_ERR_CONFIG, "pad_token_id"},
+        BadFamilyConfig{"roberta-seqcls", "pad_token_id", "97", EMBER_ERR_CONFIG, "pad_token_id"},
+        BadFamilyConfig{"roberta-seqcls", "pad_token_id", "25", EMBER_ERR_CONFIG,
+                        "max_position_embeddings = 26"},
+        BadFamilyConfig{"xlmr-tokcls", "pad_token_id", "null", EMBER_ERR_CONFIG, "pad_token_id"},
+        BadFamilyConfig{"roberta-seqcls", "num_labels", "0", EMBER_ERR_CONFIG, "num_labels"},
+        BadFamilyConfig{"roberta-seqcls", "num_labels", "2000000", EMBER_ERR_CONFIG, "num_labels"},
+        BadFamilyConfig{"roberta-seqcls", "num_labels", "\"2\"", EMBER_ERR_CONFIG, "num_labels"},
+        BadFamilyConfig{"roberta-seqcls", "num_labels", "3", EMBER_ERR_SHAPE, "classifier.out_proj"},
+        BadFamilyConfig{"bert-seqcls", "id2label", "{\"0\": \"a\", \"2\": \"b\"}",
+                        EMBER_ERR_CONFIG, "\"2\" is not a class index in [0, 2)"},
+        BadFamilyConfig{"bert-seqcls", "id2label", "{\"0\": \"a\", \"01\": \"b\"}",
+                        EMBER_ERR_CONFIG, "\"01\""},
+        BadFamilyConfig{"bert-seqcls", "id2label", "{\"0\": 5}", EMBER_ERR_CONFIG,
+                        "must be a string"},
+        BadFamilyConfig{"bert-seqcls", "id2label", "{}", EMBER_ERR_CONFIG, "empty"},
+        BadFamilyConfig{"bert-seqcls", "id2label", "[\"a\"]", EMBER_ERR_CONFIG,
+                        "must be an object"},
+        BadFamilyConfig{"bert-seqcls", "id2label", "{\"0\": \"a\", \"1\": \"b\"}",
+                        EMBER_ERR_SHAPE, "classifier.weight' has shape [3, 36], expected [2, 36]"},
+        BadFamilyConfig{"distilbert-seqcls", "hidden_size", "64", EMBER_ERR_CONFIG,
+                        "\"hidden_size\" = 64 disagrees with \"dim\" = 32"},
+        BadFamilyConfig{"distilbert-seqcls", "sinusoidal_pos_embds", "\"yes\"", EMBER_ERR_CONFIG,
+                        "sinusoidal_pos_embds"},
+        BadFamilyConfig{"distilbert-seqcls", "sinusoidal_pos_embds", "false",
+                        EMBER_ERR_MISSING_TENSOR, "embeddings.position_embeddings.weight"},
+        BadFamilyConfig{"distilbert-tokcls", "activation", "\"swish\"", EMBER_ERR_UNSUPPORTED,
+                        "activation \"swish\""},
+        BadFamilyConfig{"xlmr-tokcls", "position_embedding_type", "\"relative_key\"",
+                        EMBER_ERR_UNSUPPORTED, "relative_key"}),
+    [](const ::testing::TestParamInfo<BadFamilyConfig> &i) { return "case" + std::to_string(i.index); });
+
+// A head's tensors: missing, extra, or BERT's pooler gone.
+TEST_F(BrokenCheckpoint, FamilyHeadTensorsMissingOrExtra) {
+    CopyModel("roberta-seqcls");
+    RewriteTensors([](ember_st_tensor &, std::string &name) {
+        return name != "classifier.out_proj.weight";
+    });
+    ExpectLoadFails(EMBER_ERR_MISSING_TENSOR, "classifier.out_proj.weight");
+
+    CopyModel("bert-seqcls");
+    RewriteTensors([](ember_st_tensor &, std::string &name) {
+        return name.find("pooler.dense") == std::string::npos;
+    });
+    ExpectLoadFails(EMBER_ERR_MISSING_TENSOR, "BertForSequenceClassification classifies pooler_output");
+
+    CopyModel("electra-tokcls");
+    AddTensor("classifier.extra.bias", {3}, {0.5f});
+    ExpectLoadFails(EMBER_ERR_CONFIG, "unexpected tensor 'classifier.extra.bias' for the head");
+    // a head left in the checkpoint of a model loaded without one is ignored (like cls.*)
+    SetConfigJson("architectures", "[\"ElectraModel\"]");
+    ExpectLoads();
+
+    // an unexpected tensor under the base model is an error, whatever the family
+    CopyModel("distilbert-tokcls");
+    AddTensor("distilbert.transformer.layer.2.ffn.lin2.bias", {24}, {0.5f});
+    ExpectLoadFails(EMBER_ERR_CONFIG, "unexpected tensor 'distilbert.transformer.layer.2.ffn.lin2.bias'");
+}
+
+// DistilBERT with sinusoidal_pos_embds: a table in the checkpoint is used as it is (HF does so
+// too); the sinusoids are generated only when it is absent.
+TEST_F(BrokenCheckpoint, SinusoidalTableInTheCheckpointIsUsed) {
+    CopyModel("distilbert-seqcls");
+    Model gen = LoadCpu(dir_.string(), 1, 4);
+    ASSERT_TRUE(gen);
+    std::vector<float> sinus(20 * 32);
+    ASSERT_EQ(ember_table_copy(gen.get(), EMBER_TABLE_POSITION, sinus.data(), sinus.size(), nullptr),
+              EMBER_OK);
+    EXPECT_EQ(sinus[0 * 32 + 1], 1.0f);                            // cos(0)
+    EXPECT_FLOAT_EQ(sinus[3 * 32 + 0], std::sin(3.0f));            // pos 3, j 0
+    EXPECT_FLOAT_EQ(sinus[5 * 32 + 3], (float)std::cos(5.0 / std::pow(10000.0, 2.0 / 32)));
+    std::vector<float> table(20 * 32);
+    for (size_t i = 0; i < table.size(); i++) table[i] = 0.001f * (float)(i % 97);
+    AddTensor("distilbert.embeddings.position_embeddings.weight", {20, 32}, table);
+    Model m = LoadCpu(dir_.string(), 1, 4);
+    ASSERT_TRUE(m);
+    std::vector<float> got(table.size());
+    ASSERT_EQ(ember_table_copy(m.get(), EMBER_TABLE_POSITION, got.data(), got.size(), nullptr), EMBER_OK);
+    EXPECT_TRUE(BitIdentical(got, table));
+}
 
 TEST_F(BrokenCheckpoint, ConfigNotJson) {
     // corrupt JSON is EMBER_ERR_FORMAT, as ember.h assigns it; the message names the file

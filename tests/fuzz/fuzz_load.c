@@ -1,7 +1,7 @@
 /* libFuzzer target: whole-model loading, ember_model_load on the CPU backend
- * (weights/bert_weights.c: tensor-name mapping, "bert." prefix and gamma/beta spellings,
- * shapes against config.json, dtype conversion, leftover tensors, the sharded index; then
- * host/model.c and the CPU backend's workspace).
+ * (weights/checkpoint.c and the family tables of weights/arch.c: tensor-name mapping, base-model
+ * prefixes and gamma/beta spellings, shapes against config.json, dtype conversion, leftover
+ * tensors, heads, the sharded index; then host/model.c and the CPU backend's workspace).
  *
  * Input: parts separated by the 8 bytes "#@PART@#" (a binary file may hold any byte, so a
  * separator that random weights do not contain):
@@ -18,9 +18,10 @@
  * ember_config_check, has_pooler is 0/1, and it equals config.json parsed alone (has_pooler
  * aside); the word / position / token-type tables are the checkpoint's tensors converted to
  * f32, bit for bit (when the tensor's name is unambiguous among the shards); a forward on fixed
- * valid ids (clamped to vocab / positions / types, with a padded token) returns EMBER_OK, and
+ * valid ids (clamped to vocab / positions / types, with a padded token; no token types for a
+ * family without them; RoBERTa lengths within its default positions) returns EMBER_OK, and
  * when every float tensor of the checkpoint is finite with |x| <= 16, every output element
- * (last_hidden_state, hidden_states, pooler_output; NaN-poisoned before) is finite.
+ * (last_hidden_state, hidden_states, pooler_output, logits; NaN-poisoned before) is finite.
  * Huge models: config.json may claim one (within weights/config.c's bounds) with a tiny file;
  * the loader must reject it before allocating, which -rss_limit_mb / malloc_limit_mb
  * (tools/fuzz.sh: 2048) enforce. */
@@ -207,30 +208,40 @@ static void check_config(const ember_config *c, const part *config_json) {
                    p.intermediate_size == c->intermediate_size &&
                    p.max_position_embeddings == c->max_position_embeddings &&
                    p.type_vocab_size == c->type_vocab_size && p.pad_token_id == c->pad_token_id &&
-                   p.layer_norm_eps == c->layer_norm_eps && p.hidden_act == c->hidden_act,
+                   p.layer_norm_eps == c->layer_norm_eps && p.hidden_act == c->hidden_act &&
+                   p.arch == c->arch && p.embedding_size == c->embedding_size &&
+                   p.head == c->head && p.num_labels == c->num_labels,
                "the model's config differs from config.json");
 }
 
 static void check_forward(ember_model *m, const ember_config *c, int tame) {
-    const int B = FWD_BATCH, S = c->max_position_embeddings < FWD_SEQ ? c->max_position_embeddings : FWD_SEQ;
+    /* RoBERTa's default positions start at pad_token_id + 1 */
+    const int roberta = c->arch == EMBER_ARCH_ROBERTA || c->arch == EMBER_ARCH_XLM_ROBERTA;
+    const int P = roberta ? c->max_position_embeddings - c->pad_token_id - 1
+                          : c->max_position_embeddings;
+    const int B = FWD_BATCH, S = P < FWD_SEQ ? P : FWD_SEQ;
     const size_t H = (size_t)c->hidden_size, L = (size_t)c->num_hidden_layers;
     int32_t ids[FWD_BATCH * FWD_SEQ], mask[FWD_BATCH * FWD_SEQ], types[FWD_BATCH * FWD_SEQ];
     for (int i = 0; i < B * S; i++) {
         ids[i] = (int32_t)((i * 7 + 1) % c->vocab_size);
-        types[i] = (int32_t)(i % c->type_vocab_size);
+        types[i] = c->type_vocab_size > 0 ? (int32_t)(i % c->type_vocab_size) : 0;
         mask[i] = !(i == B * S - 1 && S > 1); /* the last token of row 1 is padding */
     }
     const size_t n_last = (size_t)B * S * H, n_hs = (L + 1) * n_last, n_pool = (size_t)B * H;
+    const size_t n_logits = (c->head == EMBER_HEAD_TOKEN_CLASSIFICATION ? (size_t)B * S : (size_t)B) *
+                            (size_t)c->num_labels;
     float *last = malloc(sizeof(float) * n_last), *hs = malloc(sizeof(float) * n_hs);
-    float *pool = malloc(sizeof(float) * n_pool);
-    FUZZ_CHECK(last && hs && pool, "out of memory");
+    float *pool = malloc(sizeof(float) * n_pool), *logits = malloc(sizeof(float) * (n_logits + 1));
+    FUZZ_CHECK(last && hs && pool && logits, "out of memory");
     for (size_t i = 0; i < n_last; i++) last[i] = NAN;
     for (size_t i = 0; i < n_hs; i++) hs[i] = NAN;
     for (size_t i = 0; i < n_pool; i++) pool[i] = NAN;
+    for (size_t i = 0; i < n_logits; i++) logits[i] = NAN;
     ember_inputs in = {.batch = B, .seq_len = S, .input_ids = ids, .attention_mask = mask,
-                       .token_type_ids = types};
+                       .token_type_ids = c->type_vocab_size > 0 ? types : NULL};
     ember_outputs out = {.last_hidden_state = last, .hidden_states = hs,
-                         .pooler_output = c->has_pooler ? pool : NULL};
+                         .pooler_output = c->has_pooler ? pool : NULL,
+                         .logits = c->head != EMBER_HEAD_NONE ? logits : NULL};
     ember_status st = ember_forward(m, &in, &out, NULL);
     FUZZ_CHECK(st == EMBER_OK, "forward on a loaded model: %s: %s", ember_status_string(st),
                ember_last_error());
@@ -242,7 +253,10 @@ static void check_forward(ember_model *m, const ember_config *c, int tame) {
         if (c->has_pooler)
             for (size_t i = 0; i < n_pool; i++)
                 FUZZ_CHECK(isfinite(pool[i]), "pooler_output[%zu] = %g", i, (double)pool[i]);
+        for (size_t i = 0; i < n_logits; i++)
+            FUZZ_CHECK(isfinite(logits[i]), "logits[%zu] = %g", i, (double)logits[i]);
     }
+    free(logits);
     free(last);
     free(hs);
     free(pool);

@@ -249,3 +249,73 @@ big = dict(load_cfg, vocab_size=10000000, hidden_size=65536, num_attention_heads
 put("fuzz_load", "bad_huge_config", json.dumps(big).encode() + SEP + checkpoint(tensors, "F16"))
 put("fuzz_load", "bad_extra_layer",
     cfg_json + SEP + checkpoint(bert_tensors(dict(load_cfg, num_hidden_layers=2)), "F16"))
+
+# ---- the rest of the family (weights/arch.c): configs and checkpoints with heads ------------
+family_cfgs = {
+    "roberta_seqcls.json": dict(bert, model_type="roberta", architectures=["RobertaForSequenceClassification"],
+                                pad_token_id=1, type_vocab_size=1,
+                                id2label={"0": "neg", "1": "pos"}),
+    "xlmr_tokcls.json": dict(bert, model_type="xlm-roberta", pad_token_id=1, type_vocab_size=1,
+                             architectures=["XLMRobertaForTokenClassification"], num_labels=5),
+    "distilbert_sinusoidal.json": {"model_type": "distilbert", "architectures": ["DistilBertModel"],
+                                   "vocab_size": 99, "dim": 12, "n_layers": 2, "n_heads": 3,
+                                   "hidden_dim": 20, "max_position_embeddings": 16,
+                                   "activation": "gelu", "sinusoidal_pos_embds": True},
+    "electra_tokcls.json": dict(bert, model_type="electra", embedding_size=8,
+                                architectures=["ElectraForTokenClassification"],
+                                id2label={"0": "O", "1": "B-PER", "2": "I-PER"}),
+    "bad_family_head.json": dict(bert, architectures=["ElectraForSequenceClassification"]),
+}
+for name, cfg in family_cfgs.items():
+    put("fuzz_config", name, json.dumps(cfg, indent=2))
+
+
+def family_tensors(kind, cfg, head, labels):
+    """[(HF name, shape)] of a family checkpoint with its head (names as weights/arch.c)."""
+    V, P, I = cfg["vocab_size"], cfg["max_position_embeddings"], cfg.get("intermediate_size")
+    if kind == "distilbert":
+        H, I = cfg["dim"], cfg["hidden_dim"]
+        t = [("distilbert.embeddings.word_embeddings.weight", [V, H]),
+             ("distilbert.embeddings.LayerNorm.weight", [H]), ("distilbert.embeddings.LayerNorm.bias", [H])]
+        for l in range(cfg["n_layers"]):
+            p = "distilbert.transformer.layer.%d." % l
+            for q in ("q_lin", "k_lin", "v_lin", "out_lin"):
+                t += [(p + "attention.%s.weight" % q, [H, H]), (p + "attention.%s.bias" % q, [H])]
+            t += [(p + "sa_layer_norm.weight", [H]), (p + "sa_layer_norm.bias", [H]),
+                  (p + "ffn.lin1.weight", [I, H]), (p + "ffn.lin1.bias", [I]),
+                  (p + "ffn.lin2.weight", [H, I]), (p + "ffn.lin2.bias", [H]),
+                  (p + "output_layer_norm.weight", [H]), (p + "output_layer_norm.bias", [H])]
+        dense = "pre_classifier"
+    else:
+        H, E = cfg["hidden_size"], cfg.get("embedding_size", cfg["hidden_size"])
+        base = bert_tensors(dict(cfg, hidden_size=H), pooler=False)
+        t = []
+        for name, shape in base:
+            if name.startswith("embeddings."):
+                shape = [shape[0], E] if len(shape) == 2 else [E]
+            t.append((kind + "." + name, shape))
+        if E != H:
+            t += [("electra.embeddings_project.weight", [H, E]), ("electra.embeddings_project.bias", [H])]
+        dense = "classifier.dense"
+    if head == "seq":
+        out = "classifier" if kind == "distilbert" else "classifier.out_proj"
+        t += [(dense + ".weight", [H, H]), (dense + ".bias", [H]), (out + ".weight", [labels, H]),
+              (out + ".bias", [labels])]
+    else:
+        t += [("classifier.weight", [labels, H]), ("classifier.bias", [labels])]
+    return t
+
+
+dcfg = {"model_type": "distilbert", "architectures": ["DistilBertForSequenceClassification"],
+        "vocab_size": 20, "dim": 8, "n_layers": 1, "n_heads": 2, "hidden_dim": 12,
+        "max_position_embeddings": 16, "activation": "relu", "sinusoidal_pos_embds": True}
+put("fuzz_load", "distilbert_seq_sinusoidal",
+    json.dumps(dcfg).encode() + SEP + checkpoint(family_tensors("distilbert", dcfg, "seq", 2), "F16"))
+ecfg = dict(load_cfg, model_type="electra", embedding_size=6,
+            architectures=["ElectraForSequenceClassification"], num_labels=1)
+put("fuzz_load", "electra_seq_projection",
+    json.dumps(ecfg).encode() + SEP + checkpoint(family_tensors("electra", ecfg, "seq", 1), "F32"))
+rcfg = dict(load_cfg, model_type="roberta", pad_token_id=1, type_vocab_size=1,
+            architectures=["RobertaForTokenClassification"], id2label={"0": "O", "1": "X", "2": "Y"})
+put("fuzz_load", "roberta_tok",
+    json.dumps(rcfg).encode() + SEP + checkpoint(family_tensors("roberta", rcfg, "tok", 3), "BF16"))
