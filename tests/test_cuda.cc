@@ -627,18 +627,23 @@ ember_config Config(const ModelCase &c) {
     return cfg;
 }
 
-Model MakeModel(const ModelCase &c, ember_backend backend, ember_dtype dt, uint64_t seed = 42) {
-    ember_config cfg = Config(c);
+// A random model of cfg with a workspace for B x S tokens.
+Model MakeRandom(const ember_config &cfg, int B, int S, ember_backend backend, ember_dtype dt,
+                 uint64_t seed) {
     ember_load_options opt;
     ember_load_options_init(&opt);
     opt.backend = backend;
     opt.compute_dtype = dt;
-    opt.max_batch = c.B;
-    opt.max_seq_len = c.S;
+    opt.max_batch = B;
+    opt.max_seq_len = S;
     ember_model *m = nullptr;
     ember_status st = ember_model_init_random(&cfg, seed, &opt, &m);
     EXPECT_EQ(st, EMBER_OK) << Why(st);
     return Model(m);
+}
+
+Model MakeModel(const ModelCase &c, ember_backend backend, ember_dtype dt, uint64_t seed = 42) {
+    return MakeRandom(Config(c), c.B, c.S, backend, dt, seed);
 }
 
 // Host-side inputs of a forward, uploaded for the GPU.
@@ -1012,8 +1017,9 @@ TEST(CudaGolden, MatchesHuggingFace) {
             if (pooler) check(o.pooled, "pooler_output");
             if (hidden) check(o.hidden, "hidden_states");
             if (logits && dt == EMBER_DTYPE_F32) check(o.logits, "logits");
-            if (logits && dt != EMBER_DTYPE_F32)
+            if (logits && dt != EMBER_DTYPE_F32) {
                 EXPECT_TRUE(LogitsClose(o.logits, ReadF32(f.get(), "expected.logits"), dt)) << "logits";
+            }
         }
         ran++;
     }
@@ -1098,16 +1104,7 @@ Model MakeFamily(const FamilyCase &c, ember_backend backend, ember_dtype dt) {
     cfg.arch = c.arch;
     cfg.head = c.head;
     cfg.num_labels = c.labels;
-    ember_load_options opt;
-    ember_load_options_init(&opt);
-    opt.backend = backend;
-    opt.compute_dtype = dt;
-    opt.max_batch = c.B;
-    opt.max_seq_len = c.S;
-    ember_model *m = nullptr;
-    ember_status st = ember_model_init_random(&cfg, 77, &opt, &m);
-    EXPECT_EQ(st, EMBER_OK) << Why(st);
-    return Model(m);
+    return MakeRandom(cfg, c.B, c.S, backend, dt, 77);
 }
 
 struct FamilyParam {

@@ -391,19 +391,35 @@ std::vector<Json> Lines(const std::string &out) {
 
 double Num(json_t *j) { return json_number_value(j); }
 
+// `ember classify --format jsonl` on the texts of golden `key`: the golden and one JSON object
+// per text.
+struct JsonlRun {
+    Json golden;
+    std::vector<Json> lines;
+};
+
+JsonlRun ClassifyJsonl(const char *key) {
+    JsonlRun run{CliGolden(key), {}};
+    json_t *texts = json_object_get(run.golden.get(), "texts");
+    const std::string model = DataPath(json_string_value(json_object_get(run.golden.get(), "model_dir")));
+    Cli r = RunCli("classify --format jsonl --model " + Q(model) + " --" + Texts(texts));
+    EXPECT_EQ(r.code, 0) << r.err;
+    run.lines = Lines(r.out);
+    EXPECT_EQ(run.lines.size(), json_array_size(texts));
+    if (run.lines.size() != json_array_size(texts)) run.lines.clear();
+    return run;
+}
+
 // Scores as HF's text-classification pipeline gives them (softmax; HF tokenizer ids).
 TEST(CliClassify, SequenceScoresMatchTheHfPipeline) {
-    Json g = CliGolden("classify");
-    json_t *texts = json_object_get(g.get(), "texts");
-    const std::string model = DataPath(json_string_value(json_object_get(g.get(), "model_dir")));
-    Cli r = RunCli("classify --format jsonl --model " + Q(model) + " --" + Texts(texts));
-    ASSERT_EQ(r.code, 0) << r.err;
-    std::vector<Json> lines = Lines(r.out);
-    ASSERT_EQ(lines.size(), json_array_size(texts));
-    json_t *labels = json_object_get(g.get(), "labels");
+    JsonlRun run = ClassifyJsonl("classify");
+    ASSERT_FALSE(run.lines.empty());
+    json_t *g = run.golden.get(), *texts = json_object_get(g, "texts");
+    const std::vector<Json> &lines = run.lines;
+    json_t *labels = json_object_get(g, "labels");
     for (size_t i = 0; i < lines.size(); i++) {
         SCOPED_TRACE(json_string_value(json_array_get(texts, i)));
-        json_t *want = json_array_get(json_object_get(g.get(), "scores"), i);
+        json_t *want = json_array_get(json_object_get(g, "scores"), i);
         json_t *got = json_object_get(lines[i].get(), "scores");
         size_t best = 0;
         for (size_t l = 0; l < json_array_size(want); l++) {
@@ -415,24 +431,22 @@ TEST(CliClassify, SequenceScoresMatchTheHfPipeline) {
                      json_string_value(json_array_get(labels, best)));
     }
     // the text format: best label, score, text
-    r = RunCli("classify --model " + Q(model) + " " + Q("this movie was very good !"));
+    const std::string model = DataPath(json_string_value(json_object_get(g, "model_dir")));
+    Cli r = RunCli("classify --model " + Q(model) + " " + Q("this movie was very good !"));
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_EQ(r.out.rfind("negative\t0.69312", 0), 0u) << r.out;
 }
 
 // Token classification: every word piece's label is the argmax of HF's logits.
 TEST(CliClassify, TokenLabelsMatchHf) {
-    Json g = CliGolden("classify_tokens");
-    json_t *texts = json_object_get(g.get(), "texts");
-    const std::string model = DataPath(json_string_value(json_object_get(g.get(), "model_dir")));
-    Cli r = RunCli("classify --format jsonl --model " + Q(model) + " --" + Texts(texts));
-    ASSERT_EQ(r.code, 0) << r.err;
-    std::vector<Json> lines = Lines(r.out);
-    ASSERT_EQ(lines.size(), json_array_size(texts));
-    json_t *labels = json_object_get(g.get(), "labels");
+    JsonlRun run = ClassifyJsonl("classify_tokens");
+    ASSERT_FALSE(run.lines.empty());
+    json_t *g = run.golden.get();
+    const std::vector<Json> &lines = run.lines;
+    json_t *labels = json_object_get(g, "labels");
     for (size_t i = 0; i < lines.size(); i++) {
-        json_t *toks = json_array_get(json_object_get(g.get(), "tokens"), i);
-        json_t *logits = json_array_get(json_object_get(g.get(), "logits"), i);
+        json_t *toks = json_array_get(json_object_get(g, "tokens"), i);
+        json_t *logits = json_array_get(json_object_get(g, "logits"), i);
         json_t *got = json_object_get(lines[i].get(), "tokens");
         ASSERT_EQ(json_array_size(got) + 2, json_array_size(toks)) << "[CLS] and [SEP] are not shown";
         for (size_t k = 0; k < json_array_size(got); k++) {
@@ -508,6 +522,29 @@ TEST(CliRerank, ActivationFromTheModelsSentenceTransformersConfig) {
     EXPECT_EQ(r.code, 1);
     EXPECT_NE(r.err.find("Softmax"), std::string::npos) << r.err;
     fs::remove_all(dir);
+}
+
+// RoBERTa's route from the command line: ids tokenized elsewhere, logits from ember forward.
+TEST(CliForward, LogitsOfAHeadModel) {
+    for (const char *name : {"roberta-seqcls", "electra-tokcls"}) {
+        SCOPED_TRACE(name);
+        const std::string in = DataPath(std::string("goldens/") + name + "/inputs_embeds.safetensors");
+        const fs::path out = fs::path(::testing::TempDir()) / "ember_family_forward.safetensors";
+        Cli r = RunCli("forward --quiet --logits --model " + Q(DataPath(std::string("models/") + name)) +
+                       " --inputs " + Q(in) + " --output " + Q(out.string()));
+        ASSERT_EQ(r.code, 0) << r.err;
+        StFile got = OpenSt(out.string()), want = OpenSt(in);
+        ASSERT_TRUE(got && want);
+        EXPECT_TRUE(AllClose(ReadF32(got.get(), "logits"), ReadF32(want.get(), "expected.logits"),
+                             ember_tol::kHfAbs, ember_tol::kHfRel));
+        EXPECT_EQ(ember_st_find(got.get(), "logits")->ndim,
+                  std::string(name) == "electra-tokcls" ? 3 : 2);
+        fs::remove(out);
+    }
+    Cli r = RunCli("forward --quiet --logits --model " + Q(DataPath("models/tiny-odd")) + " --inputs " +
+                   Q(DataPath("goldens/tiny-odd/basic_ids.safetensors")) + " --output /dev/null");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("no head"), std::string::npos) << r.err;
 }
 
 TEST(CliClassify, ModelsItCannotServeAreRefusedClearly) {

@@ -499,23 +499,29 @@ def generate(spec, model, stats, manifest):
         if c["case"] == "fully_masked_row":
             check_fully_masked(model, c, out, out64, extra["fully_masked_rows"], stats)
 
-        rel = os.path.join("goldens", name, c["case"] + ".safetensors")
-        save_file(tensors, os.path.join(DATA, rel), metadata={"format": "pt"})
-        manifest.append(dict(
-            model=name,
-            case=c["case"],
-            file=rel,
-            model_dir=os.path.join("models", name),
-            entry=c["entry"],
-            batch=int(tensors["expected.last_hidden_state"].shape[0]),
-            seq_len=int(tensors["expected.last_hidden_state"].shape[1]),
-            has_mask="attention_mask" in tensors,
-            has_token_types="token_type_ids" in tensors,
-            has_position_ids="position_ids" in tensors,
-            has_hidden_states="expected.hidden_states" in tensors,
-            has_pooler="expected.pooler_output" in tensors,
-            description=c["description"],
-        ))
+        manifest.append(save_case(name, c, tensors))
+
+
+def save_case(name, c, tensors, **extra):
+    """Write one case's tensors; its manifest entry."""
+    rel = os.path.join("goldens", name, c["case"] + ".safetensors")
+    save_file(tensors, os.path.join(DATA, rel), metadata={"format": "pt"})
+    return dict(
+        model=name,
+        case=c["case"],
+        file=rel,
+        model_dir=os.path.join("models", name),
+        entry=c["entry"],
+        batch=int(tensors["expected.last_hidden_state"].shape[0]),
+        seq_len=int(tensors["expected.last_hidden_state"].shape[1]),
+        has_mask="attention_mask" in tensors,
+        has_token_types="token_type_ids" in tensors,
+        has_position_ids="position_ids" in tensors,
+        has_hidden_states="expected.hidden_states" in tensors,
+        has_pooler="expected.pooler_output" in tensors,
+        description=c["description"],
+        **extra,
+    )
 
 
 def check_fully_masked(model, c, out, out64, rows, stats):
@@ -848,18 +854,8 @@ def generate_family(spec, model, stats, manifest):
             st["max"] = max(st["max"], d)
             st["ratio"] = max(st["ratio"], r)
 
-        rel = os.path.join("goldens", name, c["case"] + ".safetensors")
-        save_file(tensors, os.path.join(DATA, rel), metadata={"format": "pt"})
-        manifest.append(dict(
-            model=name, case=c["case"], file=rel, model_dir=os.path.join("models", name),
-            entry=c["entry"],
-            batch=int(tensors["expected.last_hidden_state"].shape[0]),
-            seq_len=int(tensors["expected.last_hidden_state"].shape[1]),
-            has_mask="attention_mask" in tensors, has_token_types="token_type_ids" in tensors,
-            has_position_ids="position_ids" in tensors,
-            has_hidden_states="expected.hidden_states" in tensors,
-            has_pooler="expected.pooler_output" in tensors, description=c["description"],
-            arch=cfg.model_type, head=head, has_logits=True, num_labels=cfg.num_labels))
+        manifest.append(save_case(name, c, tensors, arch=cfg.model_type, head=head,
+                                  has_logits=True, num_labels=cfg.num_labels))
 
 
 CLI_TEXTS = ["this movie was very good !", "a terrible , terrible book .", "Paris is the capital of France",
