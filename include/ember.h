@@ -47,7 +47,7 @@
  * that serialises them (the workspace, the cuBLAS handle and the CUDA graph cache are per
  * model), so every result is bit-identical to the same call made alone on one thread. They
  * run one at a time: for parallel CPU throughput load one model per thread. ember_model_config,
- * _backend, _dtype and ember_table_shape read immutable fields and take no lock.
+ * _backend, _dtype, _label and ember_table_shape read immutable fields and take no lock.
  * ember_model_free must not race with any other call on the same model (free it after the
  * other threads are done with it). ember_last_error() is per thread: each thread sees the
  * message of its own last call. On CUDA the lock covers enqueueing, not the device: an
