@@ -560,8 +560,8 @@ TEST(CudaOps, DenseMatchesReference) {
             Dev dw = ToDt(Random((size_t)c.OUT * c.IN, seed++, -wr, wr), dt, &w);
             Dev db = ToDt(Random(c.OUT, seed++), dt, &b);
             Dev out((size_t)c.N * c.OUT, 4);
-            ASSERT_EQ(ember_cuda_dense(out.as<float>(), din.as<float>(), c.ld, dw.p, db.p, c.N,
-                                       c.IN, c.OUT, c.act, dt, nullptr),
+            ASSERT_EQ(ember_cuda_dense(out.p, EMBER_DTYPE_F32, din.p, EMBER_DTYPE_F32, c.ld, dw.p,
+                                       db.p, c.N, c.IN, c.OUT, c.act, dt, nullptr),
                       EMBER_OK)
                 << ember_last_error();
             std::vector<float> ref((size_t)c.N * c.OUT);
@@ -1148,6 +1148,54 @@ TEST_P(CudaFamily, MatchesCpuBackend) {
             EXPECT_TRUE(Close(b.hidden, a.hidden, dt)) << "hidden_states";
             EXPECT_TRUE(LogitsClose(b.logits, a.logits, dt)) << "logits";
         }
+}
+
+// Half outputs (ember_outputs.dtype) and half inputs_embeds (embeds_dtype, E wide) with the
+// family on the GPU: logits in F16 / BF16 are the model's f32 logits rounded once, and half
+// embeddings give the outputs of their widened values, bit for bit.
+TEST_P(CudaFamily, HalfLogitsAndHalfEmbeds) {
+    REQUIRE_CUDA_DEVICE();
+    const FamilyCase &c = GetParam().c;
+    Model gpu = MakeFamily(c, EMBER_BACKEND_CUDA, GetParam().dt);
+    ASSERT_TRUE(gpu);
+    const size_t N = (size_t)c.B * c.S, E = (size_t)c.E, H = (size_t)c.H;
+    const size_t NL = (c.head == EMBER_HEAD_TOKEN_CLASSIFICATION ? N : (size_t)c.B) * c.labels;
+    std::vector<int32_t> ids = RandomInts(N, c.V, 41), mask = RandomMask(c.B, c.S, false, 42);
+    std::vector<float> embeds = Random(N * E, 43);
+    Dev d_ids = Upload(ids), d_mask = Upload(mask), last(N * H, 4), f32(NL, 4);
+    auto run = [&](const void *emb, ember_dtype edt, void *logits, ember_dtype odt) {
+        ember_inputs in{};
+        in.batch = c.B;
+        in.seq_len = c.S;
+        in.input_ids = emb ? nullptr : d_ids.as<int32_t>();
+        in.inputs_embeds = (const float *)emb;
+        in.embeds_dtype = edt;
+        in.attention_mask = d_mask.as<int32_t>();
+        ember_outputs out{};
+        out.dtype = odt;
+        out.last_hidden_state = last.as<float>();
+        out.logits = (float *)logits;
+        return ember_forward(gpu.get(), &in, &out, nullptr);
+    };
+    ASSERT_EQ(run(nullptr, EMBER_DTYPE_F32, f32.p, EMBER_DTYPE_F32), EMBER_OK) << ember_last_error();
+    const std::vector<float> ref = DownloadF32(f32.p, NL);
+    for (ember_dtype odt : {EMBER_DTYPE_F16, EMBER_DTYPE_BF16}) {
+        Dev half(NL, 2);
+        ASSERT_EQ(run(nullptr, EMBER_DTYPE_F32, half.p, odt), EMBER_OK) << ember_last_error();
+        std::vector<float> rounded;
+        ToDt(ref, odt, &rounded);
+        EXPECT_TRUE(BitIdentical(FromDt(half, odt), rounded)) << "logits in " << DtName(odt);
+    }
+    for (ember_dtype edt : {EMBER_DTYPE_F16, EMBER_DTYPE_BF16}) {
+        std::vector<float> widened;
+        Dev half = ToDt(embeds, edt, &widened);
+        Dev wide = Upload(widened), a(NL, 4), b(NL, 4);
+        ASSERT_EQ(run(wide.p, EMBER_DTYPE_F32, a.p, EMBER_DTYPE_F32), EMBER_OK) << ember_last_error();
+        const std::vector<float> la = DownloadF32(last.p, N * H);
+        ASSERT_EQ(run(half.p, edt, b.p, EMBER_DTYPE_F32), EMBER_OK) << ember_last_error();
+        EXPECT_TRUE(BitIdentical(DownloadF32(last.p, N * H), la)) << "embeds in " << DtName(edt);
+        EXPECT_TRUE(BitIdentical(DownloadF32(b.p, NL), DownloadF32(a.p, NL)));
+    }
 }
 
 std::vector<FamilyParam> FamilyParams() {

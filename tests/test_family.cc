@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 
+#include "kernels/ops.h"
 #include "tests/ember_test.h"
 
 using namespace ember_test;
@@ -235,6 +236,63 @@ TEST(Family, SkipMaskedGivesTheSameBitsForValidTokens) {
             }
         }
         if (c.head == EMBER_HEAD_SEQUENCE_CLASSIFICATION) {
+            EXPECT_TRUE(BitIdentical(a.logits, b.logits));
+        }
+    }
+}
+
+// Half outputs (ember_outputs.dtype) and half inputs_embeds (ember_inputs.embeds_dtype) with
+// the family: logits in F16 / BF16 are the f32 logits rounded once, and E-wide half embeddings
+// (ELECTRA) give the outputs of their widened values.
+TEST(Family, HalfOutputsAndInputsEmbeds) {
+    for (const char *name : {"electra-seqcls", "electra-tokcls", "xlmr-tokcls", "distilbert-seqcls"}) {
+        SCOPED_TRACE(name);
+        ember_model *m = Family(name);
+        const ember_config c = Cfg(m);
+        const int B = 2, S = 6, E = c.embedding_size, N = B * S;
+        std::vector<int32_t> ids = Ids(N, c.vocab_size, c.pad_token_id, 41), mask(N, 1);
+        mask[N - 1] = mask[N - 2] = 0;
+        const Pass ref = Forward(m, B, S, ids, mask, {}, {}, {}, EMBER_FORWARD_SKIP_MASKED);
+        ASSERT_EQ(ref.st, EMBER_OK) << ember_last_error();
+        for (ember_dtype odt : {EMBER_DTYPE_F16, EMBER_DTYPE_BF16}) {
+            std::vector<uint16_t> last(ref.last.size()), logits(ref.logits.size()), want(logits.size());
+            ember_inputs in{};
+            in.batch = B;
+            in.seq_len = S;
+            in.input_ids = ids.data();
+            in.attention_mask = mask.data();
+            in.flags = EMBER_FORWARD_SKIP_MASKED;
+            ember_outputs out{};
+            out.dtype = odt;
+            out.last_hidden_state = (float *)last.data();
+            out.logits = (float *)logits.data();
+            ASSERT_EQ(ember_forward(m, &in, &out, nullptr), EMBER_OK) << ember_last_error();
+            ember_ref_convert(want.data(), odt, ref.logits.data(), EMBER_DTYPE_F32, (int64_t)want.size());
+            EXPECT_EQ(logits, want) << "logits in dtype " << odt;
+        }
+        // E-wide embeddings given in half precision: the outputs of the widened values
+        std::vector<float> emb((size_t)N * E);
+        ASSERT_EQ(ember_embed_tokens(m, ids.data(), N, emb.data(), nullptr), EMBER_OK);
+        for (ember_dtype edt : {EMBER_DTYPE_F16, EMBER_DTYPE_BF16}) {
+            std::vector<uint16_t> half(emb.size());
+            ember_ref_convert(half.data(), edt, emb.data(), EMBER_DTYPE_F32, (int64_t)emb.size());
+            std::vector<float> widened(emb.size());
+            ember_ref_convert(widened.data(), EMBER_DTYPE_F32, half.data(), edt, (int64_t)emb.size());
+            const Pass a = Forward(m, B, S, {}, mask, {}, {}, widened);
+            Pass b;
+            b.last = Poisoned(a.last.size());
+            b.logits = Poisoned(a.logits.size());
+            ember_inputs in{};
+            in.batch = B;
+            in.seq_len = S;
+            in.inputs_embeds = (const float *)half.data();
+            in.embeds_dtype = edt;
+            in.attention_mask = mask.data();
+            ember_outputs out{};
+            out.last_hidden_state = b.last.data();
+            out.logits = b.logits.data();
+            ASSERT_EQ(ember_forward(m, &in, &out, nullptr), EMBER_OK) << ember_last_error();
+            EXPECT_TRUE(BitIdentical(a.last, b.last));
             EXPECT_TRUE(BitIdentical(a.logits, b.logits));
         }
     }

@@ -64,6 +64,8 @@ POOL_MEAN, POOL_CLS, POOL_MAX = 0, 1, 2
 FORWARD_SKIP_MASKED = 0x1
 FORWARD_ASYNC = 0x2
 ACTIVATIONS = {0: "gelu", 1: "gelu_new", 2: "relu"}
+ARCHS = {0: "bert", 1: "roberta", 2: "xlm-roberta", 3: "distilbert", 4: "electra"}
+HEADS = {0: None, 1: "sequence_classification", 2: "token_classification"}
 
 _i32p = ctypes.POINTER(ctypes.c_int32)
 _f32p = ctypes.POINTER(ctypes.c_float)
@@ -82,6 +84,10 @@ class Config(ctypes.Structure):
         ("layer_norm_eps", ctypes.c_double),
         ("hidden_act", ctypes.c_int),
         ("has_pooler", ctypes.c_int),
+        ("arch", ctypes.c_int),
+        ("embedding_size", ctypes.c_int),
+        ("head", ctypes.c_int),
+        ("num_labels", ctypes.c_int),
     ]
 
 
@@ -118,6 +124,7 @@ class Outputs(ctypes.Structure):
         ("pooler_output", ctypes.c_void_p),
         ("hidden_states", ctypes.c_void_p),
         ("dtype", ctypes.c_int),
+        ("logits", ctypes.c_void_p),
     ]
 
 
@@ -169,6 +176,7 @@ model_init_random = _proto("ember_model_init_random", _st, ctypes.POINTER(Config
                            ctypes.c_uint64, ctypes.POINTER(LoadOptions), ctypes.POINTER(_vp))
 model_free = _proto("ember_model_free", None, _vp)
 model_config = _proto("ember_model_config", _st, _vp, ctypes.POINTER(Config))
+model_label = _proto("ember_model_label", ctypes.c_char_p, _vp, ctypes.c_int)
 model_reserve = _proto("ember_model_reserve", _st, _vp, ctypes.c_int, ctypes.c_int)
 model_sync = _proto("ember_model_sync", _st, _vp, _vp)
 forward = _proto("ember_forward", _st, _vp, ctypes.POINTER(Inputs), ctypes.POINTER(Outputs), _vp)

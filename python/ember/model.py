@@ -43,13 +43,15 @@ def parse_dtype(dtype):
 class ModelOutput:
     """HF's BaseModelOutputWithPooling, by attribute or by key: last_hidden_state [B,S,H],
     pooler_output [B,H] (None unless pooler=True), hidden_states (a tuple of L+1 [B,S,H] views
-    of one [L+1,B,S,H] array, None unless output_hidden_states=True)."""
-    __slots__ = ("last_hidden_state", "pooler_output", "hidden_states")
+    of one [L+1,B,S,H] array, None unless output_hidden_states=True), logits (a head's
+    [B,num_labels] or [B,S,num_labels], None unless logits=True)."""
+    __slots__ = ("last_hidden_state", "pooler_output", "hidden_states", "logits")
 
-    def __init__(self, last_hidden_state, pooler_output=None, hidden_states=None):
+    def __init__(self, last_hidden_state, pooler_output=None, hidden_states=None, logits=None):
         self.last_hidden_state = last_hidden_state
         self.pooler_output = pooler_output
         self.hidden_states = hidden_states
+        self.logits = logits
 
     def __getitem__(self, key):
         if isinstance(key, str):
@@ -97,7 +99,13 @@ class Model:
             "layer_norm_eps": cfg.layer_norm_eps,
             "hidden_act": _lib.ACTIVATIONS.get(cfg.hidden_act, str(cfg.hidden_act)),
             "has_pooler": bool(cfg.has_pooler),
+            "model_type": _lib.ARCHS.get(cfg.arch, str(cfg.arch)),
+            "embedding_size": cfg.embedding_size,
+            "head": _lib.HEADS.get(cfg.head, str(cfg.head)),
+            "num_labels": cfg.num_labels,
         }
+        # HF's config.id2label for a model with a head (ember_model_label)
+        self.id2label = {i: _lib.model_label(self._h, i).decode() for i in range(cfg.num_labels)}
         self._grow_lock = threading.Lock()
 
     # ---- lifetime ------------------------------------------------------------------------
@@ -153,9 +161,11 @@ class Model:
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None,
                  position_ids=None, inputs_embeds=None, embedding_output=None,
                  output_hidden_states=False, pooler=False, skip_masked=False, valid_tokens=None,
-                 output_dtype=None):
-        """Run the encoder on exactly one of input_ids [B,S], inputs_embeds [B,S,H] (raw word
-        vectors, as embed_tokens returns) or embedding_output [B,S,H] (HF's hidden_states[0]).
+                 output_dtype=None, logits=False):
+        """Run the encoder on exactly one of input_ids [B,S], inputs_embeds [B,S,E] (raw word
+        vectors, as embed_tokens returns; E = embedding_size, hidden_size except ELECTRA) or
+        embedding_output [B,S,H] (HF's hidden_states[0]). logits=True: also the head's logits
+        (models with a classification head; see config["head"] and id2label).
 
         NumPy arrays in give NumPy arrays out. Torch tensors in give torch tensors out on the
         same device; CUDA tensors are read in place and the work goes on torch's current
@@ -174,6 +184,8 @@ class Model:
         synchronisation) unless valid_tokens gives it."""
         if pooler and not self._cfg.has_pooler:
             raise ValueError("pooler=True: this checkpoint has no pooler (pooler.dense.* absent)")
+        if logits and not self._cfg.num_labels:
+            raise ValueError("logits=True: this model has no classification head")
         given = {"input_ids": input_ids, "inputs_embeds": inputs_embeds,
                  "embedding_output": embedding_output}
         named = [k for k in _ENTRIES if given[k] is not None]
@@ -190,13 +202,15 @@ class Model:
         }
         e = arrs[entry]
         H = self._cfg.hidden_size
+        W = self._cfg.embedding_size if entry == "inputs_embeds" else H
         if entry == "input_ids":
             if len(e.shape) != 2:
                 raise ValueError("input_ids: expected a 2-D [batch, seq_len] array, got shape %s"
                                  % (e.shape,))
-        elif len(e.shape) != 3 or e.shape[2] != H:
-            raise ValueError("%s: expected a 3-D [batch, seq_len, hidden_size = %d] array, got "
-                             "shape %s" % (entry, H, e.shape))
+        elif len(e.shape) != 3 or e.shape[2] != W:
+            raise ValueError("%s: expected a 3-D [batch, seq_len, %s = %d] array, got "
+                             "shape %s" % (entry, "embedding_size" if W != H else "hidden_size",
+                                            W, e.shape))
         B, S = e.shape[0], e.shape[1]
         for k, a in arrs.items():
             if a is None:
@@ -220,6 +234,11 @@ class Model:
         hs = fw.empty((L + 1, B, S, H), odt, dev) if output_hidden_states else None
         last = fw.empty((B, S, H), odt, dev)
         pool = fw.empty((B, H), odt, dev) if pooler else None
+        NL = self._cfg.num_labels
+        lg = None
+        if logits:
+            shape = (B, S, NL) if self._cfg.head == 2 else (B, NL)
+            lg = fw.empty(shape, odt, dev)
 
         inp = _lib.Inputs()
         inp.batch, inp.seq_len = B, S
@@ -248,16 +267,17 @@ class Model:
         out.last_hidden_state = _ptr(last)
         out.pooler_output = _ptr(pool) if pool is not None else None
         out.hidden_states = _ptr(hs) if hs is not None else None
+        out.logits = _ptr(lg) if lg is not None else None
         stream = fw.stream(dev)
         self._forward(inp, out, stream, B, S)
         if staged:  # host arrays given to a CUDA model: results back to the host
             _lib.check(_lib.model_sync(self._handle(), stream), "ember_model_sync")
-            last, pool, hs = (_to_numpy(x) for x in (last, pool, hs))
+            last, pool, hs, lg = (_to_numpy(x) for x in (last, pool, hs, lg))
         else:
-            last, pool, hs = (fw.wrap_out(x, e) if x is not None else None
-                              for x in (last, pool, hs))
+            last, pool, hs, lg = (fw.wrap_out(x, e) if x is not None else None
+                                  for x in (last, pool, hs, lg))
         return ModelOutput(last, pool, tuple(hs[i] for i in range(L + 1)) if hs is not None
-                           else None)
+                           else None, lg)
 
     def _output_dtype(self, requested, embeds_dtype, fw):
         if requested is not None:
@@ -347,7 +367,7 @@ class Model:
     # ---- embeddings -----------------------------------------------------------------------
     def embed_tokens(self, input_ids, dtype=None):
         """The word-embedding gather (ember_embed_tokens_as): input_ids of any shape ->
-        [..., hidden_size] in dtype (default: the model's dtype; float32 for NumPy when the
+        [..., embedding_size] in dtype (default: the model's dtype; float32 for NumPy when the
         model is bfloat16). Feeding the result as inputs_embeds gives bit-identical outputs to
         input_ids. On CUDA it does not wait for the GPU (bad ids raise at synchronize())."""
         a = _arrays.view("input_ids", input_ids)
@@ -363,7 +383,7 @@ class Model:
         if a.dtype != "int32":
             a = a.fw.narrow_int32(a, clamp=True)
         odt = self._output_dtype(dtype, None, _arrays.Numpy if staged else a.fw)
-        out = a.fw.empty(a.shape + (self._cfg.hidden_size,), odt, a.device)
+        out = a.fw.empty(a.shape + (self._cfg.embedding_size,), odt, a.device)
         flags = _lib.FORWARD_ASYNC if a.device[0] == "cuda" and not staged else 0
         st = _lib.embed_tokens_as(self._handle(), a.ptr, a.size, _DTYPE_ENUM[odt], _ptr(out),
                                   flags, a.fw.stream(a.device))
@@ -462,14 +482,19 @@ def load(model_dir, device="cpu", dtype="float32", max_batch=8, max_seq_len=128,
 
 def random_model(config, seed=0, device="cpu", dtype="float32", max_batch=8, max_seq_len=128):
     """A model with random weights (ember_model_init_random), for tests and benchmarks.
-    config: a dict with Model.config's keys (hidden_act 'gelu' | 'gelu_new' | 'relu')."""
+    config: a dict with Model.config's keys (hidden_act 'gelu' | 'gelu_new' | 'relu';
+    model_type and head as Model.config names them)."""
     dev, dt, opt = _load_options(device, dtype, max_batch, max_seq_len, True)
     c = _lib.Config()
-    acts = {v: k for k, v in _lib.ACTIVATIONS.items()}
+    names = {"hidden_act": {v: k for k, v in _lib.ACTIVATIONS.items()},
+             "arch": {v: k for k, v in _lib.ARCHS.items()},
+             "head": {v: k for k, v in _lib.HEADS.items()}}
+    keys = {"arch": "model_type"}  # Config field -> Model.config key
     for name, _ in _lib.Config._fields_:
-        if name in config:
-            v = config[name]
-            setattr(c, name, acts[v] if name == "hidden_act" else v)
+        key = keys.get(name, name)
+        if key in config:
+            v = config[key]
+            setattr(c, name, names[name][v] if name in names else v)
     h = ctypes.c_void_p()
     _lib.check(_lib.model_init_random(ctypes.byref(c), int(seed), ctypes.byref(opt),
                                       ctypes.byref(h)), "ember_model_init_random")

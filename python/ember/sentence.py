@@ -89,6 +89,8 @@ class SentenceEncoder:
         # padding removal: bit-identical rows on the CPU, less work for padded batches; on CUDA
         # the count from the host spares the synchronisation
         skip = m.device == "cpu" if skip_masked is None else bool(skip_masked)
+        if not m.config["type_vocab_size"]:
+            types = None  # DistilBERT takes no token types
         out = m(input_ids=ids, attention_mask=mask, token_type_ids=types,
                 skip_masked=skip, valid_tokens=valid if skip else None,
                 output_dtype="float32")  # ember_pool reads f32

@@ -1,6 +1,6 @@
-"""NumPy on the CPU backend against HuggingFace BertModel's own outputs (tests/data/goldens,
-tools/make_goldens.py): every case of every model, with the C tests' tolerance (kHfAbs, kHfRel
-of tests/tolerances.h)."""
+"""NumPy on the CPU backend against HuggingFace's own outputs (tests/data/goldens,
+tools/make_goldens.py): every case of every model (BertModel and the family with their heads'
+logits), with the C tests' tolerance (kHfAbs, kHfRel of tests/tolerances.h)."""
 import functools
 import json
 import os
@@ -37,7 +37,7 @@ def test_numpy_matches_hf(case):
     t, _ = read_safetensors(os.path.join(DATA, case["file"]))
     m = cpu_model(case["model_dir"])
     out = m(**inputs_of(t, case), output_hidden_states=case["has_hidden_states"],
-            pooler=case["has_pooler"])
+            pooler=case["has_pooler"], logits=case.get("has_logits", False))
     assert isinstance(out.last_hidden_state, np.ndarray)
     assert out.last_hidden_state.dtype == np.float32
     close_to_hf(out.last_hidden_state, t["expected.last_hidden_state"])
@@ -52,6 +52,12 @@ def test_numpy_matches_hf(case):
             close_to_hf(h, want[layer])
         # hidden_states[L] is last_hidden_state, bit for bit
         assert np.array_equal(out.hidden_states[-1], out.last_hidden_state)
+    if case.get("has_logits"):
+        close_to_hf(out.logits, t["expected.logits"])
+        assert m.config["model_type"] == case["arch"]
+        assert len(m.id2label) == m.config["num_labels"] == case["num_labels"]
+    else:
+        assert out.logits is None
     if case["case"] == "pitfall":
         # HF's hidden_states[0] fed back: right as embedding_output, wrong as inputs_embeds
         w = t["wrong_inputs_embeds"]
