@@ -620,8 +620,10 @@ TEST(CliClassify, ModelsItCannotServeAreRefusedClearly) {
         {"rerank --model " + Q(DataPath("models/electra-seqcls")) + " d", 2, "--query"},
         {"classify --model " + Q(DataPath("models/bert-seqcls")), 2, "no TEXTs"},
         {"classify --model " + Q(DataPath("models/bert-seqcls")) + " --batch 0 x", 2, "--batch"},
-        {"classify --model " + Q(DataPath("models/bert-seqcls")) + " --max-length 1 x", 1,
-         "no room"},
+        {"classify --model " + Q(DataPath("models/bert-seqcls")) + " --max-length 1 x", 2,
+         "--max-length"},
+        {"rerank --model " + Q(DataPath("models/electra-seqcls")) + " --max-length 2 --query q d",
+         1, "no room"},
     };
     for (const Case &c : cases) {
         SCOPED_TRACE(c.args);
