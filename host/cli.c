@@ -298,15 +298,8 @@ static int cmd_forward(void *args, int n_operands, char **operands) {
     ember_status st = ember_st_open(a->inputs, &f);
     if (st != EMBER_OK) return fail("reading the inputs", st);
 
-    ember_load_options opt;
-    ember_load_options_init(&opt);
-    opt.backend = a->m.backend;
-    opt.compute_dtype = a->m.dtype;
-    opt.device = a->m.device;
-    opt.max_batch = 1;
-    opt.max_seq_len = 1;
     double t0 = now_s();
-    st = ember_model_load(a->m.model, &opt, &m);
+    st = ember_cli_load_model(&a->m, a->m.model, &m);
     if (st != EMBER_OK) { fail("loading the model", st); goto done; }
     double t_load = now_s() - t0;
     ember_config c;

@@ -64,6 +64,10 @@ extern const cli_choice ember_cli_dtypes[];
  * 2 (usage: no or an unknown subcommand, a bad or missing option, each named). */
 int ember_cli_dispatch(const cli_command *const *table, int argc, char **argv);
 
+/* ember_model_load of `dir` on a's backend, dtype and device with the smallest workspace (each
+ * command reserves what its batches need). */
+ember_status ember_cli_load_model(const cli_model_args *a, const char *dir, ember_model **m);
+
 /* The dtype's name, for messages. */
 const char *ember_cli_dtype_name(int dtype);
 

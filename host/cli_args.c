@@ -30,6 +30,17 @@ const cli_opt ember_cli_device_opts[] = {
     {NULL, 0, 0, NULL, NULL, 0, 0, NULL, 0},
 };
 
+ember_status ember_cli_load_model(const cli_model_args *a, const char *dir, ember_model **m) {
+    ember_load_options opt;
+    ember_load_options_init(&opt);
+    opt.backend = (ember_backend)a->backend;
+    opt.compute_dtype = (ember_dtype)a->dtype;
+    opt.device = a->device;
+    opt.max_batch = 1;
+    opt.max_seq_len = 1;
+    return ember_model_load(dir, &opt, m);
+}
+
 const char *ember_cli_dtype_name(int dtype) {
     for (const cli_choice *c = ember_cli_dtypes; c->name; c++)
         if (c->value == dtype) return c->name;

@@ -315,14 +315,7 @@ static int run_classify(void *args, int n_texts, char **texts) {
     ranked *rank = NULL;
     const char **queries = NULL;
 
-    ember_load_options opt;
-    ember_load_options_init(&opt);
-    opt.backend = a.m.backend;
-    opt.compute_dtype = a.m.dtype;
-    opt.device = a.m.device;
-    opt.max_batch = 1;
-    opt.max_seq_len = 1;
-    ember_status st = ember_model_load(a.m.model, &opt, &m);
+    ember_status st = ember_cli_load_model(&a.m, a.m.model, &m);
     if (st != EMBER_OK) { fail("loading the model", st); goto done; }
     ember_config c;
     ember_model_config(m, &c);

@@ -588,14 +588,7 @@ static int run_embed(void *args, int n_operands, char **operands) {
     char **tok_texts = lowered ? lowered : t.s; /* what the tokenizer sees */
     st = ember_tokenizer_load(bert_dir, NULL, &tok);
     if (st != EMBER_OK) { fail("loading the tokenizer", st); goto done; }
-    ember_load_options opt;
-    ember_load_options_init(&opt);
-    opt.backend = a.m.backend;
-    opt.compute_dtype = a.m.dtype;
-    opt.device = a.m.device;
-    opt.max_batch = 1;
-    opt.max_seq_len = 1;
-    st = ember_model_load(bert_dir, &opt, &m);
+    st = ember_cli_load_model(&a.m, bert_dir, &m);
     if (st != EMBER_OK) { fail("loading the model", st); goto done; }
     ember_config c;
     ember_model_config(m, &c);
