@@ -68,11 +68,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#if defined(_WIN32) && defined(EMBER_BUILD_SHARED)
+/* EMBER_API marks the public functions, the only symbols libember.so exports: ember is compiled
+ * with hidden visibility and EMBER_BUILDING defined. */
+#if defined(_WIN32) && defined(EMBER_BUILDING)
 #define EMBER_API __declspec(dllexport)
 #elif defined(_WIN32) && defined(EMBER_USE_SHARED)
 #define EMBER_API __declspec(dllimport)
-#elif defined(__GNUC__) && defined(EMBER_BUILD_SHARED)
+#elif defined(__GNUC__) && defined(EMBER_BUILDING)
 #define EMBER_API __attribute__((visibility("default")))
 #else
 #define EMBER_API
