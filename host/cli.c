@@ -1,5 +1,6 @@
 /* The ember command line: the table of subcommands, `forward` (a forward pass on a safetensors
- * file) and `info` (the model's configuration). Arguments and help: host/cli_args.c. */
+ * file) and `info` (version, build and the model's configuration). Arguments and help:
+ * host/cli_args.c. */
 #define _POSIX_C_SOURCE 200809L
 #include <limits.h>
 #include <math.h>
@@ -73,8 +74,33 @@ static void print_config(const ember_config *c) {
            (long long)ember_config_param_count(c));
 }
 
+/* "major.minor" of CUDA's version integers (13000 = 13.0), "-" for 0 (unknown, none). */
+static const char *cuda_ver(int v, char *buf, size_t n) {
+    if (v > 0) snprintf(buf, n, "%d.%d", v / 1000, v % 1000 / 10);
+    else snprintf(buf, n, "-");
+    return buf;
+}
+
+/* The library's version and build (ember_version, ember_build_info). */
+static void print_build(void) {
+    const ember_build *b = ember_build_info();
+    printf("ember %s\n  backends: %s\n", ember_version(NULL, NULL, NULL), b->backends);
+    if (!b->cuda_toolkit_version) {
+        printf("  CUDA: not built\n");
+        return;
+    }
+    char t[16], r[16], d[16];
+    printf("  CUDA: built with %s for architectures %s; runtime %s, driver %s, cuBLASLt %d.%d.%d,"
+           " %d device%s\n", cuda_ver(b->cuda_toolkit_version, t, sizeof t), b->cuda_archs,
+           cuda_ver(b->cuda_runtime_version, r, sizeof r),
+           b->cuda_driver_version ? cuda_ver(b->cuda_driver_version, d, sizeof d) : "none",
+           b->cublas_version / 10000, b->cublas_version / 100 % 100, b->cublas_version % 100,
+           b->cuda_device_count, b->cuda_device_count == 1 ? "" : "s");
+}
+
 static int cmd_info(void *args, int n_operands, char **operands) {
     const cli_model_args *a = args;
+    print_build();
     ember_model *m = NULL;
     ember_load_options opt;
     ember_load_options_init(&opt);
@@ -429,7 +455,7 @@ static int cmd_forward(void *args, int n_operands, char **operands) {
                                         .ndim = 2, .shape = {B, H}, .data = sent,
                                         .nbytes = (size_t)(B * H) * 4};
     const char *mk[] = {"producer", "entry_point"};
-    const char *mv[] = {"ember " "0.1.0", ids ? "input_ids" : embeds ? "inputs_embeds" : "embedding_output"};
+    const char *mv[] = {"ember " EMBER_VERSION_STRING, ids ? "input_ids" : embeds ? "inputs_embeds" : "embedding_output"};
     st = ember_st_write(a->output, ot, n_out, mk, mv, 2);
     if (st != EMBER_OK) { fail("writing the output", st); goto done_dev; }
 
@@ -507,7 +533,8 @@ static const cli_command k_forward = {
     sizeof(forward_args), forward_init, forward_check, cmd_forward};
 
 static const cli_command k_info = {
-    "info", "the model's configuration and parameter count", "--model DIR", k_info_groups, NULL,
+    "info", "ember's version and build, the model's configuration and parameter count",
+    "--model DIR", k_info_groups, NULL,
     NULL, sizeof(cli_model_args), NULL, NULL, cmd_info};
 
 /* New subcommands go here (each with its options, help and run function: host/cli.h). */
@@ -517,14 +544,7 @@ static const cli_command *const k_commands[] = {
 
 int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "--version")) {
-        printf("ember %d.%d.%d (CUDA backend %s)\n", EMBER_VERSION_MAJOR, EMBER_VERSION_MINOR,
-               EMBER_VERSION_PATCH, ember_cuda_device_count() >= 0 ?
-#ifdef EMBER_WITH_CUDA
-               "built"
-#else
-               "not built"
-#endif
-               : "");
+        print_build();
         return 0;
     }
     return ember_cli_dispatch(k_commands, argc, argv);

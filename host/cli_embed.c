@@ -705,7 +705,7 @@ static int run_embed(void *args, int n_operands, char **operands) {
         snprintf(maxlen, sizeof maxlen, "%d", L);
         snprintf(norm_s, sizeof norm_s, "%d", normalize);
         const char *mk[] = {"producer", "model", "pooling", "normalize", "max_length"};
-        const char *mv[] = {"ember 0.1.0", a.m.model, pool_name(mode), norm_s, maxlen};
+        const char *mv[] = {"ember " EMBER_VERSION_STRING, a.m.model, pool_name(mode), norm_s, maxlen};
         st = ember_st_write(a.output, &ts, 1, mk, mv, 5);
         if (st != EMBER_OK) { fail("writing the output", st); goto done; }
         rc = 0;

@@ -84,9 +84,19 @@
 extern "C" {
 #endif
 
+/* The version of this header. These three lines are where the version lives: CMake reads them
+ * for the project version, libember.so.MAJOR, the CMake package and ember.pc. ember_version()
+ * gives the version of the library a program actually runs with. */
 #define EMBER_VERSION_MAJOR 0
-#define EMBER_VERSION_MINOR 1
+#define EMBER_VERSION_MINOR 2
 #define EMBER_VERSION_PATCH 0
+#define EMBER_VERSION_NUMBER \
+    (EMBER_VERSION_MAJOR * 10000 + EMBER_VERSION_MINOR * 100 + EMBER_VERSION_PATCH)
+#define EMBER_STRINGIFY_(x) #x
+#define EMBER_STRINGIFY(x) EMBER_STRINGIFY_(x)
+#define EMBER_VERSION_STRING                                                   \
+    EMBER_STRINGIFY(EMBER_VERSION_MAJOR) "." EMBER_STRINGIFY(EMBER_VERSION_MINOR) "." \
+    EMBER_STRINGIFY(EMBER_VERSION_PATCH)
 
 /* Same type as cudaStream_t, declared without including CUDA headers. */
 typedef struct CUstream_st *ember_stream;
@@ -508,6 +518,32 @@ EMBER_API ember_status ember_pooling_config_load(const char *model_dir, ember_po
 
 /* Number of CUDA devices visible (0 without a GPU or when built without CUDA). */
 EMBER_API int ember_cuda_device_count(void);
+
+/* ---- Version and build ------------------------------------------------------------------- */
+
+/* The version of the library running ("0.2.0"; it differs from EMBER_VERSION_STRING when a
+ * program runs with another libember.so than it was compiled with). The numbers go to the
+ * pointers that are not NULL. Never NULL. */
+EMBER_API const char *ember_version(int *major, int *minor, int *patch);
+
+/* What this libember was built with, and what CUDA it finds when it runs. CUDA versions are
+ * CUDA's integers (13000 = 13.0); cuBLAS's are major * 10000 + minor * 100 + patch. Fields are
+ * only ever appended. */
+typedef struct ember_build {
+    const char *version;      /* = ember_version()                                          */
+    const char *backends;     /* backends compiled in, space-separated: "cpu" or "cpu cuda" */
+    const char *cuda_archs;   /* CUDA architectures compiled for ("80 90"); "" without CUDA */
+    int cuda_toolkit_version; /* CUDA toolkit ember was compiled with; 0 without CUDA       */
+    /* Found at run time; 0 when built without CUDA or when CUDA cannot say: */
+    int cuda_runtime_version; /* the CUDA runtime library loaded (cudaRuntimeGetVersion)    */
+    int cuda_driver_version;  /* newest CUDA the driver supports; 0 = no driver installed   */
+    int cublas_version;       /* the cuBLASLt library loaded (cublasLtGetVersion)           */
+    int cuda_device_count;    /* = ember_cuda_device_count()                                */
+} ember_build;
+
+/* Filled once, on the first call (which initialises CUDA, as ember_cuda_device_count does);
+ * any thread may call it. Library-owned and immutable: never NULL, never freed. */
+EMBER_API const ember_build *ember_build_info(void);
 
 #ifdef __cplusplus
 }
