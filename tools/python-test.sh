@@ -7,8 +7,8 @@
 #                                            python/requirements-test.txt, pytest against the
 #                                            installed package
 #   bash tools/python-test.sh --source DIR   no pip at all: the package from python/ with
-#                                            libember.so from the CMake build DIR (configured
-#                                            with -DBUILD_SHARED_LIBS=ON), run by the python3 on
+#                                            libember.so from the CMake build DIR (every
+#                                            build makes one), run by the python3 on
 #                                            PATH, which must have numpy and pytest (and torch
 #                                            for the torch tests): the GPU check's way
 #
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = --source ]; then
     lib=$(ls "$2"/libember.so* 2>/dev/null | head -n1 || true)
-    [ -n "$lib" ] || { echo "python-test: no libember.so in $2 (configure it with -DBUILD_SHARED_LIBS=ON)" >&2; exit 1; }
+    [ -n "$lib" ] || { echo "python-test: no libember.so in $2 (build ember there first)" >&2; exit 1; }
     exec env EMBER_LIBRARY="$(realpath "$lib")" python3 -m pytest python/tests -q -rs -p no:cacheprovider
 fi
 venv=build-python/venv

@@ -46,7 +46,7 @@ def _load():
             tried.append("%s (%s)" % (path, e))
     raise ImportError(
         "ember: cannot load libember. Install the package with `pip install ./python`, or build "
-        "the shared library (cmake -B build-python -DBUILD_SHARED_LIBS=ON ...) and import from "
+        "ember (cmake -B build-python ...; it makes libember.so) and import from "
         "the source tree, or set EMBER_LIBRARY to the path of libember.so. Tried: "
         + ("; ".join(tried) if tried else "nothing"))
 
