@@ -87,13 +87,15 @@ prepare() {
     for t in nvcc cmake ninja cc strip objdump ldd "$PY"; do
         command -v "$t" >/dev/null || die "prepare needs $t"
     done
-    # One shared libember (one copy of the kernels), executables that look for it and the
-    # carried libraries in $ORIGIN and $ORIGIN/../lib, ptxas -v for the report.
+    # One shared libember (one copy of the kernels; EMBER_SHARED_INTERNALS: it exports the
+    # internals the tests use, and the executables link it instead of their own copy of the
+    # objects), executables that look for it and the carried libraries in $ORIGIN and
+    # $ORIGIN/../lib, ptxas -v for the report.
     echo "prepare: building ember for CUDA arch $arch in $(basename "$BUILD") (log $BUILD/build.log)"
     mkdir -p "$BUILD"
     [ -d "$BUILD/CMakeFiles" ] && find "$BUILD/CMakeFiles" -name '*.cu.o' -delete # ptxas -v lines again
     if ! { cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DEMBER_CUDA=ON \
-               "-DCMAKE_CUDA_ARCHITECTURES=$arch" -DBUILD_SHARED_LIBS=ON \
+               "-DCMAKE_CUDA_ARCHITECTURES=$arch" -DEMBER_LIBRARY_TYPE=SHARED -DEMBER_SHARED_INTERNALS=ON \
                -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON '-DCMAKE_INSTALL_RPATH=$ORIGIN;$ORIGIN/../lib' \
                -DCMAKE_CUDA_FLAGS=-Xptxas=-v &&
            cmake --build "$BUILD" -j "${GPU_CHECK_JOBS:-2}"; } >"$BUILD/build.log" 2>&1; then
