@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "kernels/ops.h"
+#include "tune.h"
 #include "weights/arch.h"
 #include "weights/checkpoint.h"
 #include "weights/config.h"
@@ -21,6 +22,7 @@ void ember_load_options_init(ember_load_options *opt) {
     opt->max_batch = 8;
     opt->max_seq_len = 128;
     opt->cuda_graphs = 1;
+    opt->tuning = -1;
 }
 
 /* The per-model lock (ember.h, Threads). table_copy and memory take a const model; the lock is
@@ -46,6 +48,10 @@ static ember_status check_options(const ember_load_options *opt) {
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
                           "options.max_batch = %d and options.max_seq_len = %d must be >= 1",
                           opt->max_batch, opt->max_seq_len);
+    if (opt->tuning < -1 || opt->tuning > 1)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "options.tuning = %d: expected -1 (EMBER_TUNE), 0 (off) or 1 (on)",
+                          opt->tuning);
     if (opt->backend == EMBER_BACKEND_CUDA) {
 #ifdef EMBER_WITH_CUDA
         if (opt->device < 0)
@@ -86,6 +92,7 @@ static ember_status model_create(const ember_config *cfg, ember_weights *w, embe
     m->dtype = opt->compute_dtype;
     m->device = opt->device;
     m->cuda_graphs = opt->cuda_graphs;
+    m->tuning = opt->tuning;
     m->cap_seq = opt->max_seq_len < cfg->max_position_embeddings ? opt->max_seq_len
                                                                   : cfg->max_position_embeddings;
     m->cap_batch = opt->max_batch;
@@ -230,6 +237,86 @@ ember_status ember_model_memory(const ember_model *m, size_t *weight_bytes,
     if (weight_bytes) *weight_bytes = wb;
     if (workspace_bytes) *workspace_bytes = sb;
     return EMBER_OK;
+}
+
+/* ---- tuning (host/tune.c; the CUDA backend makes the choices) ----------------------------- */
+
+ember_status ember_model_tuning(const ember_model *m, ember_tuning_entry *entries, int cap,
+                                int *count) {
+    ember_clear_error();
+    if (!m || !count)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "ember_model_tuning: %s is NULL",
+                          m ? "count" : "model");
+    if (cap < 0 || (cap > 0 && !entries))
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "ember_model_tuning: cap = %d with entries %s", cap,
+                          entries ? "given" : "NULL");
+    *count = 0;
+    if (!m->ops->tuner) return EMBER_OK;
+    model_lock(m);
+    ember_tuner *t = m->ops->tuner((ember_model *)m);
+    if (t) ember_tuner_report(t, entries, cap, count);
+    model_unlock(m);
+    return EMBER_OK;
+}
+
+/* save / load: the model's table under its lock. */
+static ember_status tuning_file(ember_model *m, const char *path, int save) {
+    ember_clear_error();
+    const char *fn = save ? "ember_model_tuning_save" : "ember_model_tuning_load";
+    if (!m || !path) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, m ? "path" : "model");
+    if (!m->ops->tuner)
+        return ember_fail(EMBER_ERR_UNSUPPORTED, "%s: the %s backend has nothing to tune", fn,
+                          m->ops->name);
+    model_lock(m);
+    ember_tuner *t = m->ops->tuner(m);
+    const ember_status st = !t     ? ember_fail(EMBER_ERR_INTERNAL, "%s: no tuning table", fn)
+                            : save ? ember_tuner_save(t, path)
+                                   : ember_tuner_load(t, path);
+    model_unlock(m);
+    return st;
+}
+
+ember_status ember_model_tuning_save(const ember_model *m, const char *path) {
+    return tuning_file((ember_model *)m, path, 1);
+}
+
+ember_status ember_model_tuning_load(ember_model *m, const char *path) {
+    return tuning_file(m, path, 0);
+}
+
+ember_status ember_model_reserve_shapes(ember_model *m, const ember_shape *shapes, int n) {
+    ember_clear_error();
+    if (!m) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "model is NULL");
+    if (n < 1 || !shapes)
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "ember_model_reserve_shapes: n_shapes = %d with shapes %s", n,
+                          shapes ? "given" : "NULL");
+    int64_t tokens = 0;
+    int seq = 0;
+    for (int i = 0; i < n; i++) {
+        const ember_shape *x = &shapes[i];
+        if (x->batch < 1 || x->seq_len < 1 || x->seq_len > m->cfg.max_position_embeddings ||
+            (x->has_mask != 0 && x->has_mask != 1))
+            return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                              "shapes[%d]: batch = %d, seq_len = %d, has_mask = %d (batch >= 1, "
+                              "1 <= seq_len <= max_position_embeddings = %d, has_mask 0 or 1)",
+                              i, x->batch, x->seq_len, x->has_mask,
+                              m->cfg.max_position_embeddings);
+        const int64_t t = (int64_t)x->batch * x->seq_len;
+        if (t > INT_MAX)
+            return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                              "shapes[%d]: batch %d x seq_len %d exceeds %d tokens", i, x->batch,
+                              x->seq_len, INT_MAX);
+        if (t > tokens) tokens = t;
+        if (x->seq_len > seq) seq = x->seq_len;
+    }
+    EMBER_TRY(ember_model_reserve(m, (int)((tokens + seq - 1) / seq), seq));
+    if (!m->ops->tune_shapes) return EMBER_OK;
+    model_lock(m);
+    const ember_status st = m->ops->tune_shapes(m, shapes, n);
+    model_unlock(m);
+    return st;
 }
 
 /* ---- forward ------------------------------------------------------------------------------ */

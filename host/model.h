@@ -35,6 +35,11 @@ typedef struct ember_backend_ops {
      * backend keeps tensors; mask values already checked on the host for the CPU. */
     ember_status (*pool)(ember_model *m, const float *hidden, const int32_t *mask, int B, int S,
                          ember_pooling mode, int normalize, float *out, ember_stream stream);
+    /* The tuning table (host/tune.h); NULL for backends with nothing to tune. */
+    struct ember_tuner *(*tuner)(ember_model *m);
+    /* One tuning forward per shape (ember_model_reserve_shapes, after the reserve); NULL when
+     * there is nothing to tune. */
+    ember_status (*tune_shapes)(ember_model *m, const ember_shape *shapes, int n);
 } ember_backend_ops;
 
 struct ember_model {
@@ -46,6 +51,7 @@ struct ember_model {
     int cap_batch;   /* workspace holds cap_batch * cap_seq tokens ...        */
     int cap_seq;     /* ... and sequences up to cap_seq long                  */
     int cuda_graphs; /* ember_load_options.cuda_graphs                        */
+    int tuning;      /* ember_load_options.tuning                             */
     const ember_backend_ops *ops;
     void *impl;      /* backend state */
     /* Serialises every call that touches the workspace or backend state (host/model.c; the

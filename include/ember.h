@@ -190,6 +190,9 @@ typedef struct ember_load_options {
     int max_seq_len;           /* workspace sizing, default 128 (clamped to max positions)  */
     int cuda_graphs;           /* CUDA: 1 (default) = replay CUDA graphs for repeated shapes;
                                 * 0 = launch every kernel on every call. See below.       */
+    int tuning;                /* CUDA: -1 (default) = EMBER_TUNE from the environment, on
+                                * when unset; 1 = time candidates per shape; 0 = fixed
+                                * defaults. See "Tuning" below.                           */
 } ember_load_options;
 
 /* CUDA graphs (cuda_graphs = 1). A BERT forward is ~8 launches per layer; for small batches
@@ -244,6 +247,102 @@ EMBER_API ember_status ember_model_reserve(ember_model *model, int max_batch, in
 /* Bytes currently held by the model: weights and workspace (device bytes on CUDA). */
 EMBER_API ember_status ember_model_memory(const ember_model *model, size_t *weight_bytes,
                                           size_t *workspace_bytes);
+
+/* ---- Tuning (CUDA) ------------------------------------------------------------------------
+ * Several ops have more than one exact implementation ("candidates"), and which is fastest
+ * depends on the GPU, the libraries and the shape:
+ *   EMBER_TUNE_GEMM       every linear layer: cuBLASLt's heuristic algorithms (up to 8);
+ *   EMBER_TUNE_FFN_IN     the FFN's input layer with its GELU: cuBLASLt with the bias
+ *                         epilogue and ember's activation kernel, or cuDNN's fused
+ *                         matmul -> bias -> GELU graph;
+ *   EMBER_TUNE_ATTENTION  ember's attention kernel, or cuDNN's fused attention (SDPA):
+ *                         padded with per-sequence lengths, ragged with padding removal.
+ * Candidate 0 is always the default (cuBLASLt's first algorithm, ember's own kernels).
+ * With tuning on, the first forward of a shape (batch, seq_len, mask or not, padding
+ * removal or not) runs every candidate of every op it meets on that call's own data, checks
+ * each against the default's output (relative L2 within a per-op, per-dtype bound), times it
+ * (CUDA events, median of several runs), and keeps the fastest correct one for that op and
+ * shape; that call therefore waits for its stream several times and takes longer. Every
+ * later call of the shape runs the kept choices: the same kernels, so the same bits, with a
+ * CUDA graph or without. Padding removal's GEMMs are sized by the call's number of valid
+ * tokens, which changes from call to call: they use a kept choice when one exists for that
+ * exact size and cuBLASLt's first algorithm otherwise, never timing anything themselves.
+ * cuDNN is optional: when the library (libcudnn.so.9) is not found at run time, or refuses a
+ * graph, or fails the check, its candidate is skipped and the default runs; never an error.
+ * EMBER_TUNE=off in the environment (or ember_load_options.tuning = 0) keeps every default:
+ * what the determinism tests use. CPU models have nothing to tune. */
+typedef enum ember_tune_op {
+    EMBER_TUNE_GEMM = 0,
+    EMBER_TUNE_FFN_IN = 1,
+    EMBER_TUNE_ATTENTION = 2,
+} ember_tune_op;
+
+typedef enum ember_candidate_status {
+    EMBER_CANDIDATE_OK = 0,          /* ran, matched the default, timed                  */
+    EMBER_CANDIDATE_WRONG = 1,       /* ran, but its output is outside the bound: unused  */
+    EMBER_CANDIDATE_UNAVAILABLE = 2, /* library absent, shape refused, or it failed      */
+    EMBER_CANDIDATE_NOT_RUN = 3,     /* not timed (tuning off, or the choice was imported) */
+} ember_candidate_status;
+
+typedef enum ember_tune_source {
+    EMBER_TUNE_TIMED = 0,    /* chosen by timing on this GPU                          */
+    EMBER_TUNE_IMPORTED = 1, /* read by ember_model_tuning_load (checked at first use) */
+    EMBER_TUNE_FIXED = 2,    /* tuning off: the default                               */
+} ember_tune_source;
+
+#define EMBER_TUNE_MAX_CANDIDATES 10
+
+typedef struct ember_tuning_candidate {
+    char name[32];          /* "cublaslt#3", "cudnn-fused", "ember", "cudnn-sdpa"     */
+    ember_candidate_status status;
+    float time_us;          /* median time of one run, -1 when not timed            */
+    float rel_diff;         /* relative L2 distance to the default's output, -1 = n/a */
+} ember_tuning_candidate;
+
+typedef struct ember_tuning_entry {
+    ember_tune_op op;
+    ember_dtype dtype;
+    char shape[96];         /* e.g. "N=4096 IN=768 OUT=3072 bias gelu"               */
+    int choice;             /* index into candidates of what runs                    */
+    ember_tune_source source;
+    int n_candidates;
+    ember_tuning_candidate candidates[EMBER_TUNE_MAX_CANDIDATES];
+} ember_tuning_entry;
+
+/* The choices this model has made so far, one entry per op and shape, in the order they were
+ * made. Writes at most `cap` entries (entries may be NULL when cap is 0); *count is always the
+ * full number, so a first call can size the array. CPU models have none (*count = 0). */
+EMBER_API ember_status ember_model_tuning(const ember_model *model, ember_tuning_entry *entries,
+                                          int cap, int *count);
+
+/* Write the choices to `path` (text, replaced atomically) so that other machines with the same
+ * GPU and libraries can skip the timing: ember_model_tuning_load reads them. The file names
+ * the GPU, its compute capability and the cuBLASLt and cuDNN versions. EMBER_ERR_UNSUPPORTED
+ * for a CPU model, EMBER_ERR_IO when the file cannot be written. */
+EMBER_API ember_status ember_model_tuning_save(const ember_model *model, const char *path);
+
+/* Read choices written by ember_model_tuning_save. The file is checked like any input:
+ * malformed, truncated or out-of-range content is EMBER_ERR_FORMAT naming the line; a file
+ * from another GPU or other library versions is EMBER_ERR_UNSUPPORTED naming the difference;
+ * in both cases nothing is imported and the model keeps its choices. Imported choices replace
+ * the model's for the same op and shape; a non-default one is checked against the default on
+ * its first use, on that call's data, and dropped (with the default kept) if it fails. */
+EMBER_API ember_status ember_model_tuning_load(ember_model *model, const char *path);
+
+/* A shape to prepare for (ember_model_reserve_shapes). */
+typedef struct ember_shape {
+    int batch;      /* >= 1                                                       */
+    int seq_len;    /* 1 <= seq_len <= max_position_embeddings                     */
+    int has_mask;   /* 1 if the calls of this shape pass an attention_mask         */
+    unsigned flags; /* the calls' EMBER_FORWARD_SKIP_MASKED (other bits ignored)    */
+} ember_shape;
+
+/* ember_model_reserve for the largest of `shapes`, then (CUDA, tuning on) one forward per
+ * shape on random token ids (and a random right-padded mask where has_mask), so that the
+ * timing happens here instead of in the first real call of each shape. Allocates and frees
+ * its own device buffers for those forwards and waits for them. CPU: the reserve only. */
+EMBER_API ember_status ember_model_reserve_shapes(ember_model *model, const ember_shape *shapes,
+                                                  int n_shapes);
 
 /* ember_inputs.flags: bitwise OR of EMBER_FORWARD_*; 0 = exact HF semantics, synchronous.
  * Unknown bits are rejected with EMBER_ERR_INVALID_ARGUMENT. */
