@@ -50,6 +50,7 @@
 
 #include "cuda_check.h"
 #include "cuda_graphs.h"
+#include "cuda_tune.h"
 #include "error.h"
 #include "kernels/ops.h"
 #include "model.h"
@@ -173,6 +174,7 @@ typedef struct cuda_state {
     int pending;              /* ... whose work may still run                   */
     int graphs;               /* ember_load_options.cuda_graphs                 */
     ember_graph_cache gcache;
+    ember_tuner tuner;        /* the candidates' choices (host/tune.h)          */
 } cuda_state;
 
 enum { ERR_ASYNC = 0, ERR_CALL = 1, H_TOTAL = 2 };
@@ -207,6 +209,7 @@ static void free_state(cuda_state *s) {
     if (!s) return;
     /* Errors are ignored: after a sticky error these calls fail, and there is nothing to do. */
     ember_graph_cache_free(&s->gcache); /* in-flight graphs are freed on completion */
+    ember_tuner_free(&s->tuner);
     if (s->done) cudaEventDestroy(s->done);
     ember_cuda_gemm_destroy(s->gemm);
     if (s->ws) cudaFree(s->ws);
@@ -363,6 +366,21 @@ static ember_status check_supported(const ember_model *m) {
     return EMBER_OK;
 }
 
+/* The tuning table and what its choices depend on (the device, cuBLASLt, cuDNN). */
+static ember_status init_tuner(ember_model *m, cuda_state *s) {
+    int mode = 1;
+    EMBER_TRY(ember_tune_mode(m->tuning, getenv("EMBER_TUNE"), &mode));
+    ember_tuner_init(&s->tuner, mode);
+    struct cudaDeviceProp p;
+    EMBER_CUDA_CHECK(cudaGetDeviceProperties(&p, s->device));
+    snprintf(s->tuner.device, sizeof s->tuner.device, "%.127s", p.name);
+    s->tuner.cc_major = p.major;
+    s->tuner.cc_minor = p.minor;
+    s->tuner.lt_version = (long)cublasLtGetVersion();
+    ember_cuda_gemm_set_tuner(s->gemm, &s->tuner);
+    return EMBER_OK;
+}
+
 static ember_status init_state(ember_model *m, cuda_state *s, ember_weights *w) {
     EMBER_TRY(check_supported(m));
     s->layers = calloc((size_t)(m->cfg.num_hidden_layers > 0 ? m->cfg.num_hidden_layers : 1),
@@ -374,6 +392,7 @@ static ember_status init_state(ember_model *m, cuda_state *s, ember_weights *w) 
     EMBER_CUDA_CHECK(cudaMemset(s->d_err, 0, 2 * sizeof(int)));
     EMBER_CUDA_CHECK(cudaMallocHost((void **)&s->h_err, 3 * sizeof(int)));
     EMBER_TRY(ember_cuda_gemm_create(&s->gemm, s->lt_ws, LT_WORKSPACE_BYTES));
+    EMBER_TRY(init_tuner(m, s));
     EMBER_CUDA_CHECK(cudaEventCreateWithFlags(&s->done, cudaEventDisableTiming));
     EMBER_TRY(ember_graph_cache_init(&s->gcache));
     s->graphs = m->cuda_graphs != 0;
@@ -793,7 +812,10 @@ static ember_status forward_impl(ember_model *m, cuda_state *s, const ember_inpu
     int *err = s->d_err + (async ? ERR_ASYNC : ERR_CALL);
 
     EMBER_TRY(order_after_pending(s, stream));
+    /* the shapes of a padded call repeat with (B, S): its choices may be made and kept now */
+    s->tuner.allow = !f.packed;
     const ember_status st = enqueue_forward(&f, in, out, err, async, stream);
+    s->tuner.allow = 0;
     if (st != EMBER_OK) {
         /* Part of the call may be queued on `stream` and still use the workspace: a later
          * call on another stream must wait for it as for an ASYNC call (best effort; after a
@@ -926,6 +948,81 @@ static ember_status cuda_memory(const ember_model *m, size_t *weight_bytes,
     return EMBER_OK;
 }
 
+/* splitmix64, for the tuning inputs of cuda_tune_shapes */
+static uint64_t mix(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* ember_model_reserve_shapes: one forward per shape on random ids (and a random right-padded
+ * mask), with buffers of its own, so that each shape's choices are made now. */
+static ember_status cuda_tune_shapes(ember_model *m, const ember_shape *shapes, int n) {
+    cuda_state *s = m->impl;
+    if (!s->tuner.mode) return EMBER_OK;
+    const int H = m->cfg.hidden_size;
+    int64_t N = 0, B = 0;
+    for (int i = 0; i < n; i++) {
+        const int64_t t = (int64_t)shapes[i].batch * shapes[i].seq_len;
+        if (t > N) N = t;
+        if (shapes[i].batch > B) B = shapes[i].batch;
+    }
+    int32_t *h = malloc(sizeof(int32_t) * 2 * (size_t)N);
+    void *d = NULL;
+    const size_t ints = sizeof(int32_t) * (size_t)N, floats = sizeof(float) * (size_t)(N + B) * H;
+    ember_status st = h ? EMBER_OK : ember_fail(EMBER_ERR_OUT_OF_MEMORY, "tuning inputs");
+    if (st == EMBER_OK) {
+        const cudaError_t e = cudaMalloc(&d, 2 * ints + floats);
+        if (e != cudaSuccess) {
+            d = NULL;
+            st = ember_cuda_fail(e, "cudaMalloc(tuning inputs)", __func__, __FILE__, __LINE__);
+        }
+    }
+    uint64_t seed = 0x5eed;
+    for (int i = 0; i < n && st == EMBER_OK; i++) {
+        const ember_shape *x = &shapes[i];
+        int32_t *ids = h, *mask = h + N;
+        int valid = 0;
+        for (int b = 0; b < x->batch; b++) {
+            const int len = x->seq_len - (int)(mix(&seed) % (uint64_t)(x->seq_len / 2 + 1));
+            for (int t = 0; t < x->seq_len; t++) {
+                const int64_t k = (int64_t)b * x->seq_len + t;
+                ids[k] = (int32_t)(mix(&seed) % (uint64_t)m->cfg.vocab_size);
+                mask[k] = t < len;
+                valid += t < len;
+            }
+        }
+        int32_t *d_ids = d, *d_mask = (int32_t *)((char *)d + ints);
+        float *d_last = (float *)((char *)d + 2 * ints);
+        const size_t nk = (size_t)x->batch * (size_t)x->seq_len;
+        cudaError_t e = cudaMemcpy(d_ids, ids, sizeof(int32_t) * nk, cudaMemcpyHostToDevice);
+        if (e == cudaSuccess) e = cudaMemcpy(d_mask, mask, sizeof(int32_t) * nk, cudaMemcpyHostToDevice);
+        if (e != cudaSuccess) {
+            st = ember_cuda_fail(e, "cudaMemcpy(tuning inputs)", __func__, __FILE__, __LINE__);
+            break;
+        }
+        const int packed = x->has_mask && (x->flags & EMBER_FORWARD_SKIP_MASKED);
+        ember_inputs in = {.batch = x->batch, .seq_len = x->seq_len, .input_ids = d_ids,
+                           .attention_mask = x->has_mask ? d_mask : NULL,
+                           .flags = packed ? EMBER_FORWARD_SKIP_MASKED : 0,
+                           .valid_tokens = packed ? valid : 0};
+        ember_outputs out = {.last_hidden_state = d_last,
+                             .pooler_output = s->pool_w ? d_last + nk * (size_t)H : NULL};
+        st = cuda_forward(m, &in, &out, NULL);
+        if (st != EMBER_OK) ember_fail_context(st, "tuning shapes[%d] (batch %d, seq_len %d)", i,
+                                               x->batch, x->seq_len);
+    }
+    if (d) (void)cudaFree(d);
+    free(h);
+    return st;
+}
+
+static ember_tuner *cuda_tuner(ember_model *m) {
+    cuda_state *s = m->impl;
+    return s ? &s->tuner : NULL;
+}
+
 const ember_backend_ops ember_cuda_backend = {
     .name = "cuda",
     .init = cuda_init,
@@ -937,4 +1034,6 @@ const ember_backend_ops ember_cuda_backend = {
     .memory = cuda_memory,
     .sync = cuda_sync,
     .pool = cuda_pool,
+    .tuner = cuda_tuner,
+    .tune_shapes = cuda_tune_shapes,
 };

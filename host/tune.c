@@ -120,9 +120,10 @@ void ember_tune_describe(const ember_tune_key *k, char *buf, size_t n) {
         if (p[3] != p[1]) snprintf(extra, sizeof extra, " ld=%lld", (long long)p[3]);
         snprintf(buf, n, "N=%lld IN=%lld OUT=%lld%s%s%s", (long long)p[0], (long long)p[1],
                  (long long)p[2], extra, p[4] ? " bias" : "", act_name(p[5]));
-        if (p[6] < 16) {
+        if ((p[6] & 0xFFF) != 0x888 || (p[4] && (p[6] >> 12) != 8)) { /* not all 256-byte */
             const size_t l = strlen(buf);
-            snprintf(buf + l, n > l ? n - l : 0, " align=%lld", (long long)p[6]);
+            snprintf(buf + l, n > l ? n - l : 0, " align=%d/%d/%d/%d", 1 << (p[6] & 0xF),
+                     1 << (p[6] >> 4 & 0xF), 1 << (p[6] >> 8 & 0xF), 1 << (p[6] >> 12 & 0xF));
         }
         break;
     case EMBER_TUNE_FFN_IN:
@@ -414,8 +415,9 @@ static int key_valid(const ember_tune_key *k, char *why, size_t n) {
         if (p[4] != 0 && p[4] != 1) return snprintf(why, n, "GEMM bias must be 0 or 1"), 0;
         if (p[5] < 0 || p[5] > 1 + EMBER_ACT_RELU)
             return snprintf(why, n, "GEMM activation out of range"), 0;
-        if (p[6] < 1 || p[6] > 256 || (p[6] & (p[6] - 1)))
-            return snprintf(why, n, "GEMM alignment must be a power of two <= 256"), 0;
+        if (p[6] < 0 || p[6] > 0xFFFF || (p[6] & 0xF) > 8 || (p[6] >> 4 & 0xF) > 8 ||
+            (p[6] >> 8 & 0xF) > 8 || (p[6] >> 12) > 8)
+            return snprintf(why, n, "GEMM alignments must be 4 nibbles of at most 8"), 0;
         unused_from = 7;
         break;
     case EMBER_TUNE_FFN_IN:
@@ -587,6 +589,7 @@ ember_status ember_tuner_parse(ember_tuner *t, const char *text, size_t len, con
                             fresh, EMBER_TUNE_MAX_RECORDS);
     }
     for (long long i = 0; i < count && st == EMBER_OK; i++) st = ember_tuner_put(t, &recs[i]);
+    if (count) t->generation++;
     free(recs);
     free(lines);
     return st;

@@ -24,7 +24,9 @@ enum {
 enum { EMBER_TUNE_ATTN_PADDED = 0, EMBER_TUNE_ATTN_MASKED = 1, EMBER_TUNE_ATTN_PACKED = 2 };
 
 /* An op and its shape. Parameters, unused ones 0:
- *   GEMM       N, IN, OUT, ld_in, bias (0/1), activation + 1 (0 = none), min alignment (bytes)
+ *   GEMM       N, IN, OUT, ld_in, bias (0/1), activation + 1 (0 = none), the alignments of
+ *              w, in, out and bias as log2 nibbles (0x8888: all 256 bytes, bias nibble 0 without
+ *              a bias)
  *   FFN_IN     N, IN, OUT, activation + 1
  *   ATTENTION  B, S, heads, head size, EMBER_TUNE_ATTN_* */
 typedef struct ember_tune_key {
@@ -53,6 +55,7 @@ typedef struct ember_tuner {
     char device[128];
     int cc_major, cc_minor;
     long lt_version, dnn_version;
+    unsigned generation; /* changes when an import replaces choices (caches key on it) */
 } ember_tuner;
 
 /* mode from ember_load_options.tuning (-1 = follow `env`, the value of EMBER_TUNE or NULL):

@@ -27,15 +27,23 @@
  * used (HF's float32 reference does not use TF32 for matmuls by default either). Split-K
  * reductions are restricted to none or in f32 (never in the 16-bit output type).
  *
- * The heuristic query costs microseconds of CPU, so the chosen algorithm is cached per shape,
- * dtype, bias use and pointer alignment; the same key always gets the same algorithm, which
- * keeps repeated runs bit-identical. The cache makes the object not thread-safe. */
+ * Algorithms (ember.h, "Tuning"): the heuristic is asked for its top EMBER_TUNE_GEMM_ALGOS (8)
+ * algorithms for the richest epilogue that has any; they are the op's candidates, in the
+ * heuristic's order, candidate 0 the heuristic's first choice. With a tuner
+ * (ember_cuda_gemm_set_tuner) the first call of a shape may time them all (host/cuda_tune.c)
+ * and keep the fastest that matches candidate 0's output; without one, or with tuning off,
+ * candidate 0 runs, as before tuning existed. The heuristic query costs microseconds of CPU,
+ * so the list and the decided candidate are cached per shape, dtype, bias use and pointer
+ * alignment; the same key always gets the same algorithm, which keeps repeated runs
+ * bit-identical. The cache makes the object not thread-safe. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "host/cuda_tune.h"
 #include "kernels/cuda_common.cuh"
 
 #define EMBER_GEMM_CACHE 64
+#define EMBER_GEMM_ALGOS EMBER_TUNE_GEMM_ALGOS
 
 namespace {
 
@@ -49,7 +57,11 @@ struct GemmEntry {
     GemmKey key;
     int valid;
     cublasLtEpilogue_t epi; /* GELU_BIAS, BIAS or DEFAULT: what the GEMM does itself */
-    cublasLtMatmulAlgo_t algo;
+    int n_algo;             /* the heuristic's algorithms for it, best first */
+    cublasLtMatmulAlgo_t algo[EMBER_GEMM_ALGOS];
+    int chosen;             /* the candidate that runs, once decided ...           */
+    int decided;            /* ... by the tuner's table at generation decided_gen  */
+    unsigned decided_gen;
 };
 
 bool same_key(const GemmKey &a, const GemmKey &b) {
@@ -79,6 +91,7 @@ struct ember_cuda_gemm {
     size_t workspace_bytes;
     int next; /* round-robin victim when the cache is full */
     int gelu_epilogue; /* 1: CUBLASLT_EPILOGUE_GELU_BIAS passed the tanh probe */
+    ember_tuner *tuner; /* NULL: candidate 0 always */
     GemmEntry cache[EMBER_GEMM_CACHE];
 };
 
@@ -138,10 +151,11 @@ static ember_status make_descs(GemmDescs *x, ember_dtype dt, int N, int IN, int 
     return EMBER_OK;
 }
 
-/* Best algorithm for the key, or *found = 0. */
+/* The heuristic's best algorithms for the key, up to `want`, into algo[]; *found = how many
+ * (0 when none fits). */
 static ember_status heuristic(ember_cuda_gemm *g, const GemmKey &k, ember_dtype dt,
                               cublasLtEpilogue_t epi, const void *bias, cublasLtMatmulAlgo_t *algo,
-                              int *found) {
+                              int want, int *found) {
     GemmDescs x;
     EMBER_TRY(make_descs(&x, dt, k.N, k.IN, k.OUT, k.ld_in, epi, bias));
     cublasLtMatmulPreferenceOpaque_t pref;
@@ -160,18 +174,18 @@ static ember_status heuristic(ember_cuda_gemm *g, const GemmKey &k, ember_dtype 
         &pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &k.align_out, sizeof k.align_out));
     EMBER_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
         &pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &k.align_out, sizeof k.align_out));
-    cublasLtMatmulHeuristicResult_t res;
+    cublasLtMatmulHeuristicResult_t res[EMBER_GEMM_ALGOS];
     int n = 0;
-    memset(&res, 0, sizeof res);
+    memset(res, 0, sizeof res);
+    if (want > EMBER_GEMM_ALGOS) want = EMBER_GEMM_ALGOS;
     cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(g->lt, &x.op, &x.a, &x.b, &x.d, &x.d, &pref,
-                                                      1, &res, &n);
+                                                      want, res, &n);
     *found = 0;
     if (s == CUBLAS_STATUS_NOT_SUPPORTED) return EMBER_OK; /* no algorithm for this config */
     EMBER_CUBLAS_CHECK(s);
-    if (n > 0 && res.state == CUBLAS_STATUS_SUCCESS && res.workspaceSize <= g->workspace_bytes) {
-        *algo = res.algo;
-        *found = 1;
-    }
+    for (int i = 0; i < n && i < want; i++)
+        if (res[i].state == CUBLAS_STATUS_SUCCESS && res[i].workspaceSize <= g->workspace_bytes)
+            algo[(*found)++] = res[i].algo;
     return EMBER_OK;
 }
 
@@ -212,7 +226,7 @@ static ember_status probe_gelu_epilogue(ember_cuda_gemm *g) {
     const size_t saved = g->workspace_bytes;
     g->workspace_bytes = 0; /* the operands live in the workspace */
     ember_status st = heuristic(g, k, EMBER_DTYPE_F32, CUBLASLT_EPILOGUE_GELU_BIAS, d_b, &algo,
-                                &found);
+                                1, &found);
     g->workspace_bytes = saved;
     if (st != EMBER_OK || !found) {
         ember_clear_error();
@@ -242,7 +256,7 @@ static ember_status probe_gelu_epilogue(ember_cuda_gemm *g) {
 }
 
 static ember_status lookup(ember_cuda_gemm *g, const GemmKey &k, ember_dtype dt, const void *bias,
-                           const GemmEntry **out) {
+                           GemmEntry **out) {
     for (int i = 0; i < EMBER_GEMM_CACHE; i++)
         if (g->cache[i].valid && same_key(g->cache[i].key, k)) {
             *out = &g->cache[i];
@@ -258,10 +272,11 @@ static ember_status lookup(ember_cuda_gemm *g, const GemmKey &k, ember_dtype dt,
     for (cublasLtEpilogue_t epi : tries) {
         if (epi == CUBLASLT_EPILOGUE_GELU_BIAS && !(k.gelu && bias)) continue;
         if (epi == CUBLASLT_EPILOGUE_BIAS && !bias) continue;
-        EMBER_TRY(heuristic(g, k, dt, epi, epi == CUBLASLT_EPILOGUE_DEFAULT ? NULL : bias, &e.algo,
-                            &found));
+        EMBER_TRY(heuristic(g, k, dt, epi, epi == CUBLASLT_EPILOGUE_DEFAULT ? NULL : bias, e.algo,
+                            EMBER_GEMM_ALGOS, &found));
         if (found) {
             e.epi = epi;
+            e.n_algo = found;
             break;
         }
     }
@@ -277,6 +292,62 @@ static ember_status lookup(ember_cuda_gemm *g, const GemmKey &k, ember_dtype dt,
     *slot = e;
     *out = slot;
     return EMBER_OK;
+}
+
+/* One call of ember_cuda_linear_act, as the candidates see it. */
+struct GemmCall {
+    ember_cuda_gemm *g;
+    const GemmEntry *e;
+    void *out;
+    const void *in, *w, *b;
+    int N, IN, OUT, act;
+    int64_t ld_in;
+    ember_dtype dt;
+};
+
+/* Candidate i: the heuristic's i-th algorithm, then what the epilogue did not do. */
+static ember_status gemm_candidate(void *ctx, int i, cudaStream_t stream) {
+    const GemmCall *c = (const GemmCall *)ctx;
+    const GemmEntry *e = c->e;
+    if (i < 0 || i >= e->n_algo)
+        return ember_fail(EMBER_ERR_INTERNAL, "GEMM candidate %d of %d", i, e->n_algo);
+    GemmDescs x;
+    EMBER_TRY(make_descs(&x, c->dt, c->N, c->IN, c->OUT, c->ld_in, e->epi, c->b));
+    const float alpha = 1.f, beta = 0.f;
+    EMBER_CUBLAS_CHECK(cublasLtMatmul(c->g->lt, &x.op, &alpha, c->w, &x.a, c->in, &x.b, &beta,
+                                      c->out, &x.d, c->out, &x.d, &e->algo[i], c->g->workspace,
+                                      c->g->workspace_bytes, stream));
+    if (e->epi == CUBLASLT_EPILOGUE_GELU_BIAS) return EMBER_OK;
+    const void *rest_bias = e->epi == CUBLASLT_EPILOGUE_BIAS ? NULL : c->b;
+    if (rest_bias || c->act != EMBER_CUDA_ACT_NONE)
+        EMBER_TRY(ember_cuda_bias_act(c->out, rest_bias, c->N, c->OUT, c->act, c->dt, stream));
+    return EMBER_OK;
+}
+
+static int log2u(uint32_t a) {
+    int l = 0;
+    while (a > 1) {
+        a >>= 1;
+        l++;
+    }
+    return l;
+}
+
+/* The tuning key: the shape, and the four alignments as log2 nibbles (w, in, out, bias). */
+static ember_tune_key tune_key(const GemmKey &k, int act) {
+    ember_tune_key t;
+    memset(&t, 0, sizeof t);
+    t.op = EMBER_TUNE_GEMM;
+    t.dtype = k.dt;
+    t.p[0] = k.N;
+    t.p[1] = k.IN;
+    t.p[2] = k.OUT;
+    t.p[3] = k.ld_in;
+    t.p[4] = k.bias;
+    t.p[5] = act + 1;
+    t.p[6] = log2u(k.align_w) | log2u(k.align_in) << 4 | log2u(k.align_out) << 8 |
+             (k.bias ? log2u(k.align_bias) : 0) << 12;
+    return t;
 }
 
 extern "C" ember_status ember_cuda_linear_act(void *out, const void *in, const void *w,
@@ -300,20 +371,29 @@ extern "C" ember_status ember_cuda_linear_act(void *out, const void *in, const v
     k.align_in = alignment(in);
     k.align_out = alignment(out);
     k.align_bias = b ? alignment(b) : 0;
-    const GemmEntry *e = NULL;
+    GemmEntry *e = NULL;
     EMBER_TRY(lookup(g, k, dt, b, &e));
-
-    GemmDescs x;
-    EMBER_TRY(make_descs(&x, dt, N, IN, OUT, ld_in, e->epi, b));
-    const float alpha = 1.f, beta = 0.f;
-    EMBER_CUBLAS_CHECK(cublasLtMatmul(g->lt, &x.op, &alpha, w, &x.a, in, &x.b, &beta, out, &x.d,
-                                      out, &x.d, &e->algo, g->workspace, g->workspace_bytes,
-                                      stream));
-    /* what the epilogue did not do */
-    if (e->epi == CUBLASLT_EPILOGUE_GELU_BIAS) return EMBER_OK;
-    const void *rest_bias = e->epi == CUBLASLT_EPILOGUE_BIAS ? NULL : b;
-    if (rest_bias || act != EMBER_CUDA_ACT_NONE)
-        EMBER_TRY(ember_cuda_bias_act(out, rest_bias, N, OUT, act, dt, stream));
+    GemmCall call = {g, e, out, in, w, b, N, IN, OUT, act, ld_in, dt};
+    if (!g->tuner) return gemm_candidate(&call, 0, stream);
+    if (e->decided && e->decided_gen == g->tuner->generation)
+        return gemm_candidate(&call, e->chosen, stream);
+    ember_tune_job job;
+    memset(&job, 0, sizeof job);
+    job.key = tune_key(k, act);
+    job.n = e->n_algo;
+    job.run = gemm_candidate;
+    job.ctx = &call;
+    job.out = out;
+    job.count = (size_t)N * (size_t)OUT;
+    job.dt = dt;
+    EMBER_TRY(ember_tune_run(g->tuner, &job, stream, NULL));
+    /* a settled choice is cached with the entry until the table changes (an import) */
+    const ember_tune_record *r = ember_tuner_find(g->tuner, &job.key);
+    if (r && r->checked) {
+        e->chosen = r->choice > 0 && r->choice < e->n_algo ? r->choice : 0;
+        e->decided = 1;
+        e->decided_gen = g->tuner->generation;
+    }
     return EMBER_OK;
 }
 
@@ -326,4 +406,9 @@ extern "C" ember_status ember_cuda_linear(void *out, const void *in, const void 
 
 extern "C" int ember_cuda_gemm_gelu_epilogue(const ember_cuda_gemm *g) {
     return g ? g->gelu_epilogue : 0;
+}
+
+extern "C" void ember_cuda_gemm_set_tuner(ember_cuda_gemm *g, ember_tuner *t) {
+    g->tuner = t;
+    for (int i = 0; i < EMBER_GEMM_CACHE; i++) g->cache[i].decided = 0;
 }

@@ -329,6 +329,11 @@ ember_status ember_cuda_linear_act(void *out, const void *in, const void *w, con
 
 /* 1 if ember_cuda_linear_act(GELU_TANH) uses cuBLASLt's GELU epilogue (for tests). */
 int ember_cuda_gemm_gelu_epilogue(const ember_cuda_gemm *g);
+
+/* The tuning table the GEMMs consult (host/tune.h; NULL: cuBLASLt's first algorithm always).
+ * Not owned; must outlive g or be unset first. */
+struct ember_tuner;
+void ember_cuda_gemm_set_tuner(ember_cuda_gemm *g, struct ember_tuner *t);
 #endif
 
 #ifdef __cplusplus

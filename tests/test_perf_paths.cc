@@ -12,6 +12,7 @@
 #include <random>
 
 #include "host/model.h"
+#include "host/tune.h"
 #include "kernels/ops.h"
 #include "tests/ember_test.h"
 
@@ -102,7 +103,7 @@ ember_config TinyConfig(ember_activation act = EMBER_ACT_GELU, bool pooler = tru
 }
 
 Model MakeModel(const ember_config &c, ember_backend backend, ember_dtype dt, int max_batch,
-                int max_seq, int graphs = 1, uint64_t seed = 7) {
+                int max_seq, int graphs = 1, uint64_t seed = 7, int tuning = -1) {
     ember_load_options opt;
     ember_load_options_init(&opt);
     opt.backend = backend;
@@ -110,6 +111,7 @@ Model MakeModel(const ember_config &c, ember_backend backend, ember_dtype dt, in
     opt.max_batch = max_batch;
     opt.max_seq_len = max_seq;
     opt.cuda_graphs = graphs;
+    opt.tuning = tuning;
     ember_model *m = nullptr;
     ember_status st = ember_model_init_random(&c, seed, &opt, &m);
     EXPECT_EQ(st, EMBER_OK) << Why(st);
@@ -1199,8 +1201,9 @@ TEST(CudaGraphs, ReplayIsBitIdenticalToPlainLaunches) {
     c.max_position_embeddings = 128;
     for (ember_dtype dt : {EMBER_DTYPE_F16, EMBER_DTYPE_F32}) {
         SCOPED_TRACE(DtName(dt));
-        Model graphs = MakeModel(c, EMBER_BACKEND_CUDA, dt, 4, 128, 1);
-        Model plain = MakeModel(c, EMBER_BACKEND_CUDA, dt, 4, 128, 0);
+        // two models compared bit for bit: the same (default) candidates in both
+        Model graphs = MakeModel(c, EMBER_BACKEND_CUDA, dt, 4, 128, 1, 7, 0);
+        Model plain = MakeModel(c, EMBER_BACKEND_CUDA, dt, 4, 128, 0, 7, 0);
         ASSERT_TRUE(graphs && plain);
         cudaStream_t s;
         CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
@@ -1292,6 +1295,287 @@ TEST(CudaGraphs, LegacyStreamAndCpuParity) {
     ASSERT_EQ(ember_cuda_graph_stats_get(gpu.get(), &st), EMBER_OK);
     EXPECT_EQ(st.captured, 1);
     EXPECT_EQ(st.replayed, 2);
+}
+
+// ---- tuning (ember.h, "Tuning"; host/cuda_tune.c) ------------------------------------------
+// On a GPU these time real candidates; in the emulation (tools/emu) the cuBLASLt model's
+// algorithms differ in summation order and cost fake times, and the CudaTuningEmu tests set
+// those times (EMU_LT_*) to check which candidate wins. Timing-dependent expectations are only
+// made in the emulation.
+
+std::vector<ember_tuning_entry> Tuning(ember_model *m) {
+    int n = -1;
+    EXPECT_EQ(ember_model_tuning(m, nullptr, 0, &n), EMBER_OK);
+    std::vector<ember_tuning_entry> v((size_t)std::max(n, 0));
+    if (n > 0) EXPECT_EQ(ember_model_tuning(m, v.data(), n, &n), EMBER_OK);
+    return v;
+}
+
+const char *OpName(ember_tune_op op) {
+    return op == EMBER_TUNE_GEMM ? "gemm" : op == EMBER_TUNE_FFN_IN ? "ffn_in" : "attention";
+}
+
+// The table of choices and every candidate's time, as the GPU check prints it.
+void PrintTuning(const std::vector<ember_tuning_entry> &v) {
+    static const char *status[] = {"ok", "WRONG", "unavailable", "not run"};
+    for (const ember_tuning_entry &e : v) {
+        printf("    %-9s %-4s %-44s -> %s\n", OpName(e.op), DtName(e.dtype), e.shape,
+               e.candidates[e.choice].name);
+        for (int i = 0; i < e.n_candidates; i++) {
+            const ember_tuning_candidate &c = e.candidates[i];
+            printf("        %-16s %-11s %9.2f us  rel %.2g\n", c.name, status[c.status], c.time_us,
+                   c.rel_diff);
+        }
+    }
+}
+
+bool Emulated() {
+    cudaDeviceProp p;
+    return cudaGetDeviceProperties(&p, 0) == cudaSuccess && strstr(p.name, "emulation");
+}
+
+// Sets environment variables for the test's duration (the emulation's knobs).
+struct EnvGuard {
+    std::vector<std::string> names;
+    EnvGuard(std::initializer_list<std::pair<const char *, const char *>> kv) {
+        for (auto &p : kv) {
+            setenv(p.first, p.second, 1);
+            names.push_back(p.first);
+        }
+    }
+    ~EnvGuard() {
+        for (auto &n : names) unsetenv(n.c_str());
+    }
+};
+
+ember_config TuneConfig() {
+    ember_config c = TinyConfig(EMBER_ACT_GELU, true);
+    c.hidden_size = 64;
+    c.num_attention_heads = 2;  // head size 32
+    c.intermediate_size = 128;
+    return c;
+}
+
+const char *kTunePath = "/tmp/ember_test_tuning.txt";
+
+TEST(CudaTuning, TimedChoicesMatchCpuAndRepeatBitIdentical) {
+    REQUIRE_CUDA_DEVICE();
+    const ember_config c = TuneConfig();
+    Model cpu = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 4, 40);
+    for (ember_dtype dt : kDtypes) {
+        SCOPED_TRACE(DtName(dt));
+        Model gpu = MakeModel(c, EMBER_BACKEND_CUDA, dt, 4, 40, 1, 7, 1);
+        ASSERT_TRUE(cpu && gpu);
+        Batch x = WithIds("holes", 3, 13, RandomHoles(3, 13, 0.7, 5), c, 6);
+        Outs ref, first;
+        ASSERT_EQ(RunCpu(cpu.get(), x, 0, true, false, &ref), EMBER_OK);
+        ASSERT_EQ(RunCuda(gpu.get(), x, 0, true, false, &first), EMBER_OK) << ember_last_error();
+        EXPECT_TRUE(Close(first.last, ref.last, dt));
+        EXPECT_TRUE(Close(first.pooled, ref.pooled, dt));
+        const std::vector<ember_tuning_entry> tuned = Tuning(gpu.get());
+        PrintTuning(tuned);
+        int gemms = 0;
+        for (const ember_tuning_entry &e : tuned) {
+            SCOPED_TRACE(e.shape);
+            EXPECT_EQ(e.source, EMBER_TUNE_TIMED);
+            ASSERT_GE(e.n_candidates, 1);
+            ASSERT_LT(e.choice, e.n_candidates);
+            EXPECT_EQ(e.candidates[0].status, EMBER_CANDIDATE_OK);
+            EXPECT_GE(e.candidates[0].time_us, 0.f);
+            EXPECT_EQ(e.candidates[e.choice].status, EMBER_CANDIDATE_OK);
+            gemms += e.op == EMBER_TUNE_GEMM;
+        }
+        EXPECT_EQ(gemms, 5) << "qkv, attention output, FFN in and out, pooler";
+        // later calls: a graph captured, then replayed; the same choices, so the same bits
+        for (int call = 1; call < 4; call++) {
+            Outs again;
+            ASSERT_EQ(RunCuda(gpu.get(), x, 0, true, false, &again), EMBER_OK);
+            ExpectSame(again, first, "after tuning");
+        }
+        EXPECT_EQ(Tuning(gpu.get()).size(), tuned.size()) << "nothing tuned twice";
+        // another shape adds its own entries; padding removal times nothing of its GEMMs
+        Batch y = WithIds("no mask", 1, 7, {}, c, 8);
+        Outs o;
+        ASSERT_EQ(RunCuda(gpu.get(), y, 0, true, false, &o), EMBER_OK);
+        const size_t after_second = Tuning(gpu.get()).size();
+        EXPECT_GT(after_second, tuned.size());
+        Batch z = WithIds("packed", 4, 11, RandomHoles(4, 11, 0.5, 9), c, 10);
+        Outs zr, zg;
+        ASSERT_EQ(RunCpu(cpu.get(), z, EMBER_FORWARD_SKIP_MASKED, true, false, &zr), EMBER_OK);
+        ASSERT_EQ(RunCuda(gpu.get(), z, EMBER_FORWARD_SKIP_MASKED, true, false, &zg), EMBER_OK);
+        EXPECT_TRUE(Close(Rows(zg.last, z, c.hidden_size, true), Rows(zr.last, z, c.hidden_size, true), dt));
+        const std::string packed_n = "N=" + std::to_string(CountValid(z)) + " ";
+        ASSERT_TRUE(CountValid(z) != 39 && CountValid(z) != 7) << "a padded shape's N";
+        for (const ember_tuning_entry &e : Tuning(gpu.get()))
+            EXPECT_FALSE(e.op == EMBER_TUNE_GEMM && std::string(e.shape).rfind(packed_n, 0) == 0)
+                << e.shape;
+    }
+}
+
+TEST(CudaTuning, OffRecordsTheDefaults) {
+    REQUIRE_CUDA_DEVICE();
+    const ember_config c = TuneConfig();
+    Model a = MakeModel(c, EMBER_BACKEND_CUDA, EMBER_DTYPE_F16, 4, 40, 1, 7, 0);
+    Model b = MakeModel(c, EMBER_BACKEND_CUDA, EMBER_DTYPE_F16, 4, 40, 0, 7, 0);
+    ASSERT_TRUE(a && b);
+    Batch x = WithIds("holes", 3, 13, RandomHoles(3, 13, 0.7, 5), c, 6);
+    Outs oa, ob;
+    ASSERT_EQ(RunCuda(a.get(), x, 0, true, false, &oa), EMBER_OK);
+    ASSERT_EQ(RunCuda(b.get(), x, 0, true, false, &ob), EMBER_OK);
+    ExpectSame(oa, ob, "two models with tuning off");
+    const auto v = Tuning(a.get());
+    EXPECT_FALSE(v.empty());
+    for (const ember_tuning_entry &e : v) {
+        EXPECT_EQ(e.source, EMBER_TUNE_FIXED) << e.shape;
+        EXPECT_EQ(e.choice, 0) << e.shape;
+        EXPECT_EQ(e.candidates[0].status, EMBER_CANDIDATE_NOT_RUN);
+    }
+}
+
+TEST(CudaTuning, SavedChoicesLoadIntoAnotherModel) {
+    REQUIRE_CUDA_DEVICE();
+    const ember_config c = TuneConfig();
+    Model a = MakeModel(c, EMBER_BACKEND_CUDA, EMBER_DTYPE_BF16, 4, 40, 1, 7, 1);
+    Model b = MakeModel(c, EMBER_BACKEND_CUDA, EMBER_DTYPE_BF16, 4, 40, 1, 7, 1);
+    ASSERT_TRUE(a && b);
+    Batch x = WithIds("holes", 3, 13, RandomHoles(3, 13, 0.7, 5), c, 6);
+    Outs oa, ob;
+    ASSERT_EQ(RunCuda(a.get(), x, 0, true, false, &oa), EMBER_OK);
+    ASSERT_EQ(ember_model_tuning_save(a.get(), kTunePath), EMBER_OK) << ember_last_error();
+    // hostile files first: clear errors, nothing imported, the model still serves
+    const std::string good = ReadFile(kTunePath);
+    WriteFile(kTunePath, good.substr(0, good.size() / 2));
+    EXPECT_EQ(ember_model_tuning_load(b.get(), kTunePath), EMBER_ERR_FORMAT);
+    std::string other = good;
+    other.replace(other.find("device ") + 7, 0, "other ");
+    WriteFile(kTunePath, other);
+    EXPECT_EQ(ember_model_tuning_load(b.get(), kTunePath), EMBER_ERR_UNSUPPORTED);
+    EXPECT_NE(std::string(ember_last_error()).find("nothing imported"), std::string::npos);
+    EXPECT_TRUE(Tuning(b.get()).empty());
+    WriteFile(kTunePath, good);
+    ASSERT_EQ(ember_model_tuning_load(b.get(), kTunePath), EMBER_OK) << ember_last_error();
+    remove(kTunePath);
+    const auto imported = Tuning(b.get());
+    ASSERT_EQ(imported.size(), Tuning(a.get()).size());
+    for (const ember_tuning_entry &e : imported) EXPECT_EQ(e.source, EMBER_TUNE_IMPORTED);
+    // b runs a's choices (checked against the defaults on this call) without timing them
+    ASSERT_EQ(RunCuda(b.get(), x, 0, true, false, &ob), EMBER_OK) << ember_last_error();
+    ExpectSame(ob, oa, "imported choices");
+    const auto used = Tuning(b.get());
+    ASSERT_EQ(used.size(), imported.size());
+    const auto mine = Tuning(a.get());
+    for (size_t i = 0; i < used.size(); i++) {
+        EXPECT_EQ(used[i].source, EMBER_TUNE_IMPORTED);
+        EXPECT_EQ(used[i].choice, mine[i].choice) << used[i].shape;
+        EXPECT_EQ(used[i].candidates[0].time_us, -1.f) << "not timed";
+    }
+}
+
+TEST(CudaTuning, ReserveShapesTunesAhead) {
+    REQUIRE_CUDA_DEVICE();
+    const ember_config c = TuneConfig();
+    Model m = MakeModel(c, EMBER_BACKEND_CUDA, EMBER_DTYPE_F16, 1, 8, 1, 7, 1);
+    ASSERT_TRUE(m);
+    const ember_shape shapes[] = {{3, 13, 1, 0}, {1, 7, 0, 0}, {4, 11, 1, EMBER_FORWARD_SKIP_MASKED}};
+    ASSERT_EQ(ember_model_reserve_shapes(m.get(), shapes, 3), EMBER_OK) << ember_last_error();
+    const size_t n = Tuning(m.get()).size();
+    EXPECT_GE(n, 2u * 5) << "the GEMMs of both padded shapes";
+    Outs o;
+    ASSERT_EQ(RunCuda(m.get(), WithIds("a", 3, 13, RandomHoles(3, 13, 0.7, 5), c, 6), 0, true, false, &o), EMBER_OK);
+    ASSERT_EQ(RunCuda(m.get(), WithIds("b", 1, 7, {}, c, 8), 0, true, false, &o), EMBER_OK);
+    EXPECT_EQ(Tuning(m.get()).size(), n) << "the calls found every choice made";
+}
+
+// ---- the emulation's fake timings decide -----------------------------------------------------
+
+#define REQUIRE_EMULATION() \
+    if (!Emulated()) GTEST_SKIP() << "needs the emulation's fake timings (tools/emu)"
+
+// Every GEMM entry's choice, the pooler's and the others'.
+std::vector<int> GemmChoices(ember_model *m) {
+    std::vector<int> v;
+    for (const ember_tuning_entry &e : Tuning(m))
+        if (e.op == EMBER_TUNE_GEMM) v.push_back(e.choice);
+    return v;
+}
+
+TEST(CudaTuningEmu, FastestCorrectAlgorithmWins) {
+    REQUIRE_CUDA_DEVICE();
+    REQUIRE_EMULATION();
+    const ember_config c = TuneConfig();
+    Model cpu = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 4, 40);
+    Batch x = WithIds("holes", 3, 13, RandomHoles(3, 13, 0.7, 5), c, 6);
+    Outs ref;
+    ASSERT_EQ(RunCpu(cpu.get(), x, 0, true, false, &ref), EMBER_OK);
+    struct Case {
+        const char *times, *wrong, *fail, *algos;
+        int want;
+        const char *why;
+    } cases[] = {
+        {"10,9,3,8,2,7,6,5", "4", "", "8", 2, "the fastest (4) is wrong: the next one"},
+        {"10,9,3,8,2,7,6,5", "4", "2", "8", 7, "4 wrong, 2 cannot run"},
+        {"10,9.8", "", "", "2", 0, "within the noise margin: the default stays"},
+        {"10,9,8", "", "", "1", 0, "one algorithm"},
+        {"1,9,8", "", "", "8", 0, "the default is fastest"},
+    };
+    for (const Case &k : cases) {
+        SCOPED_TRACE(k.why);
+        EnvGuard env{{"EMU_LT_TIMES", k.times}, {"EMU_LT_WRONG", k.wrong}, {"EMU_LT_FAIL", k.fail},
+                     {"EMU_LT_ALGOS", k.algos}};
+        Model gpu = MakeModel(c, EMBER_BACKEND_CUDA, EMBER_DTYPE_F16, 4, 40, 1, 7, 1);
+        Outs o;
+        ASSERT_EQ(RunCuda(gpu.get(), x, 0, true, false, &o), EMBER_OK) << ember_last_error();
+        EXPECT_TRUE(Close(o.last, ref.last, EMBER_DTYPE_F16));
+        for (int ch : GemmChoices(gpu.get())) EXPECT_EQ(ch, k.want);
+        for (const ember_tuning_entry &e : Tuning(gpu.get())) {
+            if (e.op != EMBER_TUNE_GEMM) continue;
+            EXPECT_EQ(e.n_candidates, atoi(k.algos)) << e.shape;
+            if (*k.wrong) {
+                EXPECT_EQ(e.candidates[4].status, EMBER_CANDIDATE_WRONG) << e.shape;
+                EXPECT_GT(e.candidates[4].rel_diff, ember_tune_tolerance(EMBER_TUNE_GEMM, EMBER_DTYPE_F16));
+            }
+            if (*k.fail) { EXPECT_EQ(e.candidates[2].status, EMBER_CANDIDATE_UNAVAILABLE) << e.shape; }
+            if (k.want == 2) {  // the fake times come back: 3 us of matmul plus launches
+                EXPECT_GE(e.candidates[2].time_us, 3.f);
+                EXPECT_LT(e.candidates[2].time_us, 5.5f);
+            }
+        }
+        Outs again;  // the winner again, in a graph: the same bits
+        for (int call = 0; call < 3; call++) {
+            ASSERT_EQ(RunCuda(gpu.get(), x, 0, true, false, &again), EMBER_OK);
+            ExpectSame(again, o, "replayed");
+        }
+    }
+}
+
+TEST(CudaTuningEmu, ImportedChoiceThatFailsTheCheckIsDropped) {
+    REQUIRE_CUDA_DEVICE();
+    REQUIRE_EMULATION();
+    const ember_config c = TuneConfig();
+    Batch x = WithIds("holes", 3, 13, RandomHoles(3, 13, 0.7, 5), c, 6);
+    {
+        EnvGuard env{{"EMU_LT_TIMES", "10,9,8,7,2"}};
+        Model a = MakeModel(c, EMBER_BACKEND_CUDA, EMBER_DTYPE_F32, 4, 40, 1, 7, 1);
+        Outs o;
+        ASSERT_EQ(RunCuda(a.get(), x, 0, true, false, &o), EMBER_OK);
+        for (int ch : GemmChoices(a.get())) EXPECT_EQ(ch, 4);
+        ASSERT_EQ(ember_model_tuning_save(a.get(), kTunePath), EMBER_OK);
+    }
+    // on the "fleet machine" algorithm 4 computes something else
+    EnvGuard env{{"EMU_LT_WRONG", "4"}};
+    Model b = MakeModel(c, EMBER_BACKEND_CUDA, EMBER_DTYPE_F32, 4, 40, 1, 7, 1);
+    Model off = MakeModel(c, EMBER_BACKEND_CUDA, EMBER_DTYPE_F32, 4, 40, 1, 7, 0);
+    ASSERT_EQ(ember_model_tuning_load(b.get(), kTunePath), EMBER_OK) << ember_last_error();
+    remove(kTunePath);
+    Outs ob, ooff;
+    ASSERT_EQ(RunCuda(b.get(), x, 0, true, false, &ob), EMBER_OK);
+    ASSERT_EQ(RunCuda(off.get(), x, 0, true, false, &ooff), EMBER_OK);
+    ExpectSame(ob, ooff, "the defaults, after the imported choice failed its check");
+    for (const ember_tuning_entry &e : Tuning(b.get())) {
+        if (e.op != EMBER_TUNE_GEMM) continue;
+        EXPECT_EQ(e.choice, 0) << e.shape;
+        EXPECT_EQ(e.candidates[4].status, EMBER_CANDIDATE_WRONG) << e.shape;
+    }
 }
 
 }  // namespace

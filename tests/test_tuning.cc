@@ -205,7 +205,7 @@ ember_tune_key GemmKey(int N, int dt = EMBER_DTYPE_F16) {
     k.p[3] = 384;
     k.p[4] = 1;
     k.p[5] = 1 + EMBER_ACT_GELU;
-    k.p[6] = 256;
+    k.p[6] = 0x8888;
     return k;
 }
 
@@ -392,20 +392,20 @@ TEST(TuneFile, MalformedFilesAreRejectedByLine) {
         {"text after end", good + "entry 0 0\n", "text after \"end\""},
         {"unknown op", replace("entry 2 2", "entry 7 2"), ":9: unknown op 7"},
         {"bad dtype", replace("entry 2 2", "entry 2 3"), ":9: dtype 3"},
-        {"choice too big", replace(" 1536 384 1 1 256 0 5", " 1536 384 1 1 256 0 8"), "choice 8"},
+        {"choice too big", replace(" 1536 384 1 1 34952 0 5", " 1536 384 1 1 34952 0 8"), "choice 8"},
         {"zero size", replace("entry 0 1 4096", "entry 0 1 0"), ":7: GEMM sizes"},
-        {"ld below IN", replace(" 1536 384 1 1 256", " 1536 383 1 1 256"), ":7: GEMM ld_in"},
-        {"odd alignment", replace(" 1 1 256 0 5", " 1 1 24 0 5"), ":7: GEMM alignment"},
-        {"bias 2", replace(" 1536 384 1 1 256", " 1536 384 2 1 256"), ":7: GEMM bias"},
-        {"unused parameter set", replace(" 256 0 5", " 256 9 5"), ":7: parameter 7"},
+        {"ld below IN", replace(" 1536 384 1 1 34952", " 1536 383 1 1 34952"), ":7: GEMM ld_in"},
+        {"alignment nibble 9", replace(" 1 1 34952 0 5", " 1 1 34953 0 5"), ":7: GEMM alignments"},
+        {"bias 2", replace(" 1536 384 1 1 34952", " 1536 384 2 1 34952"), ":7: GEMM bias"},
+        {"unused parameter set", replace(" 34952 0 5", " 34952 9 5"), ":7: parameter 7"},
         {"head size 300", replace("entry 2 2 1 7 12 64", "entry 2 2 1 7 12 300"), ":9: attention head size"},
         {"attention mode 3", replace("entry 2 2 1 7 12 64 2", "entry 2 2 1 7 12 64 3"), ":9: attention mode"},
         {"overflowing number", replace("entry 0 1 4096", "entry 0 1 99999999999999999999"), ":7:"},
         {"beyond int", replace("entry 0 1 4096", "entry 0 1 2147483648"), ":7:"},
-        {"missing field", replace(" 256 0 5", " 256 5"), ":7:"},
-        {"extra field", replace(" 256 0 5", " 256 0 5 1"), ":7:"},
+        {"missing field", replace(" 34952 0 5", " 34952 5"), ":7:"},
+        {"extra field", replace(" 34952 0 5", " 34952 0 5 1"), ":7:"},
         {"double space", replace("entry 0 1", "entry  0 1"), ":7:"},
-        {"trailing space", replace(" 256 0 5\n", " 256 0 5 \n"), ":7:"},
+        {"trailing space", replace(" 34952 0 5\n", " 34952 0 5 \n"), ":7:"},
         {"NUL byte", replace("H100", std::string("H1\0" "0", 4)), "NUL"},
         {"long line", replace("device NVIDIA", "device " + std::string(300, 'A')), ":2: line too long"},
     };

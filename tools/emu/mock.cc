@@ -92,6 +92,20 @@ bool emu_dev_range(const void *p, size_t bytes) {
     const char *base = (const char *)it->first, *q = (const char *)p;
     return q >= base && (size_t)(q - base) <= it->second && bytes <= it->second - (size_t)(q - base);
 }
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
+    if (d != 0) return set(cudaErrorInvalidDevice);
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "ember CPU emulation (not a GPU)");
+    const char *cc = getenv("EMU_CC_MAJOR");
+    p->major = cc ? atoi(cc) : 9;
+    p->minor = 0;
+    p->multiProcessorCount = 132;
+    return cudaSuccess;
+}
+// The fake device clock, for mocks built outside this binary (the cuDNN mock library).
+void emu_clock_advance(double us) { emu::g_clock_us += us; }
+bool emu_capturing() { return emu::g_capturing; }
+void emu_capture_push(std::function<void()> f) { emu::g_capture->push_back(std::move(f)); }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = (cudaStream_t)0x1234; return cudaSuccess; }
 cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int) {

@@ -14,11 +14,22 @@
 //     less aligned pointer is CUBLAS_STATUS_INVALID_VALUE (the algorithm cache must key on
 //     alignment);
 //   - the workspace passed to cublasLtMatmul must be a device range of the stated size.
+// The heuristic returns up to EMU_LT_ALGOS (default 8) algorithms, never more than asked for.
+// Algorithm r sums the K products in (r % 4) + 1 chunks, so different algorithms give results
+// a few f32 roundings apart, as real ones do, and costs a fake time on the emulator's clock
+// (emu::g_clock_us, what CUDA events read).
 // Knobs (read at every call):
 //   EMU_LT_EPILOGUES=all|bias|none  which epilogues the heuristic finds algorithms for
 //                                   (default all): exercises linear.cu's fallbacks
 //   EMU_LT_GELU=tanh|erf            what the GELU_BIAS epilogue computes (default tanh):
 //                                   erf must make the probe reject the epilogue
+//   EMU_LT_ALGOS=n                  algorithms per heuristic query (1..8, default 8)
+//   EMU_LT_TIMES=t0,t1,...          fake microseconds per matmul of algorithm r (default 10
+//                                   each; missing entries 10)
+//   EMU_LT_WRONG=r                  algorithm r scales its result by 1.05: a wrong algorithm
+//                                   that tuning must reject however fast it is
+//   EMU_LT_FAIL=r                   algorithm r fails at cublasLtMatmul (NOT_SUPPORTED): a
+//                                   candidate that cannot run
 #include "cuda_runtime.h"  // the fake one
 #include <cublasLt.h>
 #include <cmath>
@@ -59,6 +70,7 @@ struct Algo {
     uint32_t align[4];
     cublasLtEpilogue_t epi;
     size_t workspace;
+    int rank;  // position in the heuristic's answer
 };
 static_assert(sizeof(Desc) <= sizeof(cublasLtMatmulDescOpaque_t), "desc");
 static_assert(sizeof(Layout) <= sizeof(cublasLtMatrixLayoutOpaque_t), "layout");
@@ -99,6 +111,23 @@ int epilogues_allowed() {  // 2: GELU_BIAS and BIAS, 1: BIAS, 0: none
 bool gelu_is_erf() {
     const char *e = getenv("EMU_LT_GELU");
     return e && !strcmp(e, "erf");
+}
+
+int env_int(const char *name, int def) {
+    const char *e = getenv(name);
+    return e && *e ? atoi(e) : def;
+}
+
+double algo_time_us(int rank) {
+    const char *e = getenv("EMU_LT_TIMES");
+    double t = 10.0;
+    for (int i = 0; e && *e; i++) {
+        char *end;
+        const double v = strtod(e, &end);
+        if (i == rank) { t = v; break; }
+        e = *end == ',' ? end + 1 : nullptr;
+    }
+    return t;
 }
 
 // The checks shared by the heuristic query and the matmul: D = op(A) op(B), C = D's layout.
@@ -148,7 +177,11 @@ struct Matmul {
     const void *A, *B, *C;
     void *D;
     bool erf;
+    int rank;
     void run() const {
+        emu::g_clock_us += algo_time_us(rank);
+        const int chunks = rank % 4 + 1;
+        const float scale = rank == env_int("EMU_LT_WRONG", -1) ? 1.05f : 1.f;
         const uint64_t M = d.rows, N = d.cols, K = op.ta == CUBLAS_OP_N ? a.cols : a.rows;
         // op(A) as M rows of K and op(B) as N columns of K, widened once: the dot products
         // then run over contiguous floats (the emulated GEMMs dominate the emulator's time)
@@ -163,8 +196,13 @@ struct Matmul {
             for (uint64_t i = 0; i < M; i++) {
                 const float *x = &ra[i * K], *y = &cb[j * K];
                 float acc = 0.f;
-                for (uint64_t k = 0; k < K; k++) acc += x[k] * y[k];
-                float v = alpha * acc;
+                const uint64_t step = (K + chunks - 1) / chunks;
+                for (uint64_t k0 = 0; k0 < K; k0 += step) {  // the algorithm's summation order
+                    float part = 0.f;
+                    for (uint64_t k = k0; k < K && k < k0 + step; k++) part += x[k] * y[k];
+                    acc += part;
+                }
+                float v = alpha * acc * scale;
                 if (beta != 0.f) v += beta * load(C, d.type, i + j * d.ld);
                 if (op.epi != CUBLASLT_EPILOGUE_DEFAULT) v += load(op.bias, d.type, i);
                 if (op.epi == CUBLASLT_EPILOGUE_GELU_BIAS)
@@ -287,16 +325,21 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDe
     const uint32_t es = (uint32_t)elem(((const Layout *)a)->type);
     for (uint32_t al : p->align)
         if (al < es) return CUBLAS_STATUS_NOT_SUPPORTED;
-    memset(results, 0, sizeof *results);
-    Algo *al = (Algo *)&results->algo;
-    al->magic = kMagicAlgo;
-    for (int i = 0; i < 4; i++) al->align[i] = p->align[i] < 16 ? p->align[i] : 16;
-    al->epi = o->epi;
-    al->workspace = p->max_ws < 4096 ? 0 : 4096;  // uses workspace when it may
-    results->workspaceSize = al->workspace;
-    results->state = CUBLAS_STATUS_SUCCESS;
-    results->wavesCount = 1.f;
-    *returned = 1;
+    const int n = std::max(1, std::min({requested, env_int("EMU_LT_ALGOS", 8), 8}));
+    for (int r = 0; r < n; r++) {
+        memset(&results[r], 0, sizeof results[r]);
+        Algo *al = (Algo *)&results[r].algo;
+        al->magic = kMagicAlgo;
+        for (int i = 0; i < 4; i++) al->align[i] = p->align[i] < 16 ? p->align[i] : 16;
+        al->epi = o->epi;
+        al->rank = r;
+        // even ranks use workspace when they may, odd ones none
+        al->workspace = r % 2 || p->max_ws < 4096 ? 0 : 4096;
+        results[r].workspaceSize = al->workspace;
+        results[r].state = CUBLAS_STATUS_SUCCESS;
+        results[r].wavesCount = 1.f;
+    }
+    *returned = n;
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -323,10 +366,12 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t op, const v
     if (C != D) return bad("C != D (linear.cu computes in place with beta = 0)");
     if (o->epi != CUBLASLT_EPILOGUE_DEFAULT && !emu_dev_range(o->bias, ld->rows * elem(ld->type)))
         return bad("bias outside its device allocation");
+    if (al->rank == env_int("EMU_LT_FAIL", -1)) return CUBLAS_STATUS_NOT_SUPPORTED;
     if (workspace_bytes < al->workspace) return bad("workspace smaller than the algorithm needs");
     if (workspace_bytes && !emu_dev_range(workspace, workspace_bytes))
         return bad("workspace outside its device allocation");
-    Matmul m{*o, *la, *lb, *ld, *(const float *)alpha, *(const float *)beta, A, B, C, D, gelu_is_erf()};
+    Matmul m{*o, *la, *lb, *ld, *(const float *)alpha, *(const float *)beta, A, B, C, D, gelu_is_erf(),
+             al->rank};
     if (emu::g_capturing) {
         emu::g_capture->push_back([m] { m.run(); });
         return CUBLAS_STATUS_SUCCESS;

@@ -56,7 +56,7 @@ for f in host/*.c weights/*.c kernels/*.c; do
     d=$(dirname "$f")
     cmds+=("$(printf '%q ' "${CC[@]}" -c "$f" -o "$B/obj/${d}_$(basename "$f" .c).o")")
 done
-for t in test_cuda test_perf_paths test_attention test_pooling test_io_dtype; do
+for t in test_cuda test_perf_paths test_attention test_pooling test_io_dtype test_tuning; do
     cmds+=("$(printf '%q ' "${CXXTEST[@]}" -c "tests/$t.cc" -o "$B/obj/tests_$t.o")")
 done
 echo "emu: compiling ${#cmds[@]} files in $B ($JOBS jobs)"
@@ -66,6 +66,9 @@ printf '%s\0' "${cmds[@]}" | xargs -0 -P "$JOBS" -I{} bash -c '{}' \
 "${LINK[@]}" -o "$B/ember_emu_tests" "$B"/obj/*.o -lgtest_main -lgtest -ljansson -lutf8proc -lgomp -lm \
     || { echo "emu: link failed" >&2; exit 1; }
 echo "emu: built $B/ember_emu_tests; running (CPU emulation, not a GPU)"
+# Tuning times every candidate of every op at each shape's first call: in the emulation that
+# multiplies the GEMM time, so it is off except in the tests that ask for it (options.tuning).
+export EMBER_TUNE=off
 "$B/ember_emu_tests" "$@"
 [ $# -eq 0 ] || exit 0
 # Without gtest arguments, also the GEMM paths again under the cuBLASLt model's knobs

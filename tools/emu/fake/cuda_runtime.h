@@ -101,6 +101,10 @@ inline int __popc(unsigned x) { return __builtin_popcount(x); }
 namespace emu {
 inline bool g_capturing = false;
 inline std::vector<std::function<void()>> *g_capture = nullptr;
+// Fake device time (tools/emu/README.md, "Fake timings"): every kernel that runs costs
+// kLaunchUs; cuBLASLt and cuDNN calls cost what their mocks say. Events read this clock.
+inline double g_clock_us = 0;
+constexpr double kLaunchUs = 1.0;
 }
 inline int atomicOr(int *p, int v) { return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST); }
 
@@ -115,6 +119,7 @@ void launch(void (*k)(KA...), dim3 grid, dim3 block, size_t smem, cudaStream_t s
     }
     const int nt = (int)(block.x * block.y * block.z);
     if (nt <= 0 || nt > 1024 || block.y != 1 || block.z != 1) { fprintf(stderr, "emu: bad block\n"); abort(); }
+    g_clock_us += kLaunchUs;
     std::vector<char> dyn(smem ? smem : 1);  // exact size: an overrun is caught under EMU_SANITIZE=1
     std::vector<float> shfl(nt);
     const size_t SS = 256 * 1024;
