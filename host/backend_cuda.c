@@ -48,6 +48,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "cuda_candidates.h"
 #include "cuda_check.h"
 #include "cuda_graphs.h"
 #include "cuda_tune.h"
@@ -168,6 +169,7 @@ typedef struct cuda_state {
     int32_t *index, *inverse; /* (T), (T)                              */
     int32_t *mask_copy;       /* (T) the mask the graph body reads     */
     int32_t *positions;       /* (T) RoBERTa's default position ids     */
+    ember_attn_scratch sc;    /* cuDNN attention's per-sequence tensors (T+1 each) */
 
     cudaEvent_t done;         /* recorded at the end of every forward           */
     cudaStream_t last_stream; /* stream of the last ASYNC forward, ...          */
@@ -175,6 +177,7 @@ typedef struct cuda_state {
     int graphs;               /* ember_load_options.cuda_graphs                 */
     ember_graph_cache gcache;
     ember_tuner tuner;        /* the candidates' choices (host/tune.h)          */
+    ember_cudnn *dnn;         /* cuDNN's candidates, NULL without the library   */
 } cuda_state;
 
 enum { ERR_ASYNC = 0, ERR_CALL = 1, H_TOTAL = 2 };
@@ -210,6 +213,7 @@ static void free_state(cuda_state *s) {
     /* Errors are ignored: after a sticky error these calls fail, and there is nothing to do. */
     ember_graph_cache_free(&s->gcache); /* in-flight graphs are freed on completion */
     ember_tuner_free(&s->tuner);
+    ember_cudnn_destroy(s->dnn);
     if (s->done) cudaEventDestroy(s->done);
     ember_cuda_gemm_destroy(s->gemm);
     if (s->ws) cudaFree(s->ws);
@@ -377,8 +381,10 @@ static ember_status init_tuner(ember_model *m, cuda_state *s) {
     s->tuner.cc_major = p.major;
     s->tuner.cc_minor = p.minor;
     s->tuner.lt_version = (long)cublasLtGetVersion();
+    s->tuner.dnn_version = ember_cudnn_version(NULL);
     ember_cuda_gemm_set_tuner(s->gemm, &s->tuner);
-    return EMBER_OK;
+    /* cuDNN shares cuBLASLt's workspace: both run in stream order on the caller's stream */
+    return ember_cudnn_create(&s->dnn, s->lt_ws, LT_WORKSPACE_BYTES);
 }
 
 static ember_status init_state(ember_model *m, cuda_state *s, ember_weights *w) {
@@ -450,7 +456,9 @@ static ember_status reserve_impl(ember_model *m, cuda_state *s, int64_t T) {
     const size_t act = align_up((size_t)T * H * s->esize);
     const size_t big = align_up((size_t)T * wide * s->esize);
     const size_t ints = align_up(sizeof(int32_t) * (size_t)T);
-    const size_t total = 4 * act + big + align_up(sizeof(int32_t) * (size_t)(T + 1)) + 4 * ints;
+    const size_t seq32 = align_up(sizeof(int32_t) * (size_t)(T + 1));
+    const size_t seq64 = align_up(sizeof(int64_t) * (size_t)(T + 1));
+    const size_t total = 4 * act + big + seq32 + 4 * ints + 3 * seq32 + 2 * seq64;
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, total);
     if (e != cudaSuccess) {
@@ -477,6 +485,12 @@ static ember_status reserve_impl(ember_model *m, cuda_state *s, int64_t T) {
     s->inverse = (int32_t *)(b + ints);
     s->mask_copy = (int32_t *)(b + 2 * ints);
     s->positions = (int32_t *)(b + 3 * ints);
+    b += 4 * ints;
+    s->sc.seq_q = (int32_t *)b;
+    s->sc.seq_kv = (int32_t *)(b + seq32);
+    s->sc.only = (int32_t *)(b + 2 * seq32);
+    s->sc.off_qkv = (int64_t *)(b + 3 * seq32);
+    s->sc.off_o = (int64_t *)(b + 3 * seq32 + seq64);
     return EMBER_OK;
 }
 
@@ -593,16 +607,13 @@ static ember_status enqueue_layer(const fwd *f, int l, int final_ln, void *out_x
     const ember_dtype dt = s->dt;
     EMBER_TRY(ember_cuda_linear(s->big, s->x, w->qkv_w, w->qkv_b, T, H, 3 * H, H, dt, s->gemm,
                                 stream));
-    if (f->packed)
-        EMBER_TRY(ember_cuda_attention_packed(s->ctx, s->big, s->cu_seqlens, f->B, f->S, NH, HD,
-                                              dt, stream));
-    else
-        EMBER_TRY(ember_cuda_attention(s->ctx, s->big, f->mask, f->B, f->S, NH, HD, dt, stream));
+    EMBER_TRY(ember_attention(&s->tuner, s->dnn, &s->sc, s->ctx, s->big, f->packed ? NULL : f->mask,
+                              f->packed ? s->cu_seqlens : NULL, f->B, f->S, T, NH, HD, dt, stream));
     EMBER_TRY(ember_cuda_linear(s->tmp, s->ctx, w->ao_w, NULL, T, H, H, H, dt, s->gemm, stream));
     EMBER_TRY(ember_cuda_bias_residual_layernorm(s->x1, NULL, dt, s->tmp, w->ao_b, s->x,
                                                  w->ln1_g, w->ln1_b, T, H, eps, dt, stream));
-    EMBER_TRY(ember_cuda_linear_act(s->big, s->x1, w->i_w, w->i_b, T, H, I, H, (int)c->hidden_act,
-                                    dt, s->gemm, stream));
+    EMBER_TRY(ember_ffn_in(&s->tuner, s->dnn, s->gemm, s->big, s->x1, w->i_w, w->i_b, T, H, I,
+                           (int)c->hidden_act, dt, stream));
     EMBER_TRY(ember_cuda_linear(s->tmp, s->big, w->o_w, NULL, T, I, H, I, dt, s->gemm, stream));
     if (!final_ln) return EMBER_OK;
     return enqueue_layer_final_ln(f, l, out_x, stream);

@@ -50,7 +50,9 @@ template <int G> __device__ __forceinline__ int dim_of(int s, int i) {
 }
 
 /* qkv: token i of the sequence at row tok0 + i, query at column h*HD, key at H + h*HD, value
- * at 2H + h*HD; out row tok0 + i (H columns). Padded: tok0 = b*S, len = S, mask (B,S) or NULL.
+ * at 2H + h*HD; out row tok0 + i (H columns). Padded: tok0 = b*S, len = S, mask (B,S) or NULL;
+ * cu_seqlens is then `only` (B) or NULL: sequences with only[b] == 0 are left alone (another
+ * implementation wrote them, see ember_cuda_attention_only).
  * VARLEN: tok0 = cu_seqlens[b], len = cu_seqlens[b+1] - tok0 clamped to [0, S], S = max_len,
  * no mask. EXACT: hd == HDMAX and qkv is 16-byte aligned (16-byte tile loads). */
 template <typename T, int HDMAX, bool EXACT, bool VARLEN>
@@ -74,6 +76,7 @@ attention_kernel(T *out, const T *qkv, const int32_t *mask, const int32_t *cu_se
         len = min(max(cu_seqlens[b + 1] - cu_seqlens[b], 0), S);
         if (qb * QPB >= len) return; /* whole block: before any barrier */
     } else {
+        if (cu_seqlens && !cu_seqlens[b]) return; /* whole block: before any barrier */
         tok0 = (int64_t)b * S;
         len = S;
     }
@@ -226,9 +229,10 @@ static cudaError_t attention_cuda(T *out, const T *qkv, const int32_t *mask,
     return launch<T, 256, VARLEN>(out, qkv, mask, cu_seqlens, B, S, NH, HD, stream);
 }
 
-extern "C" ember_status ember_cuda_attention_simt(void *out, const void *qkv, const int32_t *mask,
-                                                  const int32_t *cu_seqlens, int B, int S, int NH,
-                                                  int HD, ember_dtype dt, cudaStream_t stream) {
+/* Padded when !varlen (seqs = `only` or NULL), packed when varlen (seqs = cu_seqlens). */
+static ember_status attention_simt(void *out, const void *qkv, const int32_t *mask,
+                                   const int32_t *seqs, bool varlen, int B, int S, int NH, int HD,
+                                   ember_dtype dt, cudaStream_t stream) {
     if (B <= 0 || S <= 0 || NH <= 0) return EMBER_OK;
     if (HD < 1 || HD > EMBER_CUDA_MAX_HEAD_SIZE)
         return ember_fail(EMBER_ERR_UNSUPPORTED,
@@ -236,14 +240,21 @@ extern "C" ember_status ember_cuda_attention_simt(void *out, const void *qkv, co
                           EMBER_CUDA_MAX_HEAD_SIZE);
     return dispatch(dt, [&](auto tag) {
         using T = decltype(tag);
-        if (cu_seqlens)
-            EMBER_CUDA_CHECK((attention_cuda<T, true>((T *)out, (const T *)qkv, nullptr,
-                                                      cu_seqlens, B, S, NH, HD, stream)));
+        if (varlen)
+            EMBER_CUDA_CHECK((attention_cuda<T, true>((T *)out, (const T *)qkv, nullptr, seqs, B,
+                                                      S, NH, HD, stream)));
         else
-            EMBER_CUDA_CHECK((attention_cuda<T, false>((T *)out, (const T *)qkv, mask, nullptr,
-                                                       B, S, NH, HD, stream)));
+            EMBER_CUDA_CHECK((attention_cuda<T, false>((T *)out, (const T *)qkv, mask, seqs, B,
+                                                       S, NH, HD, stream)));
         return EMBER_OK;
     });
+}
+
+extern "C" ember_status ember_cuda_attention_simt(void *out, const void *qkv, const int32_t *mask,
+                                                  const int32_t *cu_seqlens, int B, int S, int NH,
+                                                  int HD, ember_dtype dt, cudaStream_t stream) {
+    return attention_simt(out, qkv, cu_seqlens ? nullptr : mask, cu_seqlens, cu_seqlens != nullptr,
+                          B, S, NH, HD, dt, stream);
 }
 
 /* ---- dispatch: tensor cores where they apply, else SIMT; EMBER_ATTENTION=simt forces SIMT -- */
@@ -269,6 +280,15 @@ extern "C" ember_status ember_cuda_attention(void *out, const void *qkv, const i
                                              int B, int S, int NH, int HD, ember_dtype dt,
                                              cudaStream_t stream) {
     return attention_any(out, qkv, mask, nullptr, B, S, NH, HD, dt, stream);
+}
+
+extern "C" ember_status ember_cuda_attention_only(void *out, const void *qkv, const int32_t *mask,
+                                                  const int32_t *only, int B, int S, int NH,
+                                                  int HD, ember_dtype dt, cudaStream_t stream) {
+    if (B <= 0 || S <= 0 || NH <= 0) return EMBER_OK;
+    if (!simt_forced() && ember_cuda_attention_mma_supported(out, qkv, S, NH, HD, dt))
+        return ember_cuda_attention_mma_only(out, qkv, mask, only, B, S, NH, HD, dt, stream);
+    return attention_simt(out, qkv, mask, only, false, B, S, NH, HD, dt, stream);
 }
 
 extern "C" ember_status ember_cuda_attention_packed(void *out, const void *qkv,

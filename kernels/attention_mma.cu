@@ -71,7 +71,8 @@ __device__ __forceinline__ void load_tile(T (*dst)[LD], const T *src, int ld, in
 
 /* qkv: token i of the sequence at row tok0 + i, query at column h*HD, key at H + h*HD, value
  * at 2H + h*HD; out row tok0 + i, column h*HD. Padded: tok0 = b*S, len = S, mask (B,S) or
- * NULL. VARLEN: tok0 = cu_seqlens[b], len = cu_seqlens[b+1] - tok0 (clamped to [0, S]),
+ * NULL, and cu_seqlens is `only` (B) or NULL: sequences with only[b] == 0 are left alone.
+ * VARLEN: tok0 = cu_seqlens[b], len = cu_seqlens[b+1] - tok0 (clamped to [0, S]),
  * S = max_len. */
 template <typename T, int HD, bool VARLEN>
 __global__ void __launch_bounds__(kThreads, HD <= 32 ? 4 : 3)
@@ -101,6 +102,7 @@ attention_mma_kernel(T *__restrict__ out, const T *__restrict__ qkv,
         tok0 = cu_seqlens[b];
         len = min(max(cu_seqlens[b + 1] - cu_seqlens[b], 0), S);
     } else {
+        if (cu_seqlens && !cu_seqlens[b]) return; /* whole block: before any barrier */
         tok0 = (int64_t)b * S;
         len = S;
     }
@@ -282,14 +284,15 @@ cudaError_t launch(T *out, const T *qkv, const int32_t *mask, const int32_t *cu_
     return cudaGetLastError();
 }
 
+/* Packed when varlen (seqs = cu_seqlens), else padded (seqs = `only` or NULL). */
 template <typename T>
-cudaError_t dispatch_hd(T *out, const T *qkv, const int32_t *mask, const int32_t *cu_seqlens,
-                        int B, int S, int NH, int HD, cudaStream_t stream) {
-    if (cu_seqlens)
-        return HD == 32 ? launch<T, 32, true>(out, qkv, nullptr, cu_seqlens, B, S, NH, stream)
-                        : launch<T, 64, true>(out, qkv, nullptr, cu_seqlens, B, S, NH, stream);
-    return HD == 32 ? launch<T, 32, false>(out, qkv, mask, nullptr, B, S, NH, stream)
-                    : launch<T, 64, false>(out, qkv, mask, nullptr, B, S, NH, stream);
+cudaError_t dispatch_hd(T *out, const T *qkv, const int32_t *mask, const int32_t *seqs,
+                        bool varlen, int B, int S, int NH, int HD, cudaStream_t stream) {
+    if (varlen)
+        return HD == 32 ? launch<T, 32, true>(out, qkv, nullptr, seqs, B, S, NH, stream)
+                        : launch<T, 64, true>(out, qkv, nullptr, seqs, B, S, NH, stream);
+    return HD == 32 ? launch<T, 32, false>(out, qkv, mask, seqs, B, S, NH, stream)
+                    : launch<T, 64, false>(out, qkv, mask, seqs, B, S, NH, stream);
 }
 
 /* Compute capability major of the current device, cached per device (0 if unknown). */
@@ -322,9 +325,9 @@ extern "C" int ember_cuda_attention_mma_supported(const void *out, const void *q
            device_cc_major() >= 8;
 }
 
-extern "C" ember_status ember_cuda_attention_mma(void *out, const void *qkv, const int32_t *mask,
-                                                 const int32_t *cu_seqlens, int B, int S, int NH,
-                                                 int HD, ember_dtype dt, cudaStream_t stream) {
+static ember_status attention_mma(void *out, const void *qkv, const int32_t *mask,
+                                  const int32_t *seqs, bool varlen, int B, int S, int NH, int HD,
+                                  ember_dtype dt, cudaStream_t stream) {
     if (B <= 0 || S <= 0 || NH <= 0) return EMBER_OK;
     if (!ember_cuda_attention_mma_supported(out, qkv, S, NH, HD, dt))
         return ember_fail(EMBER_ERR_UNSUPPORTED,
@@ -333,10 +336,24 @@ extern "C" ember_status ember_cuda_attention_mma(void *out, const void *qkv, con
                           "%d, head size %d)",
                           (int)dt, HD);
     if (dt == EMBER_DTYPE_F16)
-        EMBER_CUDA_CHECK(dispatch_hd((__half *)out, (const __half *)qkv, mask, cu_seqlens, B, S,
+        EMBER_CUDA_CHECK(dispatch_hd((__half *)out, (const __half *)qkv, mask, seqs, varlen, B, S,
                                      NH, HD, stream));
     else
         EMBER_CUDA_CHECK(dispatch_hd((__nv_bfloat16 *)out, (const __nv_bfloat16 *)qkv, mask,
-                                     cu_seqlens, B, S, NH, HD, stream));
+                                     seqs, varlen, B, S, NH, HD, stream));
     return EMBER_OK;
+}
+
+extern "C" ember_status ember_cuda_attention_mma(void *out, const void *qkv, const int32_t *mask,
+                                                 const int32_t *cu_seqlens, int B, int S, int NH,
+                                                 int HD, ember_dtype dt, cudaStream_t stream) {
+    return attention_mma(out, qkv, cu_seqlens ? nullptr : mask, cu_seqlens, cu_seqlens != nullptr,
+                         B, S, NH, HD, dt, stream);
+}
+
+extern "C" ember_status ember_cuda_attention_mma_only(void *out, const void *qkv,
+                                                      const int32_t *mask, const int32_t *only,
+                                                      int B, int S, int NH, int HD, ember_dtype dt,
+                                                      cudaStream_t stream) {
+    return attention_mma(out, qkv, mask, only, false, B, S, NH, HD, dt, stream);
 }

@@ -211,6 +211,29 @@ ember_status ember_cuda_attention_mma(void *out, const void *qkv, const int32_t 
 int ember_cuda_attention_mma_supported(const void *out, const void *qkv, int S, int NH, int HD,
                                        ember_dtype dt);
 
+/* ember_cuda_attention (padded) for the sequences b with only[b] != 0 (only: (B) device int32);
+ * the rows of the others are not written. What completes cuDNN's attention where it cannot
+ * follow HF's mask semantics (host/cuda_candidates.c). _mma_only: the tensor-core kernel alone. */
+ember_status ember_cuda_attention_only(void *out, const void *qkv, const int32_t *mask,
+                                       const int32_t *only, int B, int S, int NH, int HD,
+                                       ember_dtype dt, cudaStream_t stream);
+ember_status ember_cuda_attention_mma_only(void *out, const void *qkv, const int32_t *mask,
+                                           const int32_t *only, int B, int S, int NH, int HD,
+                                           ember_dtype dt, cudaStream_t stream);
+
+/* The per-sequence tensors of cuDNN's attention (host/cuda_cudnn.c), on the device:
+ *   padded (cu_seqlens NULL; mask (B,S) or NULL): seq_q[b] = S; seq_kv[b] = the length of row
+ *     b when the row is 1..1 0..0 with at least one 1 (only[b] = 0), else S with only[b] = 1
+ *     (holes, left padding, a fully masked row: HF semantics cuDNN's lengths cannot express,
+ *     so ember_cuda_attention_only recomputes that sequence). No mask: S and 0 for all.
+ *   packed (cu_seqlens (B+1)): seq_q[b] = seq_kv[b] = cu_seqlens[b+1] - cu_seqlens[b];
+ *     off_qkv[b] = cu_seqlens[b] * 3H and off_o[b] = cu_seqlens[b] * H, b <= B (the element
+ *     offsets of sequence b in qkv and out: cuDNN's ragged offsets); only untouched.
+ * Arrays of B int32, and B+1 int64 for the offsets; those not needed may be NULL. */
+ember_status ember_cuda_seq_info(const int32_t *mask, const int32_t *cu_seqlens, int B, int S,
+                                 int H, int32_t *seq_q, int32_t *seq_kv, int32_t *only,
+                                 int64_t *off_qkv, int64_t *off_o, cudaStream_t stream);
+
 /* Twin of ember_ref_pooler: out (B,H) in out_dt = tanh(w @ hidden[b,0,:] + b). hidden (B,S,H),
  * w (H,H), b (H) in dt; scratch holds B*H elements of dt. */
 ember_status ember_cuda_pooler(void *out, ember_dtype out_dt, const void *hidden, const void *w,

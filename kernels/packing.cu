@@ -211,3 +211,47 @@ extern "C" ember_status ember_cuda_first_rows(void *out, const void *packed,
         return EMBER_OK;
     });
 }
+
+/* ---- cuDNN's per-sequence tensors (see ember_cuda_seq_info in kernels/ops.h) ------------------
+ * One thread per sequence: it scans its mask row once (S <= max_position_embeddings). */
+static __global__ void seq_info_kernel(const int32_t *mask, const int32_t *cu_seqlens, int B, int S,
+                                       int H, int32_t *seq_q, int32_t *seq_kv, int32_t *only,
+                                       int64_t *off_qkv, int64_t *off_o) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t b = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; b <= B; b += stride) {
+        if (cu_seqlens) {
+            const int32_t start = cu_seqlens[b];
+            if (off_qkv) off_qkv[b] = (int64_t)start * 3 * H;
+            if (off_o) off_o[b] = (int64_t)start * H;
+            if (b == B) continue;
+            const int32_t len = cu_seqlens[b + 1] - start;
+            if (seq_q) seq_q[b] = len;
+            if (seq_kv) seq_kv[b] = len;
+            continue;
+        }
+        if (b == B) continue;
+        int len = S, right_padded = 1;
+        if (mask) {
+            const int32_t *row = mask + b * S;
+            len = 0;
+            while (len < S && row[len]) len++;
+            for (int s = len; s < S; s++) right_padded &= row[s] == 0;
+            right_padded &= len > 0;
+        }
+        if (seq_q) seq_q[b] = S;
+        if (seq_kv) seq_kv[b] = right_padded ? len : S;
+        if (only) only[b] = !right_padded;
+    }
+}
+
+extern "C" ember_status ember_cuda_seq_info(const int32_t *mask, const int32_t *cu_seqlens, int B,
+                                            int S, int H, int32_t *seq_q, int32_t *seq_kv,
+                                            int32_t *only, int64_t *off_qkv, int64_t *off_o,
+                                            cudaStream_t stream) {
+    if (B <= 0) return EMBER_OK;
+    const int threads = 128;
+    seq_info_kernel<<<grid_blocks((int64_t)B + 1, threads), threads, 0, stream>>>(
+        mask, cu_seqlens, B, S, H, seq_q, seq_kv, only, off_qkv, off_o);
+    EMBER_CUDA_CHECK(cudaGetLastError());
+    return EMBER_OK;
+}

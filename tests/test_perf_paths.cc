@@ -534,6 +534,7 @@ TEST(SkipMaskedCpu, HfGoldensValidRowsStillMatch) {
 
 #include <cuda_runtime_api.h>
 
+#include "host/cuda_cudnn.h"
 #include "tests/cuda_test.h"
 
 namespace {
@@ -1576,6 +1577,137 @@ TEST(CudaTuningEmu, ImportedChoiceThatFailsTheCheckIsDropped) {
         EXPECT_EQ(e.choice, 0) << e.shape;
         EXPECT_EQ(e.candidates[4].status, EMBER_CANDIDATE_WRONG) << e.shape;
     }
+}
+
+// cuDNN's candidates in the emulation: the host model of the backend API (tools/emu/mockdnn.cc)
+// runs the graphs host/cuda_cudnn.c builds. Fake times make cuDNN faster than cuBLASLt + the
+// activation kernel and than ember's attention kernel; a masked batch still costs it ember's
+// kernel for the sequences cuDNN's lengths cannot express, so there ember's kernel stays.
+struct EntryCase {
+    const char *name;
+    Batch x;
+    unsigned flags;
+};
+
+std::vector<EntryCase> CudnnCases(const ember_config &c) {
+    // right padded (cuDNN's lengths), a hole, fully masked (ember's kernel after cuDNN)
+    const auto mixed = MaskOf({"1111111111100", "1101111111111", "0000000000000"});
+    return {{"holes", WithIds("holes", 3, 13, mixed, c, 6), 0},
+            {"right padded", WithIds("right", 2, 9, RightPadded({9, 4}, 9), c, 7), 0},
+            {"no mask", WithIds("nomask", 1, 7, {}, c, 8), 0},
+            {"packed", WithIds("packed", 4, 11, RandomHoles(4, 11, 0.5, 9), c, 10), EMBER_FORWARD_SKIP_MASKED}};
+}
+
+const ember_tuning_entry *Find(const std::vector<ember_tuning_entry> &v, ember_tune_op op, const char *shape_part) {
+    for (const ember_tuning_entry &e : v)
+        if (e.op == op && strstr(e.shape, shape_part)) return &e;
+    return nullptr;
+}
+
+TEST(CudaTuningEmu, CudnnCandidatesAreCheckedAndWinWhenFaster) {
+    REQUIRE_CUDA_DEVICE();
+    REQUIRE_EMULATION();
+    const char *why = "";
+    if (!ember_cudnn_version(&why)) GTEST_SKIP() << "no cuDNN model loaded: " << why;
+    EnvGuard env{{"EMU_DNN_TIME", "2"},
+                 {"EMU_KERNEL_TIMES", "attention_kernel:20,attention_mma_kernel:20"}};
+    const ember_config c = TuneConfig();
+    Model cpu = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 4, 40);
+    for (ember_dtype dt : {EMBER_DTYPE_F16, EMBER_DTYPE_BF16}) {
+        SCOPED_TRACE(DtName(dt));
+        Model gpu = MakeModel(c, EMBER_BACKEND_CUDA, dt, 4, 40, 1, 7, 1);
+        for (const EntryCase &k : CudnnCases(c)) {
+            SCOPED_TRACE(k.name);
+            Outs ref, first, again;
+            ASSERT_EQ(RunCpu(cpu.get(), k.x, k.flags, true, false, &ref), EMBER_OK);
+            ASSERT_EQ(RunCuda(gpu.get(), k.x, k.flags, true, false, &first), EMBER_OK) << ember_last_error();
+            EXPECT_TRUE(Close(Rows(first.last, k.x, c.hidden_size, true), Rows(ref.last, k.x, c.hidden_size, true), dt));
+            EXPECT_TRUE(Close(first.pooled, ref.pooled, dt));
+            for (int call = 0; call < 3; call++) {  // plain, captured, replayed: the same bits
+                ASSERT_EQ(RunCuda(gpu.get(), k.x, k.flags, true, false, &again), EMBER_OK);
+                ExpectSame(again, first, "after tuning");
+            }
+        }
+        const auto v = Tuning(gpu.get());
+        PrintTuning(v);
+        struct {
+            ember_tune_op op;
+            const char *shape;
+            int want;
+        } expect[] = {{EMBER_TUNE_FFN_IN, "N=39 ", 1},       {EMBER_TUNE_FFN_IN, "N=18 ", 1},
+                      {EMBER_TUNE_FFN_IN, "N=7 ", 1},        {EMBER_TUNE_ATTENTION, "B=3 S=13", 0},
+                      {EMBER_TUNE_ATTENTION, "B=2 S=9", 0},  {EMBER_TUNE_ATTENTION, "B=1 S=7", 1},
+                      {EMBER_TUNE_ATTENTION, "B=4 S=11", 1}};
+        for (const auto &x : expect) {
+            const ember_tuning_entry *e = Find(v, x.op, x.shape);
+            ASSERT_NE(e, nullptr) << x.shape;
+            SCOPED_TRACE(e->shape);
+            EXPECT_EQ(e->choice, x.want);
+            // cuDNN ran and matched ember's output, also where it lost on time (a masked batch)
+            EXPECT_EQ(e->candidates[1].status, EMBER_CANDIDATE_OK);
+            EXPECT_LE(e->candidates[1].rel_diff, ember_tune_tolerance(x.op, dt));
+        }
+        ASSERT_NE(Find(v, EMBER_TUNE_ATTENTION, "B=4 S=11"), nullptr);
+        EXPECT_NE(strstr(Find(v, EMBER_TUNE_ATTENTION, "B=4 S=11")->shape, "packed"), nullptr);
+    }
+}
+
+TEST(CudaTuningEmu, WrongOrRefusedCudnnIsNeverUsed) {
+    REQUIRE_CUDA_DEVICE();
+    REQUIRE_EMULATION();
+    const char *why = "";
+    if (!ember_cudnn_version(&why)) GTEST_SKIP() << "no cuDNN model loaded: " << why;
+    const ember_config c = TuneConfig();
+    Model cpu = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 4, 40);
+    for (const char *mode : {"wrong", "refuse"}) {
+        SCOPED_TRACE(mode);
+        EnvGuard env{{"EMU_DNN", mode}, {"EMU_DNN_TIME", "0"}};
+        Model gpu = MakeModel(c, EMBER_BACKEND_CUDA, EMBER_DTYPE_F16, 4, 40, 1, 7, 1);
+        for (const EntryCase &k : CudnnCases(c)) {
+            Outs ref, got;
+            ASSERT_EQ(RunCpu(cpu.get(), k.x, k.flags, true, false, &ref), EMBER_OK);
+            ASSERT_EQ(RunCuda(gpu.get(), k.x, k.flags, true, false, &got), EMBER_OK) << ember_last_error();
+            EXPECT_TRUE(Close(Rows(got.last, k.x, c.hidden_size, true), Rows(ref.last, k.x, c.hidden_size, true),
+                              EMBER_DTYPE_F16)) << k.name;
+        }
+        const ember_candidate_status want =
+            !strcmp(mode, "wrong") ? EMBER_CANDIDATE_WRONG : EMBER_CANDIDATE_UNAVAILABLE;
+        int seen = 0;
+        for (const ember_tuning_entry &e : Tuning(gpu.get())) {
+            if (e.op == EMBER_TUNE_GEMM) continue;
+            seen++;
+            EXPECT_EQ(e.choice, 0) << e.shape;
+            EXPECT_EQ(e.candidates[1].status, want) << e.shape;
+        }
+        EXPECT_EQ(seen, 3 + 4) << "FFN of the three padded shapes, attention of all four";
+    }
+}
+
+// Without cuDNN (a GPU machine without it, or the emulation's run with EMBER_CUDNN_LIB pointing
+// nowhere) its candidates are reported unavailable and the defaults run.
+TEST(CudaTuning, WithoutCudnnItsCandidatesAreUnavailable) {
+    REQUIRE_CUDA_DEVICE();
+    const char *why = "";
+    if (ember_cudnn_version(&why)) GTEST_SKIP() << "cuDNN is loaded in this process";
+    printf("    cuDNN: %s\n", why);
+    const ember_config c = TuneConfig();
+    Model cpu = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 4, 40);
+    Model gpu = MakeModel(c, EMBER_BACKEND_CUDA, EMBER_DTYPE_BF16, 4, 40, 1, 7, 1);
+    for (const EntryCase &k : CudnnCases(c)) {
+        Outs ref, got;
+        ASSERT_EQ(RunCpu(cpu.get(), k.x, k.flags, true, false, &ref), EMBER_OK);
+        ASSERT_EQ(RunCuda(gpu.get(), k.x, k.flags, true, false, &got), EMBER_OK) << ember_last_error();
+        EXPECT_TRUE(Close(Rows(got.last, k.x, c.hidden_size, true), Rows(ref.last, k.x, c.hidden_size, true),
+                          EMBER_DTYPE_BF16)) << k.name;
+    }
+    int seen = 0;
+    for (const ember_tuning_entry &e : Tuning(gpu.get())) {
+        if (e.op == EMBER_TUNE_GEMM) continue;
+        seen++;
+        EXPECT_EQ(e.choice, 0) << e.shape;
+        EXPECT_EQ(e.candidates[1].status, EMBER_CANDIDATE_UNAVAILABLE) << e.shape;
+    }
+    EXPECT_EQ(seen, 3 + 4);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <string>
 #include "kernels/ops.h"
 #include "host/error.h"
 
@@ -104,6 +105,24 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
 }
 // The fake device clock, for mocks built outside this binary (the cuDNN mock library).
 void emu_clock_advance(double us) { emu::g_clock_us += us; }
+// Fake time of one launch of a kernel: 1 us, or the EMU_KERNEL_TIMES=name:us,... entry that
+// names it (prep.py passes each launch's kernel name).
+double emu_kernel_us(const char *kernel) {
+    const char *spec = getenv("EMU_KERNEL_TIMES");
+    if (!spec || !*spec) return 1.0;
+    std::string s(spec);
+    size_t at = 0;
+    while (at < s.size()) {
+        size_t end = s.find(',', at);
+        if (end == std::string::npos) end = s.size();
+        const std::string item = s.substr(at, end - at);
+        const size_t colon = item.find(':');
+        if (colon != std::string::npos && item.substr(0, colon) == kernel)
+            return atof(item.c_str() + colon + 1);
+        at = end + 1;
+    }
+    return 1.0;
+}
 bool emu_capturing() { return emu::g_capturing; }
 void emu_capture_push(std::function<void()> f) { emu::g_capture->push_back(std::move(f)); }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = (cudaStream_t)0x1234; return cudaSuccess; }

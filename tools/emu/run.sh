@@ -41,13 +41,24 @@ CXXTEST=(g++ -std=c++17 -O2 -g -pthread -DEMBER_WITH_CUDA -I"$ROOT" -I"$ROOT/inc
 # EMU_SANITIZE=1: everything built with ASan+UBSan. cudaMalloc is an exact-size host
 # allocation, so a kernel reading or writing past a device buffer is reported (the part of
 # compute-sanitizer's memcheck the emulation can give), and so is dynamic shared memory.
-LINK=(g++ -pthread)
+LINK=(g++ -pthread -rdynamic)  # -rdynamic: the cuDNN model (a shared library) calls into it
 if [ "${EMU_SANITIZE:-0}" = 1 ]; then
     SAN=(-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
     CXXEMU+=("${SAN[@]}"); CC+=("${SAN[@]}"); CXXTEST+=("${SAN[@]}"); LINK+=("${SAN[@]}")
 fi
 
+# cuDNN's candidates: compiled in when its headers are there, and run against a host model of
+# the backend API (mockdnn.cc) that ember loads like the real library (EMBER_CUDNN_LIB)
+DNN_SO=""
+if [ -f "$CUDA_INC/cudnn_graph.h" ]; then
+    CC+=(-DEMBER_WITH_CUDNN)
+    DNN_SO="$B/libemucudnn.so"
+fi
+
 cmds=()
+if [ -n "$DNN_SO" ]; then
+    cmds+=("$(printf '%q ' "${CXXEMU[@]}" -fPIC -shared "$EMU/mockdnn.cc" -o "$DNN_SO")")
+fi
 for f in "$B"/src/*.cc "$EMU/mock.cc" "$EMU/mockx.cc" "$EMU/mocklt.cc"; do
     cmds+=("$(printf '%q ' "${CXXEMU[@]}" -c "$f" -o "$B/obj/emu_$(basename "$f" .cc).o")")
 done
@@ -63,12 +74,13 @@ echo "emu: compiling ${#cmds[@]} files in $B ($JOBS jobs)"
 printf '%s\0' "${cmds[@]}" | xargs -0 -P "$JOBS" -I{} bash -c '{}' \
     || { echo "emu: build failed" >&2; exit 1; }
 
-"${LINK[@]}" -o "$B/ember_emu_tests" "$B"/obj/*.o -lgtest_main -lgtest -ljansson -lutf8proc -lgomp -lm \
+"${LINK[@]}" -o "$B/ember_emu_tests" "$B"/obj/*.o -lgtest_main -lgtest -ljansson -lutf8proc -lgomp -lm -ldl \
     || { echo "emu: link failed" >&2; exit 1; }
 echo "emu: built $B/ember_emu_tests; running (CPU emulation, not a GPU)"
 # Tuning times every candidate of every op at each shape's first call: in the emulation that
 # multiplies the GEMM time, so it is off except in the tests that ask for it (options.tuning).
 export EMBER_TUNE=off
+[ -z "$DNN_SO" ] || export EMBER_CUDNN_LIB="$DNN_SO"
 "$B/ember_emu_tests" "$@"
 [ $# -eq 0 ] || exit 0
 # Without gtest arguments, also the GEMM paths again under the cuBLASLt model's knobs
@@ -87,6 +99,10 @@ echo "emu: attention, packing and pooling kernels again with EMU_SCHED=drift EMU
 EMU_SCHED=drift EMU_CPASYNC=late "$B/ember_emu_tests" \
     --gtest_filter='*Attention*:*Packing*:*SkipMasked*:*Pool*' --gtest_brief=1 \
     || { echo "emu: failed with EMU_SCHED=drift EMU_CPASYNC=late" >&2; exit 1; }
+# the tuning tests again without cuDNN: its candidates unavailable, the defaults running
+echo "emu: tuning tests again without cuDNN (EMBER_CUDNN_LIB pointing nowhere)"
+EMBER_CUDNN_LIB=/nonexistent/libcudnn.so.9 "$B/ember_emu_tests" --gtest_filter='CudaTuning*' \
+    --gtest_brief=1 || { echo "emu: failed without cuDNN" >&2; exit 1; }
 # the one test the full run skips: it needs a machine that reports no CUDA device
 echo "emu: CudaNoDevice with EMU_NO_DEVICE=1 (the runtime reports 0 devices)"
 EMU_NO_DEVICE=1 "$B/ember_emu_tests" --gtest_filter='CudaNoDevice.*' --gtest_brief=1 \

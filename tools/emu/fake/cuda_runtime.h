@@ -101,25 +101,27 @@ inline int __popc(unsigned x) { return __builtin_popcount(x); }
 namespace emu {
 inline bool g_capturing = false;
 inline std::vector<std::function<void()>> *g_capture = nullptr;
-// Fake device time (tools/emu/README.md, "Fake timings"): every kernel that runs costs
-// kLaunchUs; cuBLASLt and cuDNN calls cost what their mocks say. Events read this clock.
+// Fake device time (tools/emu/README.md, "Fake timings"): every kernel that runs costs what
+// emu_kernel_us says for its name (1 us, or EMU_KERNEL_TIMES); cuBLASLt and cuDNN calls cost
+// what their mocks say. Events read this clock.
 inline double g_clock_us = 0;
-constexpr double kLaunchUs = 1.0;
 }
+extern "C" double emu_kernel_us(const char *kernel_name);  // mock.cc
 inline int atomicOr(int *p, int v) { return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST); }
 
 template <class T> cudaError_t cudaFuncSetAttribute(T *, cudaFuncAttribute, int) { return cudaSuccess; }
 
 namespace emu {
 template <typename... KA, typename... A>
-void launch(void (*k)(KA...), dim3 grid, dim3 block, size_t smem, cudaStream_t st, A... args) {
+void launch(const char *name, void (*k)(KA...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
+            A... args) {
     if (g_capturing) {
-        g_capture->push_back([=] { g_capturing = false; launch(k, grid, block, smem, st, args...); });
+        g_capture->push_back([=] { g_capturing = false; launch(name, k, grid, block, smem, st, args...); });
         return;
     }
     const int nt = (int)(block.x * block.y * block.z);
     if (nt <= 0 || nt > 1024 || block.y != 1 || block.z != 1) { fprintf(stderr, "emu: bad block\n"); abort(); }
-    g_clock_us += kLaunchUs;
+    g_clock_us += emu_kernel_us(name);
     std::vector<char> dyn(smem ? smem : 1);  // exact size: an overrun is caught under EMU_SANITIZE=1
     std::vector<float> shfl(nt);
     const size_t SS = 256 * 1024;
