@@ -7,12 +7,14 @@
  * workspace, the device error flags and their pinned host mirrors) is allocated at init /
  * reserve; forward, embed and table_copy never allocate.
  *
- * A forward is three parts. The head reads the caller's inputs: error-flag reset, mask check,
- * embeddings (+ LayerNorm). The body is every encoder layer except the last LayerNorm; it
- * reads only model-owned buffers, so it can be a CUDA graph (host/cuda_graphs.c) replayed
- * for repeated shapes. The tail writes the caller's outputs: the last LayerNorm with its f32
- * output fused, and the pooler. Calls that write hidden_states or remove padding run the
- * body with ordinary launches.
+ * A forward is three parts. The head reads the inputs: error-flag reset, mask check,
+ * embeddings (+ LayerNorm). The body is every encoder layer except the last LayerNorm. The
+ * tail writes the outputs: the last LayerNorm with its f32 output fused, and the pooler.
+ * With CUDA graphs (host/cuda_graphs.c) all three are one graph per shape: the call copies
+ * the caller's inputs into model-owned staging buffers, the graph reads and writes only
+ * model-owned memory (its addresses fixed until the next reserve), and the call copies
+ * last_hidden_state and pooler_output out. Calls that write hidden_states or remove padding,
+ * and calls larger than the staging buffers (GRAPH_TOKENS), run with ordinary launches.
  *
  * Padding removal (EMBER_FORWARD_SKIP_MASKED, kernels/packing.cu): after the mask check the
  * plan kernel packs the valid tokens; the host reads T back (the one synchronisation of such
@@ -58,6 +60,10 @@
 #include "weights/arch.h"
 
 #define LT_WORKSPACE_BYTES ((size_t)32 << 20) /* NVIDIA's recommendation for Hopper */
+/* Calls of up to this many tokens run as one CUDA graph (staged inputs and outputs). Beyond,
+ * a forward's kernels run for milliseconds, the launches are hidden behind them, and the
+ * staging copies would cost memory (2 x tokens x H floats) for nothing. */
+#define GRAPH_TOKENS 8192
 #define ARENA_ALIGN 256                       /* every tensor starts 256-byte aligned */
 
 /* ---- error mapping (declared in host/cuda_check.h) ----------------------------------------- */
@@ -167,8 +173,12 @@ typedef struct cuda_state {
                                * f32 scratch of a sequence head after the encoder */
     int32_t *cu_seqlens;      /* (T+1) packing plan (B <= T sequences) */
     int32_t *index, *inverse; /* (T), (T)                              */
-    int32_t *mask_copy;       /* (T) the mask the graph body reads     */
     int32_t *positions;       /* (T) RoBERTa's default position ids     */
+    /* graph staging: the inputs and outputs a whole-forward graph reads and writes */
+    int64_t io_tokens;                           /* min(T, GRAPH_TOKENS)             */
+    int32_t *io_ids, *io_mask, *io_types, *io_pos; /* (io_tokens) each              */
+    float *io_f32;            /* io_tokens x (max(E,H) + H + labels) floats: embeds in, then
+                               * last_hidden_state, pooler_output and logits out           */
     ember_attn_scratch sc;    /* cuDNN attention's per-sequence tensors (T+1 each) */
 
     cudaEvent_t done;         /* recorded at the end of every forward           */
@@ -458,7 +468,12 @@ static ember_status reserve_impl(ember_model *m, cuda_state *s, int64_t T) {
     const size_t ints = align_up(sizeof(int32_t) * (size_t)T);
     const size_t seq32 = align_up(sizeof(int32_t) * (size_t)(T + 1));
     const size_t seq64 = align_up(sizeof(int64_t) * (size_t)(T + 1));
-    const size_t total = 4 * act + big + seq32 + 4 * ints + 3 * seq32 + 2 * seq64;
+    const int64_t io_tokens = T < GRAPH_TOKENS ? T : GRAPH_TOKENS;
+    const size_t io_ints = align_up(sizeof(int32_t) * (size_t)io_tokens);
+    const size_t io_f32 = align_up(sizeof(float) * (size_t)io_tokens *
+                                   ((E > H ? E : H) + H + (size_t)m->cfg.num_labels));
+    const size_t total = 4 * act + big + seq32 + 3 * ints + 3 * seq32 + 2 * seq64 + 4 * io_ints +
+                         io_f32;
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, total);
     if (e != cudaSuccess) {
@@ -483,14 +498,20 @@ static ember_status reserve_impl(ember_model *m, cuda_state *s, int64_t T) {
     b += align_up(sizeof(int32_t) * (size_t)(T + 1));
     s->index = (int32_t *)b;
     s->inverse = (int32_t *)(b + ints);
-    s->mask_copy = (int32_t *)(b + 2 * ints);
-    s->positions = (int32_t *)(b + 3 * ints);
-    b += 4 * ints;
+    s->positions = (int32_t *)(b + 2 * ints);
+    b += 3 * ints;
     s->sc.seq_q = (int32_t *)b;
     s->sc.seq_kv = (int32_t *)(b + seq32);
     s->sc.only = (int32_t *)(b + 2 * seq32);
     s->sc.off_qkv = (int64_t *)(b + 3 * seq32);
     s->sc.off_o = (int64_t *)(b + 3 * seq32 + seq64);
+    b += 3 * seq32 + 2 * seq64;
+    s->io_tokens = io_tokens;
+    s->io_ids = (int32_t *)b;
+    s->io_mask = (int32_t *)(b + io_ints);
+    s->io_types = (int32_t *)(b + 2 * io_ints);
+    s->io_pos = (int32_t *)(b + 3 * io_ints);
+    s->io_f32 = (float *)(b + 4 * io_ints);
     return EMBER_OK;
 }
 
@@ -778,33 +799,86 @@ static ember_status enqueue_head(fwd *f, const ember_inputs *in, int *err, int a
     return enqueue_embeddings(f, in, err, stream);
 }
 
-/* Head, body and tail of one forward on `stream`. */
-static ember_status enqueue_forward(fwd *fp, const ember_inputs *in, const ember_outputs *out,
-                                    int *err, int async, cudaStream_t stream) {
+/* Head, body and tail of one forward on `stream`, with ordinary launches. */
+static ember_status enqueue_plain(fwd *fp, const ember_inputs *in, const ember_outputs *out,
+                                  int *err, int async, cudaStream_t stream) {
     fwd f = *fp;
     const ember_config *c = &f.m->cfg;
-    cuda_state *s = f.s;
     EMBER_TRY(enqueue_head(&f, in, err, async, stream));
     if (f.hs) EMBER_TRY(emit(&f, f.hs, stream));
     const int L = c->num_hidden_layers;
     if (f.T > 0 && L > 0) {
-        if (s->graphs && !f.packed && !f.hs) {
-            /* the graph reads the mask from a fixed copy; plain launches of the same body
-             * read that copy too, so both run exactly the same work */
-            if (f.mask) {
-                EMBER_CUDA_CHECK(cudaMemcpyAsync(s->mask_copy, f.mask, sizeof(int32_t) * (size_t)f.N,
-                                                 cudaMemcpyDeviceToDevice, stream));
-                f.mask = s->mask_copy;
-            }
-            const ember_graph_key key = {f.B, f.S, f.mask != NULL};
-            EMBER_TRY(ember_graph_run(&s->gcache, key, enqueue_body, &f, stream));
-        } else {
-            EMBER_TRY(enqueue_body(&f, stream));
-        }
+        EMBER_TRY(enqueue_body(&f, stream));
     } else if (f.hs) { /* no valid token: every hidden state is zero rows */
         for (int l = 1; l < L; l++) EMBER_TRY(emit(&f, out_rows(&f, f.hs, (int64_t)l * f.N), stream));
     }
     return enqueue_tail(&f, out, stream);
+}
+
+/* A whole forward as the graph holds it: staged inputs and outputs, all model-owned. */
+typedef struct whole {
+    fwd f;
+    ember_inputs in;
+    ember_outputs out;
+    int *err;
+    int async;
+} whole;
+
+static ember_status enqueue_whole(void *ctx, cudaStream_t stream) {
+    whole *w = ctx;
+    return enqueue_plain(&w->f, &w->in, &w->out, w->err, w->async, stream);
+}
+
+/* Copy n elements of `size` bytes from the caller's src to dst (device to device). */
+static ember_status stage(void *dst, const void *src, size_t n, size_t size, cudaStream_t stream) {
+    if (src) EMBER_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * size, cudaMemcpyDeviceToDevice, stream));
+    return EMBER_OK;
+}
+
+/* The forward as one CUDA graph per shape (and per set of inputs given, outputs asked for,
+ * ASYNC or not): inputs copied in, the graph, outputs copied out. */
+static ember_status enqueue_graphed(fwd *fp, const ember_inputs *in, const ember_outputs *out,
+                                    int *err, int async, cudaStream_t stream) {
+    cuda_state *s = fp->s;
+    const size_t N = (size_t)fp->N, H = (size_t)fp->m->cfg.hidden_size, B = (size_t)fp->B;
+    whole w = {.f = *fp, .in = *in, .err = err, .async = async};
+    const float *f32_in = in->inputs_embeds ? in->inputs_embeds : in->embedding_output;
+    EMBER_TRY(stage(s->io_ids, in->input_ids, N, sizeof(int32_t), stream));
+    EMBER_TRY(stage(s->io_mask, in->attention_mask, N, sizeof(int32_t), stream));
+    EMBER_TRY(stage(s->io_types, in->token_type_ids, N, sizeof(int32_t), stream));
+    EMBER_TRY(stage(s->io_pos, in->position_ids, N, sizeof(int32_t), stream));
+    EMBER_TRY(stage(s->io_f32, f32_in, N * H, sizeof(float), stream));
+    w.in.input_ids = in->input_ids ? s->io_ids : NULL;
+    w.in.attention_mask = in->attention_mask ? s->io_mask : NULL;
+    w.in.token_type_ids = in->token_type_ids ? s->io_types : NULL;
+    w.in.position_ids = in->position_ids ? s->io_pos : NULL;
+    w.in.inputs_embeds = in->inputs_embeds ? s->io_f32 : NULL;
+    w.in.embedding_output = in->embedding_output ? s->io_f32 : NULL;
+    w.f.mask = w.in.attention_mask;
+    /* the embeddings read io_f32 before the last LayerNorm writes it: stream order */
+    w.out.last_hidden_state = s->io_f32;
+    w.out.pooler_output = out->pooler_output ? s->io_f32 + N * H : NULL;
+    const ember_graph_key key = {
+        .batch = fp->B, .seq_len = fp->S, .has_mask = in->attention_mask != NULL,
+        .entry = in->input_ids ? 0 : in->inputs_embeds ? 1 : 2,
+        .has_types = in->token_type_ids != NULL, .has_positions = in->position_ids != NULL,
+        .pooler = out->pooler_output != NULL, .async = async};
+    EMBER_TRY(ember_graph_run(&s->gcache, key, enqueue_whole, &w, stream));
+    EMBER_CUDA_CHECK(cudaMemcpyAsync(out->last_hidden_state, s->io_f32, N * H * sizeof(float),
+                                     cudaMemcpyDeviceToDevice, stream));
+    if (out->pooler_output)
+        EMBER_CUDA_CHECK(cudaMemcpyAsync(out->pooler_output, s->io_f32 + N * H,
+                                         B * H * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+    return EMBER_OK;
+}
+
+/* One forward on `stream`: a graph where the call allows, ordinary launches otherwise. */
+static ember_status enqueue_forward(fwd *fp, const ember_inputs *in, const ember_outputs *out,
+                                    int *err, int async, cudaStream_t stream) {
+    cuda_state *s = fp->s;
+    if (s->graphs && !fp->packed && !fp->hs && fp->N <= s->io_tokens)
+        return enqueue_graphed(fp, in, out, err, async, stream);
+    return enqueue_plain(fp, in, out, err, async, stream);
 }
 
 static ember_status forward_impl(ember_model *m, cuda_state *s, const ember_inputs *in,

@@ -2,10 +2,11 @@
  *
  * A BERT-base forward is ~100 launches; at B1 S128 launching them costs more host time than
  * the GPU needs to run them, so the GPU idles between kernels. A graph launch replaces the
- * ~100 launches of the encoder layers by one.
+ * ~100 launches of the whole forward, embeddings to pooler, by one.
  *
- * Rules (what backend_cuda.c hands us is "the body": every layer of the encoder, reading
- * only model-owned buffers whose addresses are fixed between two ember_model_reserve calls):
+ * Rules (what backend_cuda.c hands us is "the body": the whole forward on staged inputs and
+ * outputs, reading and writing only model-owned buffers whose addresses are fixed between two
+ * ember_model_reserve calls):
  *   - a shape's first call runs the body with ordinary launches: a shape seen once (serving
  *     with ever-changing lengths) never pays for a capture (~100 host launches recorded plus
  *     an instantiation, several times one forward's launch cost);
@@ -20,7 +21,10 @@
  *   - a shape whose capture fails (an op that cannot be captured) is remembered and runs
  *     with ordinary launches from then on; the forward itself still succeeds.
  * cuBLASLt is capturable here because every GEMM gets the model's fixed workspace and
- * allocates nothing, and its algorithm was chosen (and cached) by the shape's first call. */
+ * allocates nothing, and its algorithm was chosen (and cached) by the shape's first call,
+ * which also made every tuning choice of the shape (host/cuda_tune.c never times inside a
+ * capture). cuDNN's plans likewise execute on the fixed workspace; were one not capturable,
+ * the capture fails and the shape keeps ordinary launches. */
 #include "cuda_graphs.h"
 
 #include <string.h>
@@ -54,7 +58,9 @@ int ember_graph_cache_count(const ember_graph_cache *c) {
 }
 
 static int same(ember_graph_key a, ember_graph_key b) {
-    return a.batch == b.batch && a.seq_len == b.seq_len && a.has_mask == b.has_mask;
+    return a.batch == b.batch && a.seq_len == b.seq_len && a.has_mask == b.has_mask &&
+           a.entry == b.entry && a.has_types == b.has_types &&
+           a.has_positions == b.has_positions && a.pooler == b.pooler && a.async == b.async;
 }
 
 static void drop_exec(ember_graph_slot *s) {

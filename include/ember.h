@@ -196,16 +196,18 @@ typedef struct ember_load_options {
 } ember_load_options;
 
 /* CUDA graphs (cuda_graphs = 1). A BERT forward is ~8 launches per layer; for small batches
- * launching them costs more than running them. The encoder layers of a forward (everything
- * between the embeddings and the last LayerNorm) are therefore captured into a CUDA graph
- * the second time a shape (batch, seq_len, attention_mask present or not) is seen, and the
- * graph is replayed on every later call of that shape; the first call of a shape runs with
- * ordinary launches. The embeddings, the last LayerNorm and the pooler, which read or write
- * the caller's buffers, are always ordinary launches; the graph reads an internal copy of the
- * mask. Up to 8 shapes are kept (least recently used dropped); ember_model_reserve drops
- * them all. Calls with hidden_states or EMBER_FORWARD_SKIP_MASKED are never captured.
- * Replayed and launched forwards run the same kernels with the same GEMM algorithms, so their
- * outputs are bit-identical. */
+ * launching them costs more than running them. The whole forward, embeddings to pooler, is
+ * therefore captured into one CUDA graph the second time a shape is seen (batch, seq_len, and
+ * which inputs and outputs are given: mask, token types, positions, the entry point, the
+ * pooler, EMBER_FORWARD_ASYNC), and the graph is replayed on every later call of that shape;
+ * the first call of a shape runs with ordinary launches (and makes the shape's tuning choices,
+ * see "Tuning"). The graph works on model-owned copies: the call copies its inputs in, launches
+ * the graph, and copies last_hidden_state (and pooler_output) out, device to device, so a
+ * replayed call costs a few copies and one graph launch. Up to 8 shapes are kept (least
+ * recently used dropped); ember_model_reserve drops them all. Calls with hidden_states or
+ * EMBER_FORWARD_SKIP_MASKED, and calls of more than 8192 tokens (whose kernels hide their
+ * launches anyway), are never captured. Replayed and launched forwards run the same kernels
+ * with the same choices, so their outputs are bit-identical. */
 typedef struct ember_model ember_model;
 
 EMBER_API void ember_load_options_init(ember_load_options *opt);

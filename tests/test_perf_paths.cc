@@ -1223,7 +1223,7 @@ TEST(CudaGraphs, ReplayIsBitIdenticalToPlainLaunches) {
                         << ember_last_error();
                     ASSERT_EQ(RunCuda(plain.get(), x, 0, g.pooler, false, &b, s), EMBER_OK);
                     ExpectSame(a, b, "graph vs plain");
-                    // the same shape with the other entry point and types reuses the graph
+                    // the other entry point: a graph of its own (never captured here: one call)
                     if (call == 3 && !x.ids.empty()) {
                         Batch e = x;
                         e.ids.clear();
@@ -1308,7 +1308,7 @@ std::vector<ember_tuning_entry> Tuning(ember_model *m) {
     int n = -1;
     EXPECT_EQ(ember_model_tuning(m, nullptr, 0, &n), EMBER_OK);
     std::vector<ember_tuning_entry> v((size_t)std::max(n, 0));
-    if (n > 0) EXPECT_EQ(ember_model_tuning(m, v.data(), n, &n), EMBER_OK);
+    if (n > 0) { EXPECT_EQ(ember_model_tuning(m, v.data(), n, &n), EMBER_OK); }
     return v;
 }
 
