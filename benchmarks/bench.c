@@ -50,6 +50,9 @@ typedef struct bench_opts {
     int valid_tokens;  /* with skip_masked: pass each set's count as ember_inputs.valid_tokens */
     int async;         /* EMBER_FORWARD_ASYNC: no per-call synchronisation */
     int no_graphs;     /* ember_load_options.cuda_graphs = 0 */
+    int tuning;        /* ember_load_options.tuning: -1 (EMBER_TUNE), 0, 1 */
+    int tuning_report; /* print every tuning choice and candidate time */
+    const char *tuning_load, *tuning_save;
 } bench_opts;
 
 static void usage(FILE *f) {
@@ -78,6 +81,10 @@ static void usage(FILE *f) {
         "  --async                   no per-call sync (EMBER_FORWARD_ASYNC); one sync after\n"
         "                            the timed loop, events still per call (cuda)\n"
         "  --no-graphs               cuda_graphs = 0: plain launches every call (cuda)\n"
+        "  --tuning on|off           time each op's candidates at a shape's first call (a\n"
+        "                            warm-up call), or keep the defaults; default EMBER_TUNE, on\n"
+        "  --tuning-report           print every op's choice and each candidate's time (cuda)\n"
+        "  --tuning-load FILE --tuning-save FILE   read choices before / write them after\n"
         "  --json FILE               also write the results as JSON\n"
         "  --save-output FILE        write last_hidden_state of input set 0 (safetensors)\n",
         f);
@@ -128,6 +135,7 @@ static void parse_lengths(const char *s, bench_opts *o) {
 
 static void parse_args(int argc, char **argv, bench_opts *o) {
     memset(o, 0, sizeof *o);
+    o->tuning = -1;
     o->batch = 32;
     o->seq = 128;
     o->rotate = 4;
@@ -208,6 +216,17 @@ static void parse_args(int argc, char **argv, bench_opts *o) {
             o->async = 1;
         } else if (!strcmp(a, "--no-graphs")) {
             o->no_graphs = 1;
+        } else if (!strcmp(a, "--tuning")) {
+            const char *v = next_arg(argc, argv, &i);
+            if (!strcmp(v, "on")) o->tuning = 1;
+            else if (!strcmp(v, "off")) o->tuning = 0;
+            else bench_die("--tuning: '%s' is not on or off", v);
+        } else if (!strcmp(a, "--tuning-report")) {
+            o->tuning_report = 1;
+        } else if (!strcmp(a, "--tuning-load")) {
+            o->tuning_load = next_arg(argc, argv, &i);
+        } else if (!strcmp(a, "--tuning-save")) {
+            o->tuning_save = next_arg(argc, argv, &i);
         } else if (!strcmp(a, "--json")) {
             o->json_path = next_arg(argc, argv, &i);
         } else if (!strcmp(a, "--save-output")) {
@@ -330,6 +349,7 @@ static void make_inputs(const bench_opts *o, const ember_config *c, input_sets *
 
 typedef struct bench_run {
     double *ev_ms, *wall_ms; /* [iters]; ev_ms NULL on the CPU backend */
+    double first_ms;         /* wall time of the first (warm-up) call: tuning happens there */
     size_t weight_bytes, workspace_bytes;
     size_t io_bytes_one;     /* one input set + the outputs                      */
     size_t io_bytes_all;     /* every rotating set + the outputs                 */
@@ -386,6 +406,7 @@ static void run_cpu(ember_model *m, const bench_opts *o, const input_sets *in, i
         bench_check(ember_forward(m, &inp, &outs, NULL), "ember_forward");
         double t1 = bench_now_s();
         if (i >= o->warmup) r->wall_ms[i - o->warmup] = (t1 - t0) * 1e3;
+        if (i == 0) r->first_ms = (t1 - t0) * 1e3;
     }
     if (o->save_output) {
         ember_inputs inp = {.batch = in->batch, .seq_len = in->seq, .input_ids = in->ids,
@@ -460,6 +481,7 @@ static void run_cuda(ember_model *m, const bench_opts *o, const input_sets *in, 
         if (!o->async && timed) CK(cudaEventSynchronize(ev[2 * k + 1]));
         double t1 = bench_now_s();
         if (timed) r->wall_ms[k] = (t1 - t0) * 1e3; /* --async: the enqueue time */
+        if (i == 0) r->first_ms = (t1 - t0) * 1e3;
         if (o->async && i == o->warmup - 1) /* warm-up errors surface before the timing */
             bench_check(ember_model_sync(m, (ember_stream)stream), "ember_model_sync");
         if (i == 0 || i == total - 1) {
@@ -806,6 +828,35 @@ static void write_json(const char *path, const report *R) {
     if (fclose(f) != 0) bench_die("--json: error writing %s", path);
 }
 
+/* ---- tuning ------------------------------------------------------------------------------- */
+
+/* Every op's choice and each candidate's median time, as the GPU check's tuning step shows. */
+static void print_tuning(ember_model *m, double first_ms) {
+    static const char *op[] = {"gemm", "ffn_in", "attention"};
+    static const char *status[] = {"ok", "WRONG", "unavailable", "not run"};
+    static const char *source[] = {"timed", "imported", "fixed (tuning off)"};
+    int n = 0;
+    bench_check(ember_model_tuning(m, NULL, 0, &n), "ember_model_tuning");
+    ember_tuning_entry *e = n ? calloc((size_t)n, sizeof *e) : NULL;
+    if (n && !e) bench_die("out of host memory");
+    if (n) bench_check(ember_model_tuning(m, e, n, &n), "ember_model_tuning");
+    printf("tuning: %d choices; the first call (where a shape is tuned) took %.1f ms\n", n, first_ms);
+    for (int i = 0; i < n; i++) {
+        printf("  %-9s %-4s %-46s -> %s (%s)\n", op[e[i].op], e[i].dtype == EMBER_DTYPE_F32 ? "f32"
+               : e[i].dtype == EMBER_DTYPE_F16 ? "f16" : "bf16", e[i].shape,
+               e[i].candidates[e[i].choice].name, source[e[i].source]);
+        for (int k = 0; k < e[i].n_candidates; k++) {
+            const ember_tuning_candidate *c = &e[i].candidates[k];
+            char t[32] = "-", d[32] = "-";
+            if (c->time_us >= 0) snprintf(t, sizeof t, "%.2f us", c->time_us);
+            if (c->rel_diff >= 0) snprintf(d, sizeof d, "%.2g", c->rel_diff);
+            printf("      %c %-16s %-11s %12s   rel diff %s\n", k == e[i].choice ? '*' : ' ', c->name,
+                   status[c->status], t, d);
+        }
+    }
+    free(e);
+}
+
 /* ---- main -------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
@@ -862,6 +913,7 @@ int main(int argc, char **argv) {
     lo.max_batch = o.batch;
     lo.max_seq_len = o.seq;
     lo.cuda_graphs = !o.no_graphs;
+    lo.tuning = o.tuning;
     ember_model *m = NULL;
     if (o.preset) {
         ember_config pc;
@@ -878,6 +930,7 @@ int main(int argc, char **argv) {
     if (o.seq > R.cfg.max_position_embeddings)
         bench_die("--seq %d exceeds max_position_embeddings %d", o.seq, R.cfg.max_position_embeddings);
     bench_check(ember_model_reserve(m, o.batch, o.seq), "ember_model_reserve");
+    if (o.tuning_load) bench_check(ember_model_tuning_load(m, o.tuning_load), "--tuning-load");
 
     if (!o.inputs_path) make_inputs(&o, &R.cfg, &in);
     for (size_t k = 0; k < (size_t)in.sets * in.batch * in.seq; k++)
@@ -936,6 +989,8 @@ int main(int argc, char **argv) {
 
     print_report(&R);
     if (o.json_path) write_json(o.json_path, &R);
+    if (o.tuning_report) print_tuning(m, R.run.first_ms);
+    if (o.tuning_save) bench_check(ember_model_tuning_save(m, o.tuning_save), "--tuning-save");
 
     ember_model_free(m);
     free(R.run.ev_ms);

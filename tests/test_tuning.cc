@@ -428,6 +428,15 @@ TEST(TuneFile, MalformedFilesAreRejectedByLine) {
     }
 }
 
+TEST(TuneFile, OversizedFileIsRejected) {
+    const std::string path = "/tmp/ember_tuning_big_" + std::to_string(getpid()) + ".txt";
+    WriteFile(path, "ember-tuning 1\n" + std::string((1u << 20), '#'));
+    Tuner t;
+    EXPECT_EQ(ember_tuner_load(&t.t, path.c_str()), EMBER_ERR_FORMAT);
+    EXPECT_NE(std::string(ember_last_error()).find("larger than"), std::string::npos);
+    remove(path.c_str());
+}
+
 // A file from another GPU or other libraries: a clear message, nothing imported.
 TEST(TuneFile, OtherGpuOrLibrariesAreIgnoredWithAMessage) {
     Tuner a;
