@@ -178,7 +178,8 @@ typedef struct cuda_state {
     int64_t io_tokens;                           /* min(T, GRAPH_TOKENS)             */
     int32_t *io_ids, *io_mask, *io_types, *io_pos; /* (io_tokens) each              */
     float *io_f32;            /* io_tokens x (max(E,H) + H + labels) floats: embeds in, then
-                               * last_hidden_state, pooler_output and logits out           */
+                               * last_hidden_state, pooler_output and logits out, in the
+                               * call's dtypes                                              */
     ember_attn_scratch sc;    /* cuDNN attention's per-sequence tensors (T+1 each) */
 
     cudaEvent_t done;         /* recorded at the end of every forward           */
@@ -836,39 +837,53 @@ static ember_status stage(void *dst, const void *src, size_t n, size_t size, cud
 }
 
 /* The forward as one CUDA graph per shape (and per set of inputs given, outputs asked for,
- * ASYNC or not): inputs copied in, the graph, outputs copied out. */
+ * dtypes, ASYNC or not): inputs copied in, the graph, outputs copied out. io_f32 holds the
+ * embeds in (E wide, embeds_dtype), then last_hidden_state, pooler_output and logits
+ * (outputs.dtype). */
 static ember_status enqueue_graphed(fwd *fp, const ember_inputs *in, const ember_outputs *out,
                                     int *err, int async, cudaStream_t stream) {
     cuda_state *s = fp->s;
-    const size_t N = (size_t)fp->N, H = (size_t)fp->m->cfg.hidden_size, B = (size_t)fp->B;
-    whole w = {.f = *fp, .in = *in, .err = err, .async = async};
-    const float *f32_in = in->inputs_embeds ? in->inputs_embeds : in->embedding_output;
+    const ember_config *c = &fp->m->cfg;
+    const size_t N = (size_t)fp->N, H = (size_t)c->hidden_size, B = (size_t)fp->B;
+    const size_t esize = in->embeds_dtype == EMBER_DTYPE_F32 ? 4 : 2, osize = fp->osize;
+    const size_t width = in->embedding_output ? H : (size_t)c->embedding_size;
+    const size_t n_logits = (c->head == EMBER_HEAD_TOKEN_CLASSIFICATION ? N : B) * (size_t)c->num_labels;
+    whole w = {.f = *fp, .in = *in, .out = *out, .err = err, .async = async};
+    const void *embeds = in->inputs_embeds ? (const void *)in->inputs_embeds
+                                           : (const void *)in->embedding_output;
+    char *io = (char *)s->io_f32;
+    char *io_pool = io + N * H * osize, *io_logits = io_pool + B * H * osize;
     EMBER_TRY(stage(s->io_ids, in->input_ids, N, sizeof(int32_t), stream));
     EMBER_TRY(stage(s->io_mask, in->attention_mask, N, sizeof(int32_t), stream));
     EMBER_TRY(stage(s->io_types, in->token_type_ids, N, sizeof(int32_t), stream));
     EMBER_TRY(stage(s->io_pos, in->position_ids, N, sizeof(int32_t), stream));
-    EMBER_TRY(stage(s->io_f32, f32_in, N * H, sizeof(float), stream));
+    EMBER_TRY(stage(io, embeds, N * width, esize, stream));
     w.in.input_ids = in->input_ids ? s->io_ids : NULL;
     w.in.attention_mask = in->attention_mask ? s->io_mask : NULL;
     w.in.token_type_ids = in->token_type_ids ? s->io_types : NULL;
     w.in.position_ids = in->position_ids ? s->io_pos : NULL;
-    w.in.inputs_embeds = in->inputs_embeds ? s->io_f32 : NULL;
-    w.in.embedding_output = in->embedding_output ? s->io_f32 : NULL;
+    w.in.inputs_embeds = in->inputs_embeds ? (const float *)io : NULL;
+    w.in.embedding_output = in->embedding_output ? (const float *)io : NULL;
     w.f.mask = w.in.attention_mask;
-    /* the embeddings read io_f32 before the last LayerNorm writes it: stream order */
-    w.out.last_hidden_state = s->io_f32;
-    w.out.pooler_output = out->pooler_output ? s->io_f32 + N * H : NULL;
+    /* the embeddings read io before the last LayerNorm writes it: stream order */
+    w.out.last_hidden_state = (float *)io;
+    w.out.pooler_output = out->pooler_output ? (float *)io_pool : NULL;
+    w.out.logits = out->logits ? (float *)io_logits : NULL;
     const ember_graph_key key = {
         .batch = fp->B, .seq_len = fp->S, .has_mask = in->attention_mask != NULL,
         .entry = in->input_ids ? 0 : in->inputs_embeds ? 1 : 2,
         .has_types = in->token_type_ids != NULL, .has_positions = in->position_ids != NULL,
-        .pooler = out->pooler_output != NULL, .async = async};
+        .pooler = out->pooler_output != NULL, .logits = out->logits != NULL, .async = async,
+        .embeds_dtype = in->input_ids ? 0 : (int)in->embeds_dtype, .out_dtype = (int)out->dtype};
     EMBER_TRY(ember_graph_run(&s->gcache, key, enqueue_whole, &w, stream));
-    EMBER_CUDA_CHECK(cudaMemcpyAsync(out->last_hidden_state, s->io_f32, N * H * sizeof(float),
+    EMBER_CUDA_CHECK(cudaMemcpyAsync(out->last_hidden_state, io, N * H * osize,
                                      cudaMemcpyDeviceToDevice, stream));
     if (out->pooler_output)
-        EMBER_CUDA_CHECK(cudaMemcpyAsync(out->pooler_output, s->io_f32 + N * H,
-                                         B * H * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+        EMBER_CUDA_CHECK(cudaMemcpyAsync(out->pooler_output, io_pool, B * H * osize,
+                                         cudaMemcpyDeviceToDevice, stream));
+    if (out->logits)
+        EMBER_CUDA_CHECK(cudaMemcpyAsync(out->logits, io_logits, n_logits * osize,
+                                         cudaMemcpyDeviceToDevice, stream));
     return EMBER_OK;
 }
 

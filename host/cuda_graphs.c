@@ -60,7 +60,9 @@ int ember_graph_cache_count(const ember_graph_cache *c) {
 static int same(ember_graph_key a, ember_graph_key b) {
     return a.batch == b.batch && a.seq_len == b.seq_len && a.has_mask == b.has_mask &&
            a.entry == b.entry && a.has_types == b.has_types &&
-           a.has_positions == b.has_positions && a.pooler == b.pooler && a.async == b.async;
+           a.has_positions == b.has_positions && a.pooler == b.pooler && a.logits == b.logits &&
+           a.async == b.async &&
+           a.embeds_dtype == b.embeds_dtype && a.out_dtype == b.out_dtype;
 }
 
 static void drop_exec(ember_graph_slot *s) {

@@ -15,11 +15,12 @@ extern "C" {
 #define EMBER_GRAPH_MAX 8    /* executable graphs kept at once                      */
 
 /* What a captured forward depends on besides the model's fixed buffers: the shape, which
- * inputs are given (entry: 0 input_ids, 1 inputs_embeds, 2 embedding_output), whether the
- * pooler is computed, and which error flag an ASYNC call sets. */
+ * inputs are given (entry: 0 input_ids, 1 inputs_embeds, 2 embedding_output) and their
+ * dtype, whether the pooler and the logits are computed, the outputs' dtype, and which error
+ * flag an ASYNC call sets. */
 typedef struct ember_graph_key {
     int batch, seq_len, has_mask;
-    int entry, has_types, has_positions, pooler, async;
+    int entry, has_types, has_positions, pooler, logits, async, embeds_dtype, out_dtype;
 } ember_graph_key;
 
 /* Enqueue the work to capture or run on `stream`; reads and writes only buffers whose
