@@ -41,7 +41,8 @@ env         15        env.txt         GPU, driver, CUDA, torch versions, clocks;
 tests       120       gpu-tests.log   every GPU test of ember_tests in one process
 hf          70        hf.log          tools/hf_compare.py f32/f16/bf16 on the GPU; ids vs gathered inputs_embeds from a torch CUDA tensor
 python      45        python.log      the Python package's pytest suite over the carried libember: torch CUDA tensors in place, CuPy
-bench       90        bench.md        benchmarks/compare.py core rows: ember vs HF sdpa fp16 (torch.compile if time is left)
+bench       75        bench.md        benchmarks/compare.py core rows: ember vs HF sdpa fp16 (torch.compile if time is left)
+tuning      25        tuning.log      tools/gpu-tuning.sh: every op's candidates timed per shape (cuBLASLt algorithms, cuDNN, ember's kernels), the winners
 sanitize    60        sanitize.log    compute-sanitizer memcheck/racecheck/initcheck/synccheck: a small forward and the attention tests
 "
 
@@ -489,6 +490,29 @@ EOF
         result PASS "${short:-see bench.md}"
     else
         result FAIL "compare.py exit $rc; ${short:-see bench.md}"
+    fi
+}
+
+step_tuning() {
+    local log=$1 rc quick=1 n
+    if [ "$HAVE_GPU" != 1 ]; then
+        result NO-GPU "no GPU"
+        return
+    fi
+    [ "$RUN_SECONDS" = 0 ] && quick=0 # the plain form: every shape of the script
+    TUNING_QUICK=$quick tmo "${LIBENV[@]}" bash "$ROOT/tools/gpu-tuning.sh" "$CARRY/bin" "$WORK/tuning" \
+        >>"$log" 2>&1
+    rc=$?
+    n=$(grep -cE '^  [a-z_]+ +(f16|bf16|f32) .*->' "$log") # the summary's lines
+    for f in "$WORK"/tuning/tuning-*.log "$WORK"/tuning/tuning-*.txt; do
+        [ -f "$f" ] && { printf '\n# %s\n\n' "$(basename "$f")"; cat "$f"; } >>"$log"
+    done
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+        result TIMEOUT "stopped at the step's limit; $n choices printed"
+    elif [ $rc -eq 0 ]; then
+        result PASS "$n choices, each candidate's time in tuning.log"
+    else
+        result FAIL "gpu-tuning.sh exit $rc; $n choices printed"
     fi
 }
 

@@ -9,7 +9,8 @@
 # Each shape's full report goes to OUTDIR/tuning-<n>.log; the choices of bert-base f16
 # B32 S128 are saved as OUTDIR/tuning-bert-base-f16.txt (ember_model_tuning_save's format, to
 # load on machines with the same GPU and libraries). A summary, one line per op and shape with
-# its winner, is printed last. Each run is bounded by TUNING_TIMEOUT seconds (default 300).
+# its winner, is printed last. Each run is bounded by TUNING_TIMEOUT seconds (default 300);
+# TUNING_QUICK=1 runs three shapes only (what tools/gpu-check.sh's time-boxed step does).
 set -uo pipefail
 B=${1:?usage: gpu-tuning.sh BUILD_DIR OUTDIR}
 OUT=${2:?usage: gpu-tuning.sh BUILD_DIR OUTDIR}
@@ -25,6 +26,15 @@ RUNS=(
     "bert-base f16 32 128 uniform:0.25:1 --skip-masked --valid-tokens"
     "minilm f16 8 97 uniform:0.5:1"
 )
+ITERS=20
+if [ "${TUNING_QUICK:-0}" = 1 ]; then # the time-boxed GPU check: the three kinds of attention
+    RUNS=(
+        "bert-base f16 1 128 full --tuning-save $OUT/tuning-bert-base-f16.txt"
+        "bert-base f16 32 128 uniform:0.25:1"
+        "bert-base f16 32 128 uniform:0.25:1 --skip-masked --valid-tokens"
+    )
+    ITERS=10
+fi
 rc=0
 summary=()
 for i in "${!RUNS[@]}"; do
@@ -33,7 +43,7 @@ for i in "${!RUNS[@]}"; do
     echo "gpu-tuning: [$i] $preset $dtype B$batch S$seq $lengths $extra"
     # shellcheck disable=SC2086  # extra holds several options
     if timeout "${TUNING_TIMEOUT:-300}" "$BENCH" --backend cuda --preset "$preset" --dtype "$dtype" \
-        --batch "$batch" --seq "$seq" --lengths "$lengths" --warmup 3 --iters 20 --tuning on \
+        --batch "$batch" --seq "$seq" --lengths "$lengths" --warmup 3 --iters "$ITERS" --tuning on \
         --tuning-report $extra >"$log" 2>&1; then
         summary+=("[$i] $preset $dtype B$batch S$seq $lengths $extra")
         while IFS= read -r line; do summary+=("$line"); done < <(grep -E '^tuning:|^  [a-z_]+ +(f16|bf16|f32) .*->' "$log")
