@@ -44,20 +44,9 @@ ember_status ember_ffn_in(ember_tuner *t, ember_cudnn *dnn, ember_cuda_gemm *g, 
     if (!t || dt == EMBER_DTYPE_F32 || (act != EMBER_ACT_GELU && act != EMBER_ACT_GELU_TANH) ||
         !b || N <= 0)
         return ffn_candidate(&c, 0, stream);
-    ember_tune_job job;
-    memset(&job, 0, sizeof job);
-    job.key.op = EMBER_TUNE_FFN_IN;
-    job.key.dtype = (int)dt;
-    job.key.p[0] = N;
-    job.key.p[1] = IN;
-    job.key.p[2] = OUT;
-    job.key.p[3] = act + 1;
-    job.n = 2;
-    job.run = ffn_candidate;
-    job.ctx = &c;
-    job.out = out;
-    job.count = (size_t)N * (size_t)OUT;
-    job.dt = dt;
+    const int64_t shape[4] = {N, IN, OUT, act + 1};
+    const ember_tune_job job = ember_tune_job_of(EMBER_TUNE_FFN_IN, dt, shape, 4, 2, ffn_candidate,
+                                                 &c, out, (size_t)N * (size_t)OUT);
     return ember_tune_run(t, &job, stream, NULL);
 }
 
@@ -108,23 +97,14 @@ ember_status ember_attention(ember_tuner *t, ember_cudnn *dnn, const ember_attn_
                              int HD, ember_dtype dt, cudaStream_t stream) {
     attn_call c = {dnn, sc, out, qkv, mask, cu_seqlens, B, S, NH, HD, dt};
     if (!t || dt == EMBER_DTYPE_F32 || B <= 0 || S <= 0) return attn_candidate(&c, 0, stream);
-    ember_tune_job job;
-    memset(&job, 0, sizeof job);
-    job.key.op = EMBER_TUNE_ATTENTION;
-    job.key.dtype = (int)dt;
-    job.key.p[0] = B;
-    job.key.p[1] = S;
-    job.key.p[2] = NH;
-    job.key.p[3] = HD;
-    job.key.p[4] = cu_seqlens ? EMBER_TUNE_ATTN_PACKED
-                   : mask     ? EMBER_TUNE_ATTN_MASKED
-                              : EMBER_TUNE_ATTN_PADDED;
-    job.n = 2;
-    job.run = attn_candidate;
-    job.ctx = &c;
-    job.out = out;
-    job.dt = dt;
-    job.count = (size_t)rows * (size_t)NH * (size_t)HD; /* the rows every candidate writes */
+    const int64_t shape[5] = {B, S, NH, HD,
+                              cu_seqlens ? EMBER_TUNE_ATTN_PACKED
+                              : mask     ? EMBER_TUNE_ATTN_MASKED
+                                         : EMBER_TUNE_ATTN_PADDED};
+    /* the check compares the rows every candidate writes */
+    const ember_tune_job job = ember_tune_job_of(EMBER_TUNE_ATTENTION, dt, shape, 5, 2,
+                                                 attn_candidate, &c, out,
+                                                 (size_t)rows * (size_t)NH * (size_t)HD);
     /* a packed call's attention is keyed by (B, S): stable, so it may be tuned like a padded one */
     const int allow = t->allow;
     if (cu_seqlens) t->allow = 1;

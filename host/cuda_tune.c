@@ -166,6 +166,22 @@ static ember_status check_imported(const ember_tune_job *j, ember_tune_record *r
     return st;
 }
 
+ember_tune_job ember_tune_job_of(int op, ember_dtype dt, const int64_t *p, int np, int n,
+                                 ember_tune_run_fn run, void *ctx, const void *out, size_t count) {
+    ember_tune_job j;
+    memset(&j, 0, sizeof j);
+    j.key.op = op;
+    j.key.dtype = (int)dt;
+    for (int i = 0; i < np && i < EMBER_TUNE_PARAMS; i++) j.key.p[i] = p[i];
+    j.n = n;
+    j.run = run;
+    j.ctx = ctx;
+    j.out = out;
+    j.count = count;
+    j.dt = dt;
+    return j;
+}
+
 ember_status ember_tune_run(ember_tuner *t, const ember_tune_job *job, cudaStream_t stream,
                             int *chosen) {
     if (chosen) *chosen = 0;

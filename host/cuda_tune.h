@@ -28,6 +28,10 @@ typedef struct ember_tune_job {
     ember_dtype dt;
 } ember_tune_job;
 
+/* A job for `op` in dt with shape parameters p[0..np) (the others 0), n candidates. */
+ember_tune_job ember_tune_job_of(int op, ember_dtype dt, const int64_t *p, int np, int n,
+                                 ember_tune_run_fn run, void *ctx, const void *out, size_t count);
+
 /* Runs the op once on `stream` with the candidate the tuner holds for job->key:
  *  - a recorded choice runs (candidate 0 if that one is not offered now or cannot run); an
  *    imported non-default choice is first checked against the default on this call's data,

@@ -333,22 +333,6 @@ static int log2u(uint32_t a) {
     return l;
 }
 
-/* The tuning key: the shape, and the four alignments as log2 nibbles (w, in, out, bias). */
-static ember_tune_key tune_key(const GemmKey &k, int act) {
-    ember_tune_key t;
-    memset(&t, 0, sizeof t);
-    t.op = EMBER_TUNE_GEMM;
-    t.dtype = k.dt;
-    t.p[0] = k.N;
-    t.p[1] = k.IN;
-    t.p[2] = k.OUT;
-    t.p[3] = k.ld_in;
-    t.p[4] = k.bias;
-    t.p[5] = act + 1;
-    t.p[6] = log2u(k.align_w) | log2u(k.align_in) << 4 | log2u(k.align_out) << 8 |
-             (k.bias ? log2u(k.align_bias) : 0) << 12;
-    return t;
-}
 
 extern "C" ember_status ember_cuda_linear_act(void *out, const void *in, const void *w,
                                               const void *b, int N, int IN, int OUT,
@@ -377,15 +361,13 @@ extern "C" ember_status ember_cuda_linear_act(void *out, const void *in, const v
     if (!g->tuner) return gemm_candidate(&call, 0, stream);
     if (e->decided && e->decided_gen == g->tuner->generation)
         return gemm_candidate(&call, e->chosen, stream);
-    ember_tune_job job;
-    memset(&job, 0, sizeof job);
-    job.key = tune_key(k, act);
-    job.n = e->n_algo;
-    job.run = gemm_candidate;
-    job.ctx = &call;
-    job.out = out;
-    job.count = (size_t)N * (size_t)OUT;
-    job.dt = dt;
+    /* the tuning key: the shape, and the four alignments as log2 nibbles (w, in, out, bias) */
+    const int64_t shape[7] = {N, IN, OUT, ld_in, k.bias, act + 1,
+                              log2u(k.align_w) | log2u(k.align_in) << 4 | log2u(k.align_out) << 8 |
+                                  (k.bias ? log2u(k.align_bias) : 0) << 12};
+    const ember_tune_job job = ember_tune_job_of(EMBER_TUNE_GEMM, dt, shape, 7, e->n_algo,
+                                                 gemm_candidate, &call, out,
+                                                 (size_t)N * (size_t)OUT);
     EMBER_TRY(ember_tune_run(g->tuner, &job, stream, NULL));
     /* a settled choice is cached with the entry until the table changes (an import) */
     const ember_tune_record *r = ember_tuner_find(g->tuner, &job.key);
