@@ -224,6 +224,8 @@ static void free_state(cuda_state *s) {
     /* Errors are ignored: after a sticky error these calls fail, and there is nothing to do. */
     ember_graph_cache_free(&s->gcache); /* in-flight graphs are freed on completion */
     ember_tuner_free(&s->tuner);
+    /* cuDNN's plans last until the model's work is done (graphs may hold their kernels) */
+    if (s->dnn && s->done) (void)cudaEventSynchronize(s->done);
     ember_cudnn_destroy(s->dnn);
     if (s->done) cudaEventDestroy(s->done);
     ember_cuda_gemm_destroy(s->gemm);

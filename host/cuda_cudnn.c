@@ -157,7 +157,10 @@ static ember_status dnn_fail(cudnnStatus_t s, const char *what) {
 
 /* ---- descriptors: a build keeps every descriptor it creates, to destroy them together ---- */
 
-enum { MAX_DESC = 48, PLANS = 32, MAX_UIDS = 10 };
+/* Plans are never evicted: a CUDA graph that captured a plan's kernels may still be replayed,
+ * and a plan's runtime-compiled kernels may live only as long as the plan. A shape beyond
+ * PLANS gets no cuDNN candidate (a refusal like any other). */
+enum { MAX_DESC = 48, PLANS = 64, MAX_UIDS = 10 };
 
 typedef struct build {
     cudnnBackendDescriptor_t d[MAX_DESC];
@@ -264,7 +267,7 @@ struct ember_cudnn {
     void *workspace;
     size_t workspace_bytes;
     plan plans[PLANS];
-    int next;
+    int next; /* plans used */
 };
 
 ember_status ember_cudnn_create(ember_cudnn **out, void *workspace, size_t workspace_bytes) {
@@ -299,9 +302,8 @@ static plan *find_plan(ember_cudnn *d, int kind, int dt, const int64_t *p) {
 }
 
 static plan *new_plan(ember_cudnn *d, int kind, int dt, const int64_t *p) {
-    plan *x = &d->plans[d->next];
-    d->next = (d->next + 1) % PLANS;
-    plan_free(x);
+    if (d->next == PLANS) return NULL;
+    plan *x = &d->plans[d->next++];
     x->used = 1;
     x->kind = kind;
     x->dt = dt;
@@ -388,6 +390,9 @@ static ember_status get_plan(ember_cudnn *d, int kind, int dt, const int64_t *ke
     plan *x = find_plan(d, kind, dt, key);
     if (!x) {
         x = new_plan(d, kind, dt, key);
+        if (!x)
+            return ember_fail(EMBER_ERR_UNSUPPORTED, "cuDNN: this model holds %d plans already",
+                              PLANS);
         builder(d, x, arg);
         if (x->b.status != CUDNN_STATUS_SUCCESS) {
             char detail[200] = "";

@@ -1,5 +1,10 @@
 /* Timing candidates on the device (see host/cuda_tune.h and ember.h, "Tuning").
  *
+ * Not yet run on a GPU: this harness has run only in the CPU emulation (tools/emu), where
+ * events read a fake clock and the candidates' times are set by the tests. Which candidates
+ * win on a real GPU, how noisy 5 samples of 2 runs are there, and how long a shape's first
+ * call takes, only the GPU check's tuning step (tools/gpu-tuning.sh) will show.
+ *
  * Timing runs on the caller's stream, between CUDA events, after a warm-up run that also
  * brings the candidate's output back for the check; everything before the op on the stream
  * has finished by then, so a sample holds the candidate's own work only: 5 samples of 2

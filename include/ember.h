@@ -269,8 +269,10 @@ EMBER_API ember_status ember_model_memory(const ember_model *model, size_t *weig
  * CUDA graph or without. Padding removal's GEMMs are sized by the call's number of valid
  * tokens, which changes from call to call: they use a kept choice when one exists for that
  * exact size and cuBLASLt's first algorithm otherwise, never timing anything themselves.
- * cuDNN is optional: when the library (libcudnn.so.9) is not found at run time, or refuses a
- * graph, or fails the check, its candidate is skipped and the default runs; never an error.
+ * cuDNN is optional: when the library (libcudnn.so.9, or the file EMBER_CUDNN_LIB names; never
+ * with EMBER_CUDNN=off) is not found at run time, or refuses a graph, or fails the check, its
+ * candidate is skipped and the default runs; never an error. A cuDNN candidate is used only
+ * after matching the default's output on this GPU, on the data of the call that tuned it.
  * EMBER_TUNE=off in the environment (or ember_load_options.tuning = 0) keeps every default:
  * what the determinism tests use. CPU models have nothing to tune. */
 typedef enum ember_tune_op {

@@ -32,7 +32,8 @@
  * heuristic's order, candidate 0 the heuristic's first choice. With a tuner
  * (ember_cuda_gemm_set_tuner) the first call of a shape may time them all (host/cuda_tune.c)
  * and keep the fastest that matches candidate 0's output; without one, or with tuning off,
- * candidate 0 runs, as before tuning existed. The heuristic query costs microseconds of CPU,
+ * candidate 0 runs, as before tuning existed. (Candidates 1..7 have run only against the
+ * emulation's cuBLASLt model, never on a GPU.) The heuristic query costs microseconds of CPU,
  * so the list and the decided candidate are cached per shape, dtype, bias use and pointer
  * alignment; the same key always gets the same algorithm, which keeps repeated runs
  * bit-identical. The cache makes the object not thread-safe. */
