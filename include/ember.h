@@ -259,7 +259,9 @@ EMBER_API ember_status ember_model_memory(const ember_model *model, size_t *weig
  *                         matmul -> bias -> GELU graph;
  *   EMBER_TUNE_ATTENTION  ember's attention kernel, or cuDNN's fused attention (SDPA):
  *                         padded with per-sequence lengths, ragged with padding removal.
- * Candidate 0 is always the default (cuBLASLt's first algorithm, ember's own kernels).
+ * Candidate 0 is always the default (cuBLASLt's first algorithm, ember's own kernels). Tuning a
+ * shape costs tens of runs of each op once; a workload whose shapes keep changing pays that on
+ * every new shape: declare its shapes with ember_model_reserve_shapes, or turn tuning off.
  * With tuning on, the first forward of a shape (batch, seq_len, mask or not, padding
  * removal or not) runs every candidate of every op it meets on that call's own data, checks
  * each against the default's output (relative L2 within a per-op, per-dtype bound), times it
