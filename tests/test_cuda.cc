@@ -46,6 +46,7 @@ TEST(Cuda, NotBuilt) { GTEST_SKIP() << "the CUDA backend is not built (configure
 #include <random>
 #include <set>
 
+#include "host/model.h"
 #include "kernels/ops.h"
 #include "tests/cuda_test.h"
 
@@ -1196,6 +1197,40 @@ TEST_P(CudaFamily, HalfLogitsAndHalfEmbeds) {
         EXPECT_TRUE(BitIdentical(DownloadF32(last.p, N * H), la)) << "embeds in " << DtName(edt);
         EXPECT_TRUE(BitIdentical(DownloadF32(b.p, NL), DownloadF32(a.p, NL)));
     }
+}
+
+// The whole forward as one CUDA graph (the second call of a shape captures it, later calls
+// replay it) with the family's E-wide embeddings and heads: every call, with new buffers, gives
+// the bits of a plain call (one that asks for hidden_states, which never runs as a graph).
+TEST_P(CudaFamily, GraphReplayWithLogitsIsBitIdentical) {
+    REQUIRE_CUDA_DEVICE();
+    const FamilyCase &c = GetParam().c;
+    Model gpu = MakeFamily(c, EMBER_BACKEND_CUDA, GetParam().dt);
+    ASSERT_TRUE(gpu);
+    Inputs x{};
+    x.B = c.B;
+    x.S = c.S;
+    x.ids = RandomInts((size_t)c.B * c.S, c.V, 51);
+    x.mask = RandomMask(c.B, c.S, false, 52);
+    if (c.T > 0) x.types = RandomInts((size_t)c.B * c.S, c.T, 53);
+    x.embeds = Random((size_t)c.B * c.S * c.E, 54);
+    for (const char *entry : {"ids", "embeds"}) {
+        Outputs plain;
+        ASSERT_EQ(Forward(gpu.get(), x, entry, true, false, true, &plain, nullptr, true), EMBER_OK)
+            << ember_last_error();
+        for (int call = 0; call < 4; call++) {
+            SCOPED_TRACE(::testing::Message() << entry << " call " << call);
+            Outputs o;
+            ASSERT_EQ(Forward(gpu.get(), x, entry, true, false, false, &o, nullptr, true), EMBER_OK)
+                << ember_last_error();
+            EXPECT_TRUE(BitIdentical(o.last, plain.last)) << "last_hidden_state";
+            EXPECT_TRUE(BitIdentical(o.logits, plain.logits)) << "logits";
+        }
+    }
+    ember_cuda_graph_stats st{};
+    ASSERT_EQ(ember_cuda_graph_stats_get(gpu.get(), &st), EMBER_OK);
+    EXPECT_EQ(st.captured, 2) << "one graph per entry point";
+    EXPECT_GE(st.replayed, 4);
 }
 
 std::vector<FamilyParam> FamilyParams() {
