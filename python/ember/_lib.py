@@ -99,6 +99,7 @@ class LoadOptions(ctypes.Structure):
         ("max_batch", ctypes.c_int),
         ("max_seq_len", ctypes.c_int),
         ("cuda_graphs", ctypes.c_int),
+        ("tuning", ctypes.c_int),
     ]
 
 
