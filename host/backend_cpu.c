@@ -1,4 +1,13 @@
-/* CPU reference backend: the encoder as HF BertModel computes it, op by op (kernels/<op>.c).
+/* The two CPU backends. They share this file's driver (workspace, embeddings, padding removal,
+ * hidden states, pooler, pooling, tables) and differ in the encoder layers only:
+ *   EMBER_BACKEND_REFERENCE: the encoder as HF BertModel computes it, op
+ *     by op, with double accumulators (kernels/<op>.c): the oracle of every test.
+ *   EMBER_BACKEND_CPU: float32, OpenBLAS sgemm for the projections and
+ *     the FFN, fused bias + activation, fused bias + residual + LayerNorm, attention per
+ *     (sequence, head) on OpenMP threads (kernels/fast_cpu.c). The cheap stages stay the
+ *     reference's (embeddings, pooler, pooling: O(tokens x H) next to the layers' O(tokens x H^2)).
+ *
+ * Reference:
  *
  * EMBER_FORWARD_SKIP_MASKED really packs (kernels/packing.c) rather than zeroing the rows of a
  * padded run: the CPU is the oracle of the CUDA packed path, so the plan, the packed
@@ -9,7 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "error.h"
+#include "kernels/fast_cpu.h"
 #include "kernels/ops.h"
 #include "model.h"
 #include "weights/arch.h"
@@ -23,13 +37,16 @@ typedef struct cpu_state {
     float *ctx;   /* (T,H) attention output, heads merged       */
     float *tmp;   /* (T,H) projection before residual LayerNorm */
     float *inter; /* (T,max(I,E)): FFN; ELECTRA's embeddings before the projection */
-    double *scores; /* (S) one attention row                    */
+    double *scores; /* (S) one attention row (reference)        */
+    float *att;   /* fast: threads x ember_fast_attention_scratch(cap_seq, HD) */
     int32_t *cu_seqlens, *index, *inverse; /* packing plan: (T+1), (T), (T) */
     int32_t *positions; /* (T) RoBERTa's default position ids */
     float *logits;      /* (T,L) a half output's logits in f32, NULL without a head */
     int64_t cap_tokens;
     int cap_seq;
     size_t ws_bytes;
+    int fast;    /* EMBER_BACKEND_CPU: the fast layers                          */
+    int threads; /* fast: attention threads the scratch holds                  */
 } cpu_state;
 
 static void free_workspace(cpu_state *s) {
@@ -40,6 +57,7 @@ static void free_workspace(cpu_state *s) {
     free(s->tmp);
     free(s->inter);
     free(s->scores);
+    free(s->att);
     free(s->cu_seqlens);
     free(s->index);
     free(s->inverse);
@@ -47,6 +65,7 @@ static void free_workspace(cpu_state *s) {
     free(s->logits);
     s->x = s->x1 = s->qkv = s->ctx = s->tmp = s->inter = NULL;
     s->scores = NULL;
+    s->att = NULL;
     s->cu_seqlens = s->index = s->inverse = s->positions = NULL;
     s->logits = NULL;
     s->cap_tokens = 0;
@@ -58,6 +77,7 @@ static ember_status cpu_init(ember_model *m, ember_weights *w) {
     if (!s) return ember_fail(EMBER_ERR_OUT_OF_MEMORY, "cannot allocate CPU backend state");
     s->w = *w; /* take the arena */
     memset(w, 0, sizeof *w);
+    s->fast = m->backend == EMBER_BACKEND_CPU;
     m->impl = s;
     return EMBER_OK;
 }
@@ -83,7 +103,15 @@ static ember_status cpu_reserve(ember_model *m, int max_batch, int max_seq_len) 
     n.ctx = malloc(sizeof(float) * T * H);
     n.tmp = malloc(sizeof(float) * T * (H > E ? H : E)); /* also a half inputs_embeds in f32 */
     n.inter = malloc(sizeof(float) * T * I);
-    n.scores = malloc(sizeof(double) * (size_t)max_seq_len);
+    /* attention scratch: one double row (reference), or a block per thread (fast) */
+    const int HD = m->cfg.hidden_size / m->cfg.num_attention_heads;
+    int threads = 1;
+#ifdef _OPENMP
+    if (s->fast && omp_get_max_threads() > 1) threads = omp_get_max_threads();
+#endif
+    const size_t att = s->fast ? (size_t)threads * ember_fast_attention_scratch(max_seq_len, HD) : 0;
+    if (s->fast) n.att = malloc(sizeof(float) * att);
+    else n.scores = malloc(sizeof(double) * (size_t)max_seq_len);
     /* a forward has at most T sequences (seq_len >= 1) and T tokens */
     n.cu_seqlens = malloc(sizeof(int32_t) * (size_t)(T + 1));
     n.index = malloc(sizeof(int32_t) * (size_t)T);
@@ -91,8 +119,8 @@ static ember_status cpu_reserve(ember_model *m, int max_batch, int max_seq_len) 
     n.positions = malloc(sizeof(int32_t) * (size_t)T);
     const size_t L = (size_t)m->cfg.num_labels; /* 0 without a head */
     n.logits = L ? malloc(sizeof(float) * T * L) : NULL;
-    if (!n.x || !n.x1 || !n.qkv || !n.ctx || !n.tmp || !n.inter || !n.scores || !n.cu_seqlens ||
-        !n.index || !n.inverse || !n.positions || (L && !n.logits)) {
+    if (!n.x || !n.x1 || !n.qkv || !n.ctx || !n.tmp || !n.inter || !(n.scores || n.att) ||
+        !n.cu_seqlens || !n.index || !n.inverse || !n.positions || (L && !n.logits)) {
         free_workspace(&n); /* the old workspace in *s stays valid */
         return ember_fail(EMBER_ERR_OUT_OF_MEMORY,
                           "cannot allocate the CPU workspace for %d x %d tokens", max_batch,
@@ -102,8 +130,10 @@ static ember_status cpu_reserve(ember_model *m, int max_batch, int max_seq_len) 
     *s = n;
     s->cap_tokens = T;
     s->cap_seq = max_seq_len;
-    s->ws_bytes = sizeof(float) * (size_t)T * (6 * H + (H > E ? H : E) + I + L) +
-                  sizeof(double) * (size_t)max_seq_len + sizeof(int32_t) * (size_t)(4 * T + 1);
+    s->threads = threads;
+    s->ws_bytes = sizeof(float) * ((size_t)T * (6 * H + (H > E ? H : E) + I + L) + att) +
+                  (s->fast ? 0 : sizeof(double) * (size_t)max_seq_len) +
+                  sizeof(int32_t) * (size_t)(4 * T + 1);
     return EMBER_OK;
 }
 
@@ -141,13 +171,50 @@ static void head(const ember_model *m, float *logits, const float *h, float *scr
     ember_ref_dense(logits, scratch, H, w->head_out_w, w->head_out_b, B, H, L, EMBER_HEAD_ACT_NONE);
 }
 
+/* One encoder layer, s->x -> s->x, on the T rows of the padded (B,S) batch or, when packed,
+ * of its valid tokens (plan in s->cu_seqlens); mask is the caller's attention_mask or NULL. */
+static void ref_layer(cpu_state *s, const ember_layer_weights *L, const ember_config *c,
+                      const int32_t *mask, int packed, int B, int S, int T) {
+    const int H = c->hidden_size, I = c->intermediate_size, NH = c->num_attention_heads;
+    const int HD = H / NH;
+    ember_ref_linear(s->qkv, s->x, L->qkv_w, L->qkv_b, T, H, 3 * H);
+    if (packed)
+        ember_ref_attention_packed(s->ctx, s->qkv, s->cu_seqlens, B, NH, HD, s->scores);
+    else
+        ember_ref_attention(s->ctx, s->qkv, mask, B, S, NH, HD, s->scores);
+    ember_ref_linear(s->tmp, s->ctx, L->attn_out_w, NULL, T, H, H);
+    ember_ref_bias_residual_layernorm(s->x1, s->tmp, L->attn_out_b, s->x, L->attn_ln_g,
+                                      L->attn_ln_b, T, H, c->layer_norm_eps);
+    ember_ref_linear(s->inter, s->x1, L->inter_w, NULL, T, H, I);
+    ember_ref_bias_act(s->inter, L->inter_b, T, I, c->hidden_act);
+    ember_ref_linear(s->tmp, s->inter, L->out_w, NULL, T, I, H);
+    ember_ref_bias_residual_layernorm(s->x, s->tmp, L->out_b, s->x1, L->out_ln_g, L->out_ln_b, T,
+                                      H, c->layer_norm_eps);
+}
+
+static void fast_layer(cpu_state *s, const ember_layer_weights *L, const ember_config *c,
+                       const int32_t *mask, int packed, int B, int S, int T) {
+    const int H = c->hidden_size, I = c->intermediate_size, NH = c->num_attention_heads;
+    ember_fast_linear(s->qkv, s->x, L->qkv_w, L->qkv_b, T, H, 3 * H);
+    ember_fast_attention(s->ctx, s->qkv, mask, packed ? s->cu_seqlens : NULL, B, S, NH, H / NH,
+                         s->att, s->threads);
+    ember_fast_linear(s->tmp, s->ctx, L->attn_out_w, NULL, T, H, H);
+    ember_fast_bias_residual_layernorm(s->x1, s->tmp, L->attn_out_b, s->x, L->attn_ln_g,
+                                       L->attn_ln_b, T, H, c->layer_norm_eps);
+    ember_fast_linear(s->inter, s->x1, L->inter_w, NULL, T, H, I);
+    ember_fast_bias_act(s->inter, L->inter_b, T, I, c->hidden_act);
+    ember_fast_linear(s->tmp, s->inter, L->out_w, NULL, T, I, H);
+    ember_fast_bias_residual_layernorm(s->x, s->tmp, L->out_b, s->x1, L->out_ln_g, L->out_ln_b,
+                                       T, H, c->layer_norm_eps);
+}
+
 static ember_status cpu_forward(ember_model *m, const ember_inputs *in, const ember_outputs *out,
                                 ember_stream stream) {
     cpu_state *s = m->impl;
     const ember_config *c = &m->cfg;
     const ember_weights *w = &s->w;
-    const int B = in->batch, S = in->seq_len, H = c->hidden_size, I = c->intermediate_size;
-    const int N = B * S, NH = c->num_attention_heads, HD = H / NH;
+    const int B = in->batch, S = in->seq_len, H = c->hidden_size;
+    const int N = B * S;
     const ember_dtype odt = out->dtype;
     const size_t osize = odt == EMBER_DTYPE_F32 ? 4 : 2;
     char *hs = (char *)out->hidden_states; /* (L+1,N,H) in odt, or NULL */
@@ -185,20 +252,8 @@ static ember_status cpu_forward(ember_model *m, const ember_inputs *in, const em
     if (hs) emit(hs, odt, s, packed, N, H);
 
     for (int l = 0; l < c->num_hidden_layers; l++) {
-        const ember_layer_weights *L = &w->layers[l];
-        ember_ref_linear(s->qkv, s->x, L->qkv_w, L->qkv_b, T, H, 3 * H);
-        if (packed)
-            ember_ref_attention_packed(s->ctx, s->qkv, s->cu_seqlens, B, NH, HD, s->scores);
-        else
-            ember_ref_attention(s->ctx, s->qkv, in->attention_mask, B, S, NH, HD, s->scores);
-        ember_ref_linear(s->tmp, s->ctx, L->attn_out_w, NULL, T, H, H);
-        ember_ref_bias_residual_layernorm(s->x1, s->tmp, L->attn_out_b, s->x, L->attn_ln_g,
-                                          L->attn_ln_b, T, H, c->layer_norm_eps);
-        ember_ref_linear(s->inter, s->x1, L->inter_w, NULL, T, H, I);
-        ember_ref_bias_act(s->inter, L->inter_b, T, I, c->hidden_act);
-        ember_ref_linear(s->tmp, s->inter, L->out_w, NULL, T, I, H);
-        ember_ref_bias_residual_layernorm(s->x, s->tmp, L->out_b, s->x1, L->out_ln_g,
-                                          L->out_ln_b, T, H, c->layer_norm_eps);
+        (s->fast ? fast_layer : ref_layer)(s, &w->layers[l], c, in->attention_mask, packed, B, S,
+                                           T);
         if (hs) emit(hs + (size_t)(l + 1) * N * H * osize, odt, s, packed, N, H);
     }
     emit(out->last_hidden_state, odt, s, packed, N, H);
@@ -260,6 +315,7 @@ static ember_status cpu_pool(ember_model *m, const float *hidden, const int32_t 
     return EMBER_OK;
 }
 
+/* Both CPU backends: cpu_init reads m->backend. */
 const ember_backend_ops ember_cpu_backend = {
     .name = "cpu",
     .init = cpu_init,

@@ -33,16 +33,17 @@ static void model_unlock(const ember_model *m) { pthread_mutex_unlock((pthread_m
 /* ---- model lifetime --------------------------------------------------------------------- */
 
 static ember_status check_options(const ember_load_options *opt) {
-    if (opt->backend != EMBER_BACKEND_CPU && opt->backend != EMBER_BACKEND_CUDA)
+    if (opt->backend != EMBER_BACKEND_CPU && opt->backend != EMBER_BACKEND_CUDA &&
+        opt->backend != EMBER_BACKEND_REFERENCE)
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "options.backend = %d is not an ember_backend",
                           (int)opt->backend);
     if (opt->compute_dtype != EMBER_DTYPE_F32 && opt->compute_dtype != EMBER_DTYPE_F16 &&
         opt->compute_dtype != EMBER_DTYPE_BF16)
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
                           "options.compute_dtype = %d is not an ember_dtype", (int)opt->compute_dtype);
-    if (opt->backend == EMBER_BACKEND_CPU && opt->compute_dtype != EMBER_DTYPE_F32)
+    if (opt->backend != EMBER_BACKEND_CUDA && opt->compute_dtype != EMBER_DTYPE_F32)
         return ember_fail(EMBER_ERR_UNSUPPORTED,
-                          "options.compute_dtype: the CPU reference backend computes in f32 only "
+                          "options.compute_dtype: the CPU backends compute in f32 only "
                           "(f16/bf16 need the CUDA backend)");
     if (opt->max_batch < 1 || opt->max_seq_len < 1)
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
@@ -474,7 +475,7 @@ static ember_status forward_locked(ember_model *m, const ember_inputs *in,
                           "batch %d x seq_len %d exceeds the workspace (%d x %d tokens, sequences "
                           "up to %d); call ember_model_reserve first", in->batch, in->seq_len,
                           m->cap_batch, m->cap_seq, m->cap_seq);
-    if (m->backend == EMBER_BACKEND_CPU) {
+    if (m->backend != EMBER_BACKEND_CUDA) {
         if (stream)
             return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "stream must be NULL for the CPU backend");
         EMBER_TRY(check_host_values(m, in));
@@ -495,7 +496,7 @@ ember_status ember_forward(ember_model *m, const ember_inputs *in, const ember_o
 ember_status ember_model_sync(ember_model *m, ember_stream stream) {
     ember_clear_error();
     if (!m) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "model is NULL");
-    if (m->backend == EMBER_BACKEND_CPU) {
+    if (m->backend != EMBER_BACKEND_CUDA) {
         if (stream)
             return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "stream must be NULL for the CPU backend");
         return EMBER_OK;
@@ -529,7 +530,7 @@ ember_status ember_embed_tokens_as(ember_model *m, const int32_t *ids, int64_t n
     if (!ids || !out)
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "%s is NULL", ids ? "out" : "input_ids");
     if (n < 1) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "n_tokens = %lld must be >= 1", (long long)n);
-    if (m->backend == EMBER_BACKEND_CPU) {
+    if (m->backend != EMBER_BACKEND_CUDA) {
         if (stream)
             return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "stream must be NULL for the CPU backend");
         for (int64_t t = 0; t < n; t++)
@@ -567,7 +568,7 @@ ember_status ember_table_copy(const ember_model *m, ember_table t, float *dst, s
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
                           "dst_count = %zu is smaller than the table (%lld x %lld floats)", dst_count,
                           (long long)rows, (long long)cols);
-    if (m->backend == EMBER_BACKEND_CPU && stream)
+    if (m->backend != EMBER_BACKEND_CUDA && stream)
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "stream must be NULL for the CPU backend");
     if (rows == 0) return EMBER_OK; /* DistilBERT's token types */
     model_lock(m);
@@ -600,7 +601,7 @@ ember_status ember_pool(ember_model *m, const float *hidden, const int32_t *mask
     if (normalize != 0 && normalize != 1)
         return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "ember_pool: normalize = %d must be 0 or 1",
                           normalize);
-    if (m->backend == EMBER_BACKEND_CPU) {
+    if (m->backend != EMBER_BACKEND_CUDA) {
         if (stream)
             return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
                               "ember_pool: stream must be NULL for the CPU backend");

@@ -59,7 +59,7 @@ struct ember_model {
     pthread_mutex_t lock;
 };
 
-extern const ember_backend_ops ember_cpu_backend;
+extern const ember_backend_ops ember_cpu_backend; /* EMBER_BACKEND_CPU and _REFERENCE */
 #ifdef EMBER_WITH_CUDA
 extern const ember_backend_ops ember_cuda_backend;
 

