@@ -462,7 +462,7 @@ static int cmd_forward(void *args, int n_operands, char **operands) {
     if (!a->quiet) {
         double sum = 0.0, sq = 0.0;
         for (size_t i = 0; i < act; i++) { sum += last[i]; sq += (double)last[i] * last[i]; }
-        printf("ember forward: %s, backend %s, dtype %s\n", a->m.model, cuda ? "cuda" : "cpu",
+        printf("ember forward: %s, backend %s, dtype %s\n", a->m.model, ember_cli_backend_name(a->m.backend),
                ember_cli_dtype_name(a->m.dtype));
         print_config(&c);
         printf("  entry point %s, batch %lld x seq_len %lld, mask %s\n", mv[1], (long long)B,

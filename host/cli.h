@@ -68,8 +68,9 @@ int ember_cli_dispatch(const cli_command *const *table, int argc, char **argv);
  * command reserves what its batches need). */
 ember_status ember_cli_load_model(const cli_model_args *a, const char *dir, ember_model **m);
 
-/* The dtype's name, for messages. */
+/* The dtype's and the backend's names, for messages. */
 const char *ember_cli_dtype_name(int dtype);
+const char *ember_cli_backend_name(int backend);
 
 /* ---- subcommands outside cli.c ---------------------------------------------------------- */
 

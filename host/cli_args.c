@@ -13,8 +13,10 @@
 
 const cli_choice ember_cli_dtypes[] = {
     {"f32", EMBER_DTYPE_F32}, {"f16", EMBER_DTYPE_F16}, {"bf16", EMBER_DTYPE_BF16}, {NULL, 0}};
-static const cli_choice k_backends[] = {
-    {"cpu", EMBER_BACKEND_CPU}, {"cuda", EMBER_BACKEND_CUDA}, {NULL, 0}};
+static const cli_choice k_backends[] = {{"cpu", EMBER_BACKEND_CPU},
+                                        {"reference", EMBER_BACKEND_REFERENCE},
+                                        {"cuda", EMBER_BACKEND_CUDA},
+                                        {NULL, 0}};
 
 #define MODEL_FIELD(f) offsetof(cli_model_args, f)
 const cli_opt ember_cli_model_opts[] = {
@@ -23,7 +25,9 @@ const cli_opt ember_cli_model_opts[] = {
     {NULL, 0, 0, NULL, NULL, 0, 0, NULL, 0},
 };
 const cli_opt ember_cli_device_opts[] = {
-    {"--backend", CLI_CHOICE, MODEL_FIELD(backend), NULL, "default cpu", 0, 0, k_backends, 0},
+    {"--backend", CLI_CHOICE, MODEL_FIELD(backend), NULL,
+     "default cpu (the fast CPU path); reference: the double-precision\nCPU reference, about ten "
+     "times slower", 0, 0, k_backends, 0},
     {"--dtype", CLI_CHOICE, MODEL_FIELD(dtype), NULL, "compute dtype (f16/bf16 need cuda), default f32",
      0, 0, ember_cli_dtypes, 0},
     {"--device", CLI_INT, MODEL_FIELD(device), "N", "CUDA device, default 0", 0, INT_MAX, NULL, 0},
@@ -41,11 +45,14 @@ ember_status ember_cli_load_model(const cli_model_args *a, const char *dir, embe
     return ember_model_load(dir, &opt, m);
 }
 
-const char *ember_cli_dtype_name(int dtype) {
-    for (const cli_choice *c = ember_cli_dtypes; c->name; c++)
-        if (c->value == dtype) return c->name;
+static const char *choice_name(const cli_choice *c, int value) {
+    for (; c->name; c++)
+        if (c->value == value) return c->name;
     return "?";
 }
+
+const char *ember_cli_dtype_name(int dtype) { return choice_name(ember_cli_dtypes, dtype); }
+const char *ember_cli_backend_name(int backend) { return choice_name(k_backends, backend); }
 
 /* ---- help ------------------------------------------------------------------------------- */
 

@@ -693,7 +693,7 @@ static int run_embed(void *args, int n_operands, char **operands) {
     /* 5. output */
     if (similarity) {
         printf("ember similarity: %s, %s pooling%s, up to %d tokens, %s %s\n", a.m.model,
-               pool_name(mode), normalize ? " + normalize" : "", L, r.cuda ? "cuda" : "cpu",
+               pool_name(mode), normalize ? " + normalize" : "", L, ember_cli_backend_name(a.m.backend),
                ember_cli_dtype_name(a.m.dtype));
         print_similarity(&t, emb, r.H);
         rc = 0;
