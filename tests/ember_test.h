@@ -83,9 +83,17 @@ inline std::string Why(ember_status st) {
     return std::string(ember_status_string(st)) + " — " + ember_last_error();
 }
 
-inline Model LoadCpu(const std::string &dir, int max_batch = 8, int max_seq = 64) {
+// For test names: "cpu" (the fast path), "reference", "cuda".
+inline std::string BackendName(ember_backend b) {
+    return b == EMBER_BACKEND_REFERENCE ? "reference" : b == EMBER_BACKEND_CUDA ? "cuda" : "cpu";
+}
+
+// backend: EMBER_BACKEND_CPU (the fast path, the default) or EMBER_BACKEND_REFERENCE.
+inline Model LoadCpu(const std::string &dir, int max_batch = 8, int max_seq = 64,
+                     ember_backend backend = EMBER_BACKEND_CPU) {
     ember_load_options opt;
     ember_load_options_init(&opt);
+    opt.backend = backend;
     opt.max_batch = max_batch;
     opt.max_seq_len = max_seq;
     ember_model *m = nullptr;

@@ -1,5 +1,5 @@
 // The CUDA backend: every CUDA op against its CPU twin (kernels/ops.h) on random inputs, the
-// whole model CUDA vs CPU in f32/f16/bf16, HF goldens on the GPU, bit identity of input_ids
+// whole model CUDA vs the CPU reference (EMBER_BACKEND_REFERENCE) in f32/f16/bf16, HF goldens on the GPU, bit identity of input_ids
 // vs inputs_embeds, determinism, device-detected bad inputs. Every GPU test skips (never
 // passes) on a machine without a CUDA device.
 #include "tests/ember_test.h"
@@ -751,7 +751,7 @@ TEST_P(CudaModel, MatchesCpuBackend) {
     REQUIRE_CUDA_DEVICE();
     const ModelCase &c = GetParam().c;
     const ember_dtype dt = GetParam().dt;
-    Model cpu = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32);
+    Model cpu = MakeModel(c, EMBER_BACKEND_REFERENCE, EMBER_DTYPE_F32);
     Model gpu = MakeModel(c, EMBER_BACKEND_CUDA, dt);
     ASSERT_TRUE(cpu && gpu);
     Inputs x = MakeInputs(c, 5);
@@ -929,7 +929,7 @@ TEST(CudaModelErrors, CapacityAndReserve) {
     ASSERT_EQ(ember_model_memory(gpu.get(), &wb, &sb1), EMBER_OK);
     EXPECT_GT(sb1, sb0);
     ASSERT_EQ(Forward(gpu.get(), x, "ids", true, false, false, &o), EMBER_OK) << ember_last_error();
-    Model cpu = MakeModel(big, EMBER_BACKEND_CPU, EMBER_DTYPE_F32);
+    Model cpu = MakeModel(big, EMBER_BACKEND_REFERENCE, EMBER_DTYPE_F32);
     Outputs r;
     ASSERT_EQ(Forward(cpu.get(), x, "ids", true, false, false, &r), EMBER_OK);
     EXPECT_TRUE(Close(o.last, r.last, EMBER_DTYPE_F32));
@@ -938,7 +938,7 @@ TEST(CudaModelErrors, CapacityAndReserve) {
 TEST(CudaModelErrors, TableCopyMatchesCpuTables) {
     REQUIRE_CUDA_DEVICE();
     const ModelCase &c = kModels[2];
-    Model cpu = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32);
+    Model cpu = MakeModel(c, EMBER_BACKEND_REFERENCE, EMBER_DTYPE_F32);
     for (ember_dtype dt : kDtypes) {
         Model gpu = MakeModel(c, EMBER_BACKEND_CUDA, dt);
         ASSERT_TRUE(gpu);

@@ -94,12 +94,19 @@ TEST(Embed, TokenizerMatchesSentenceTransformers) {
     }
 }
 
+// Both CPU backends: the fast path (EMBER_BACKEND_CPU) and the reference.
+class EmbedCpu : public ::testing::TestWithParam<ember_backend> {};
+INSTANTIATE_TEST_SUITE_P(Cpu, EmbedCpu, ::testing::Values(EMBER_BACKEND_CPU, EMBER_BACKEND_REFERENCE),
+                         [](const ::testing::TestParamInfo<ember_backend> &i) {
+                             return BackendName(i.param);
+                         });
+
 // Every sentence alone (no padding), CPU f32: the bound per sentence.
-TEST(Embed, CpuMatchesSentenceTransformers) {
+TEST_P(EmbedCpu, MatchesSentenceTransformers) {
     REQUIRE_MINILM();
     Golden g = LoadGolden();
     Tokenizer tok = LoadTokenizer();
-    Model m = LoadCpu(kModelDir, 1, 256);
+    Model m = LoadCpu(kModelDir, 1, 256, GetParam());
     ASSERT_TRUE(tok && m);
     ember_pooling_config pc;
     ASSERT_EQ(ember_pooling_config_load(kModelDir.c_str(), &pc), EMBER_OK) << ember_last_error();
@@ -134,19 +141,19 @@ TEST(Embed, CpuMatchesSentenceTransformers) {
         if (cos < worst_cos) worst_cos = cos, worst_i = (int)i;
         worst_abs = std::max(worst_abs, mx);
     }
-    printf("  vs sentence-transformers: worst 1 - cosine %.3g (sentence %d), max |diff| %.3g\n",
-           1.0 - worst_cos, worst_i, worst_abs);
+    printf("  %s vs sentence-transformers: worst 1 - cosine %.3g (sentence %d), max |diff| %.3g\n",
+           BackendName(GetParam()).c_str(), 1.0 - worst_cos, worst_i, worst_abs);
 }
 
 // One padded batch (short and long sentences together) gives the same rows as the singles:
 // pooling skips the padding and attention gives masked keys weight 0.
-TEST(Embed, PaddedBatchMatchesSentenceTransformers) {
+TEST_P(EmbedCpu, PaddedBatchMatchesSentenceTransformers) {
     REQUIRE_MINILM();
     Golden g = LoadGolden();
     Tokenizer tok = LoadTokenizer();
     // short ones only (the 256-token sentence is checked alone above; the CPU reference is slow)
     const std::vector<int> pick = {0, 1, 33, 39, 40, 47, 48};  // ..., "a", ""
-    Model m = LoadCpu(kModelDir, (int)pick.size(), 64);
+    Model m = LoadCpu(kModelDir, (int)pick.size(), 64, GetParam());
     ASSERT_TRUE(tok && m);
     std::vector<const char *> texts;
     for (int i : pick) texts.push_back(g.sentences[i].c_str());

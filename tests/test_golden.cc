@@ -1,5 +1,6 @@
-// ember (CPU reference) against outputs HuggingFace transformers itself produced
-// (tests/data, made by tools/make_goldens.py), plus the inputs_embeds pitfall.
+// ember's two CPU backends (the fast path and the reference) against outputs HuggingFace
+// transformers itself produced (tests/data, made by tools/make_goldens.py), plus the
+// inputs_embeds pitfall.
 #include <map>
 
 #include "tests/ember_test.h"
@@ -8,12 +9,16 @@ using namespace ember_test;
 
 namespace {
 
-ember_model *CachedModel(const std::string &dir) {
-    static std::map<std::string, Model> cache;
-    auto it = cache.find(dir);
-    if (it == cache.end()) it = cache.emplace(dir, LoadCpu(DataPath(dir), 8, 64)).first;
+ember_model *CachedModel(const std::string &dir, ember_backend backend) {
+    static std::map<std::pair<std::string, ember_backend>, Model> cache;
+    const auto key = std::make_pair(dir, backend);
+    auto it = cache.find(key);
+    if (it == cache.end()) it = cache.emplace(key, LoadCpu(DataPath(dir), 8, 64, backend)).first;
     return it->second.get();
 }
+
+const auto kCpuBackends = ::testing::Values(EMBER_BACKEND_CPU, EMBER_BACKEND_REFERENCE);
+
 
 struct Outputs {
     std::vector<float> last, pooled, hidden, logits;
@@ -62,11 +67,11 @@ ember_status RunCase(ember_model *m, ember_st_file *f, const char *entry_tensor,
     return ember_forward(m, &in, &out, nullptr);
 }
 
-class Golden : public ::testing::TestWithParam<GoldenCase> {};
+class Golden : public ::testing::TestWithParam<std::tuple<GoldenCase, ember_backend>> {};
 
 TEST_P(Golden, MatchesHuggingFace) {
-    const GoldenCase &g = GetParam();
-    ember_model *m = CachedModel(g.model_dir);
+    const GoldenCase &g = std::get<0>(GetParam());
+    ember_model *m = CachedModel(g.model_dir, std::get<1>(GetParam()));
     ASSERT_NE(m, nullptr);
     StFile f = OpenSt(DataPath(g.file));
     ASSERT_TRUE(f);
@@ -94,14 +99,16 @@ TEST_P(Golden, MatchesHuggingFace) {
     }
 }
 
-std::string CaseName(const ::testing::TestParamInfo<GoldenCase> &info) {
-    std::string n = info.param.model + "_" + info.param.name;
+std::string CaseName(const ::testing::TestParamInfo<std::tuple<GoldenCase, ember_backend>> &info) {
+    const GoldenCase &g = std::get<0>(info.param);
+    std::string n = g.model + "_" + g.name + "_" + BackendName(std::get<1>(info.param));
     for (char &c : n)
         if (!isalnum((unsigned char)c)) c = '_';
     return n;
 }
 
-INSTANTIATE_TEST_SUITE_P(HF, Golden, ::testing::ValuesIn(LoadManifest()), CaseName);
+INSTANTIATE_TEST_SUITE_P(HF, Golden, ::testing::Combine(::testing::ValuesIn(LoadManifest()), kCpuBackends),
+                         CaseName);
 
 TEST(Golden, ManifestCoversEveryModelAndCase) {
     auto cases = LoadManifest();
@@ -115,12 +122,16 @@ TEST(Golden, ManifestCoversEveryModelAndCase) {
 
 // --- the pitfall the library exists to make impossible -----------------------------------
 
-class Pitfall : public ::testing::TestWithParam<std::string> {};
+class Pitfall : public ::testing::TestWithParam<std::tuple<std::string, ember_backend>> {
+  protected:
+    const std::string &Name() const { return std::get<0>(GetParam()); }
+    ember_model *M() const { return CachedModel("models/" + Name(), std::get<1>(GetParam())); }
+};
 
 // forward(input_ids) and forward(inputs_embeds = ember_embed_tokens(ids)) are bit-identical.
 TEST_P(Pitfall, IdsAndGatheredEmbedsAreBitIdentical) {
-    ember_model *m = CachedModel("models/" + GetParam());
-    StFile f = OpenSt(DataPath("goldens/" + GetParam() + "/pitfall.safetensors"));
+    ember_model *m = M();
+    StFile f = OpenSt(DataPath("goldens/" + Name() + "/pitfall.safetensors"));
     ember_config cfg;
     ember_model_config(m, &cfg);
     std::vector<int32_t> ids = ReadI32(f.get(), "input_ids");
@@ -153,8 +164,8 @@ TEST_P(Pitfall, IdsAndGatheredEmbedsAreBitIdentical) {
 // inputs_embeds they are applied twice and the output is wrong (HF does the same: we match
 // HF's wrong answer too); fed as embedding_output it is right.
 TEST_P(Pitfall, HiddenStates0IsAnEmbeddingOutputNotAnInputsEmbeds) {
-    ember_model *m = CachedModel("models/" + GetParam());
-    StFile f = OpenSt(DataPath("goldens/" + GetParam() + "/pitfall.safetensors"));
+    ember_model *m = M();
+    StFile f = OpenSt(DataPath("goldens/" + Name() + "/pitfall.safetensors"));
     std::vector<float> right = ReadF32(f.get(), "expected.last_hidden_state");
     Outputs wrong, good;
     ASSERT_EQ(RunCase(m, f.get(), "wrong_inputs_embeds", "inputs_embeds", false, false, &wrong),
@@ -170,18 +181,20 @@ TEST_P(Pitfall, HiddenStates0IsAnEmbeddingOutputNotAnInputsEmbeds) {
         << "the wrong usage should still reproduce HF's (wrong) output";
     EXPECT_TRUE(AllClose(good.last, right, ember_tol::kHfAbs, ember_tol::kHfRel))
         << "hidden_states[0] as embedding_output must match";
-    printf("    %s: sum |wrong - right| = %.1f\n", GetParam().c_str(), diff);
+    printf("    %s (%s): sum |wrong - right| = %.1f\n", Name().c_str(),
+           BackendName(std::get<1>(GetParam())).c_str(), diff);
 }
 
-INSTANTIATE_TEST_SUITE_P(HF, Pitfall,
-                         ::testing::Values("tiny-odd", "prefixed-gamma", "gelu-new-sharded",
-                                           "relu-f16"),
-                         [](const ::testing::TestParamInfo<std::string> &i) {
-                             std::string n = i.param;
-                             for (char &c : n)
-                                 if (c == '-') c = '_';
-                             return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    HF, Pitfall,
+    ::testing::Combine(::testing::Values("tiny-odd", "prefixed-gamma", "gelu-new-sharded", "relu-f16"),
+                       kCpuBackends),
+    [](const ::testing::TestParamInfo<std::tuple<std::string, ember_backend>> &i) {
+        std::string n = std::get<0>(i.param) + "_" + BackendName(std::get<1>(i.param));
+        for (char &c : n)
+            if (c == '-') c = '_';
+        return n;
+    });
 
 }  // namespace
 
@@ -195,14 +208,17 @@ TEST(RealCheckpoint, MiniLmMatchesHuggingFace) {
     FILE *probe = fopen((dir + "/model.safetensors").c_str(), "rb");
     if (!probe) GTEST_SKIP() << dir << " absent: run tools/fetch-minilm.sh";
     fclose(probe);
-    Model m = LoadCpu(dir, 8, 16);
-    ASSERT_TRUE(m);
-    StFile f = OpenSt(DataPath("minilm/sentences.safetensors"));
-    Outputs o;
-    ASSERT_EQ(RunCase(m.get(), f.get(), "input_ids", "input_ids", true, false, &o), EMBER_OK)
-        << ember_last_error();
-    EXPECT_TRUE(AllClose(o.last, ReadF32(f.get(), "expected.last_hidden_state"), ember_tol::kHfAbs,
-                         ember_tol::kHfRel));
-    EXPECT_TRUE(AllClose(o.pooled, ReadF32(f.get(), "expected.pooler_output"), ember_tol::kHfAbs,
-                         ember_tol::kHfRel));
+    for (ember_backend backend : {EMBER_BACKEND_CPU, EMBER_BACKEND_REFERENCE}) {
+        SCOPED_TRACE(BackendName(backend));
+        Model m = LoadCpu(dir, 8, 16, backend);
+        ASSERT_TRUE(m);
+        StFile f = OpenSt(DataPath("minilm/sentences.safetensors"));
+        Outputs o;
+        ASSERT_EQ(RunCase(m.get(), f.get(), "input_ids", "input_ids", true, false, &o), EMBER_OK)
+            << ember_last_error();
+        EXPECT_TRUE(AllClose(o.last, ReadF32(f.get(), "expected.last_hidden_state"),
+                             ember_tol::kHfAbs, ember_tol::kHfRel));
+        EXPECT_TRUE(AllClose(o.pooled, ReadF32(f.get(), "expected.pooler_output"),
+                             ember_tol::kHfAbs, ember_tol::kHfRel));
+    }
 }

@@ -1,9 +1,10 @@
 // The performance paths: EMBER_FORWARD_SKIP_MASKED (padding removal), EMBER_FORWARD_ASYNC +
 // ember_model_sync, CUDA graphs, the cuBLASLt GELU epilogue, and the flags validation.
 //
-// CPU part (runs everywhere): the packing plan, and padding removal on the CPU reference
-// against the padded run (bit-identical valid rows, exact zero rows) and against the HF
-// goldens. CUDA part (skips without a device): every packing kernel against its CPU twin,
+// CPU part (runs everywhere): the packing plan, padding removal on both CPU backends against
+// the padded run (reference: bit-identical valid rows; both: exact zero rows) and against the
+// HF goldens, and the fast CPU backend against the reference on the same edge cases and on odd
+// sizes. CUDA part (skips without a device): every packing kernel against its CPU twin,
 // padding removal on the GPU against the CPU reference in f32/f16/bf16, ASYNC error
 // reporting, CUDA graph replay bit-identical to plain launches, GEMM + activation epilogues.
 #include <jansson.h>
@@ -321,11 +322,31 @@ TEST(PackPlan, RowMovesAreExact) {
     }
 }
 
-// Padding removal on the CPU against the padded run: valid rows bit-identical (see
-// host/backend_cpu.c for why), masked rows exactly 0, pooler from the written row 0.
-TEST(SkipMaskedCpu, EdgeCasesMatchThePaddedRun) {
+// Padding removal on both CPU backends. The reference's valid rows are bit-identical to the
+// padded run (see host/backend_cpu.c for why); the fast path's agree within its tolerance
+// (sgemm's result for a row depends on the row's place in the matrix, and packing moves rows).
+class SkipMaskedCpu : public ::testing::TestWithParam<ember_backend> {
+  protected:
+    ::testing::AssertionResult Match(const std::vector<float> &packed,
+                                     const std::vector<float> &plain) const {
+        if (GetParam() == EMBER_BACKEND_REFERENCE)
+            return Same(packed, plain) ? ::testing::AssertionSuccess()
+                                       : ::testing::AssertionFailure() << "not bit-identical";
+        return AllClose(packed, plain, ember_tol::kCpuFastAbs, ember_tol::kCpuFastRel);
+    }
+};
+
+INSTANTIATE_TEST_SUITE_P(Cpu, SkipMaskedCpu,
+                         ::testing::Values(EMBER_BACKEND_CPU, EMBER_BACKEND_REFERENCE),
+                         [](const ::testing::TestParamInfo<ember_backend> &i) {
+                             return BackendName(i.param);
+                         });
+
+// Against the padded run: valid rows as above, masked rows exactly 0, pooler from the written
+// row 0.
+TEST_P(SkipMaskedCpu, EdgeCasesMatchThePaddedRun) {
     ember_config c = TinyConfig();
-    Model m = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 8, 40);
+    Model m = MakeModel(c, GetParam(), EMBER_DTYPE_F32, 8, 40);
     ASSERT_TRUE(m);
     const int H = c.hidden_size;
     // tanh(pooler bias): the pooler of a sequence whose only token is masked.
@@ -341,11 +362,11 @@ TEST(SkipMaskedCpu, EdgeCasesMatchThePaddedRun) {
         ASSERT_EQ(RunCpu(m.get(), x, 0, true, true, &plain), EMBER_OK) << ember_last_error();
         ASSERT_EQ(RunCpu(m.get(), x, EMBER_FORWARD_SKIP_MASKED, true, true, &packed), EMBER_OK)
             << ember_last_error();
-        EXPECT_TRUE(Same(Rows(packed.last, x, H, true), Rows(plain.last, x, H, true)));
-        EXPECT_TRUE(Same(Rows(packed.hidden, x, H, true), Rows(plain.hidden, x, H, true)));
+        EXPECT_TRUE(Match(Rows(packed.last, x, H, true), Rows(plain.last, x, H, true)));
+        EXPECT_TRUE(Match(Rows(packed.hidden, x, H, true), Rows(plain.hidden, x, H, true)));
         EXPECT_TRUE(MaskedRowsAreZero(packed.last, x, H));
         EXPECT_TRUE(MaskedRowsAreZero(packed.hidden, x, H));
-        EXPECT_TRUE(Same(PoolRows(packed.pooled, x, H, true), PoolRows(plain.pooled, x, H, true)));
+        EXPECT_TRUE(Match(PoolRows(packed.pooled, x, H, true), PoolRows(plain.pooled, x, H, true)));
         std::vector<float> masked_first = PoolRows(packed.pooled, x, H, false);
         for (size_t i = 0; i < masked_first.size(); i++)
             ASSERT_EQ(masked_first[i], tanh_b[i % H]) << "pooler of a masked first token, " << i;
@@ -359,9 +380,9 @@ TEST(SkipMaskedCpu, EdgeCasesMatchThePaddedRun) {
 
 // ember_inputs.valid_tokens: the right count changes no bit; a wrong one is rejected before
 // anything is written, and the model then gives the same bits.
-TEST(SkipMaskedCpu, ValidTokensCountIsCheckedAndChangesNothing) {
+TEST_P(SkipMaskedCpu, ValidTokensCountIsCheckedAndChangesNothing) {
     ember_config c = TinyConfig();
-    Model m = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 8, 40);
+    Model m = MakeModel(c, GetParam(), EMBER_DTYPE_F32, 8, 40);
     ASSERT_TRUE(m);
     int checked = 0;
     for (Batch x : EdgeCases(c)) {
@@ -431,16 +452,16 @@ TEST(ForwardFlags, ValidTokensOutsideItsUseIsRejected) {
 }
 
 // Without the pooler and hidden_states, and with a workspace exactly the batch's size.
-TEST(SkipMaskedCpu, OnlyLastHiddenStateAtFullCapacity) {
+TEST_P(SkipMaskedCpu, OnlyLastHiddenStateAtFullCapacity) {
     ember_config c = TinyConfig(EMBER_ACT_RELU, false);
-    Model m = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 4, 13);
+    Model m = MakeModel(c, GetParam(), EMBER_DTYPE_F32, 4, 13);
     Batch x = WithIds("rp", 4, 13, RightPadded({13, 9, 1, 6}, 13), c, 3);
     Outs plain, packed;
     ASSERT_EQ(RunCpu(m.get(), x, 0, false, false, &plain), EMBER_OK);
     ASSERT_EQ(RunCpu(m.get(), x, EMBER_FORWARD_SKIP_MASKED, false, false, &packed), EMBER_OK)
         << ember_last_error();
-    EXPECT_TRUE(Same(Rows(packed.last, x, c.hidden_size, true),
-                             Rows(plain.last, x, c.hidden_size, true)));
+    EXPECT_TRUE(Match(Rows(packed.last, x, c.hidden_size, true),
+                      Rows(plain.last, x, c.hidden_size, true)));
     EXPECT_TRUE(MaskedRowsAreZero(packed.last, x, c.hidden_size));
 }
 
@@ -503,7 +524,7 @@ void CheckAgainstGolden(ember_st_file *f, const GoldenCase &g, const Batch &x, c
     }
 }
 
-TEST(SkipMaskedCpu, HfGoldensValidRowsStillMatch) {
+TEST_P(SkipMaskedCpu, HfGoldensValidRowsStillMatch) {
     std::vector<GoldenCase> cases = LoadManifest();
     ASSERT_GE(cases.size(), 40u);
     int with_masked_tokens = 0;
@@ -512,7 +533,7 @@ TEST(SkipMaskedCpu, HfGoldensValidRowsStillMatch) {
         StFile f = OpenSt(DataPath(g.file));
         ASSERT_TRUE(f);
         Batch x = GoldenBatch(f.get(), g);
-        Model m = LoadCpu(DataPath(g.model_dir), x.B, x.S);
+        Model m = LoadCpu(DataPath(g.model_dir), x.B, x.S, GetParam());
         ASSERT_TRUE(m);
         ember_config c;
         ember_model_config(m.get(), &c);
@@ -524,6 +545,97 @@ TEST(SkipMaskedCpu, HfGoldensValidRowsStillMatch) {
     }
     // right_padding, holes_mask, fully_masked_row, ... of every model
     EXPECT_GE(with_masked_tokens, 20);
+}
+
+// ---- the fast CPU backend against the reference ----------------------------------------------
+
+// Largest |fast - reference| of a comparison, NaN counted as infinite (AllClose fails it too).
+double MaxDiff(const std::vector<float> &a, const std::vector<float> &b) {
+    double m = 0.0;
+    for (size_t i = 0; i < a.size() && i < b.size(); i++) {
+        const double d = std::fabs((double)a[i] - (double)b[i]);
+        m = std::isnan(d) ? INFINITY : std::max(m, d);
+    }
+    return m;
+}
+
+// Both backends on the same random weights and inputs, with and without padding removal:
+// every output within kCpuFastAbs. Returns the largest difference seen.
+double CompareBackends(const ember_config &c, const std::vector<Batch> &cases, int max_batch,
+                       int max_seq) {
+    Model fast = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, max_batch, max_seq);
+    Model ref = MakeModel(c, EMBER_BACKEND_REFERENCE, EMBER_DTYPE_F32, max_batch, max_seq);
+    if (!fast || !ref) return INFINITY;
+    double worst = 0.0;
+    for (const Batch &x : cases)
+        for (unsigned flags : {0u, (unsigned)EMBER_FORWARD_SKIP_MASKED}) {
+            SCOPED_TRACE(x.name + (flags ? " skip_masked" : ""));
+            Outs f, r;
+            EXPECT_EQ(RunCpu(fast.get(), x, flags, c.has_pooler, true, &f), EMBER_OK)
+                << ember_last_error();
+            EXPECT_EQ(RunCpu(ref.get(), x, flags, c.has_pooler, true, &r), EMBER_OK)
+                << ember_last_error();
+            EXPECT_TRUE(AllClose(f.last, r.last, ember_tol::kCpuFastAbs, ember_tol::kCpuFastRel))
+                << "last_hidden_state";
+            EXPECT_TRUE(AllClose(f.hidden, r.hidden, ember_tol::kCpuFastAbs,
+                                 ember_tol::kCpuFastRel))
+                << "hidden_states";
+            EXPECT_TRUE(AllClose(f.pooled, r.pooled, ember_tol::kCpuFastAbs,
+                                 ember_tol::kCpuFastRel))
+                << "pooler_output";
+            if (flags) {
+                EXPECT_TRUE(MaskedRowsAreZero(f.last, x, c.hidden_size));
+                EXPECT_TRUE(MaskedRowsAreZero(f.hidden, x, c.hidden_size));
+            }
+            worst = std::max({worst, MaxDiff(f.last, r.last), MaxDiff(f.hidden, r.hidden),
+                              MaxDiff(f.pooled, r.pooled)});
+        }
+    return worst;
+}
+
+// The padding-removal edge cases (holes, fully masked rows, left padding, token types,
+// positions, the three entry points) with each activation.
+TEST(FastCpu, MatchesReferenceOnEdgeCases) {
+    double worst = 0.0;
+    for (ember_activation act : {EMBER_ACT_GELU, EMBER_ACT_GELU_TANH, EMBER_ACT_RELU}) {
+        SCOPED_TRACE("activation " + std::to_string((int)act));
+        ember_config c = TinyConfig(act, act != EMBER_ACT_RELU);
+        worst = std::max(worst, CompareBackends(c, EdgeCases(c), 8, 40));
+    }
+    printf("    fast vs reference, edge cases: max |diff| %.3g\n", worst);
+}
+
+// Odd sizes: head size 15 and intermediate 97; 3 heads of 32; MiniLM's shape (H 384, 12 heads
+// of 32, I 1536) with two layers; S = 1, 7, 97.
+TEST(FastCpu, MatchesReferenceAtOddSizes) {
+    struct Shape {
+        int H, NH, I, L;
+        ember_activation act;
+    };
+    double worst = 0.0;
+    for (Shape sh : {Shape{60, 4, 97, 2, EMBER_ACT_GELU}, Shape{96, 3, 200, 3, EMBER_ACT_GELU_TANH},
+                     Shape{384, 12, 1536, 2, EMBER_ACT_GELU}}) {
+        SCOPED_TRACE("H " + std::to_string(sh.H));
+        ember_config c = TinyConfig(sh.act, true);
+        c.hidden_size = sh.H;
+        c.num_attention_heads = sh.NH;
+        c.intermediate_size = sh.I;
+        c.num_hidden_layers = sh.L;
+        c.vocab_size = 1000;
+        c.max_position_embeddings = 128;
+        std::vector<Batch> cases;
+        cases.push_back(WithIds("s1", 1, 1, {}, c, 21));
+        Batch seven = WithIds("s7_holes_types", 3, 7, RandomHoles(3, 7, 0.7, 22), c, 23);
+        seven.types = Ints(21, c.type_vocab_size, 24);
+        cases.push_back(seven);
+        cases.push_back(WithIds("s97_right_padded", 2, 97, RightPadded({97, 40}, 97), c, 25));
+        Batch e = WithIds("s97_inputs_embeds_holes", 2, 97, RandomHoles(2, 97, 0.5, 26), c, 27);
+        e.ids.clear();
+        e.embeds = Floats((size_t)2 * 97 * c.hidden_size, 28);
+        cases.push_back(e);
+        worst = std::max(worst, CompareBackends(c, cases, 3, 97));
+    }
+    printf("    fast vs reference, odd sizes: max |diff| %.3g\n", worst);
 }
 
 }  // namespace
@@ -900,7 +1012,7 @@ TEST_P(CudaSkipMasked, MatchesCpuReferenceOnEdgeCases) {
         const ember_config &c = mc.cfg;
         const int H = c.hidden_size;
         const bool pooler = c.has_pooler;
-        Model cpu = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 8, 40);
+        Model cpu = MakeModel(c, EMBER_BACKEND_REFERENCE, EMBER_DTYPE_F32, 8, 40);
         Model gpu = MakeModel(c, EMBER_BACKEND_CUDA, dt, 8, 40);
         ASSERT_TRUE(cpu && gpu);
         for (const Batch &x : EdgeCases(c)) {
@@ -962,7 +1074,7 @@ TEST_P(CudaSkipMasked, RandomMasksAtBertShapes) {
     c.intermediate_size = 1536;
     c.max_position_embeddings = 512;
     c.vocab_size = 1000;
-    Model cpu = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 16, 256);
+    Model cpu = MakeModel(c, EMBER_BACKEND_REFERENCE, EMBER_DTYPE_F32, 16, 256);
     Model gpu = MakeModel(c, EMBER_BACKEND_CUDA, dt, 16, 256);
     ASSERT_TRUE(cpu && gpu);
     for (int trial = 0; trial < 3; trial++) {
@@ -1281,7 +1393,7 @@ TEST(CudaGraphs, ReplayIsBitIdenticalToPlainLaunches) {
 TEST(CudaGraphs, LegacyStreamAndCpuParity) {
     REQUIRE_CUDA_DEVICE();
     ember_config c = TinyConfig();
-    Model cpu = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 4, 40);
+    Model cpu = MakeModel(c, EMBER_BACKEND_REFERENCE, EMBER_DTYPE_F32, 4, 40);
     Model gpu = MakeModel(c, EMBER_BACKEND_CUDA, EMBER_DTYPE_F32, 4, 40, 1);
     ASSERT_TRUE(cpu && gpu);
     for (int call = 0; call < 4; call++) {
