@@ -10,7 +10,8 @@
 #   mock.cc mockx.cc mocklt.cc       -> CUDA runtime, graphs, a host model of cuBLASLt
 # then runs it. Exits non-zero if any step of the build or any test fails.
 # Needs: gcc/g++ (C++20), python3, CUDA toolkit headers (CUDA_INC, default
-# /usr/local/cuda/include), GoogleTest and Jansson (apt: libgtest-dev libjansson-dev).
+# /usr/local/cuda/include), GoogleTest, Jansson and OpenBLAS (apt: libgtest-dev libjansson-dev
+# libopenblas-dev; the CPU backends in host/backend_cpu.c call OpenBLAS's cblas_sgemm).
 set -euo pipefail
 EMU="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$EMU/../.." && pwd)"
@@ -74,7 +75,8 @@ echo "emu: compiling ${#cmds[@]} files in $B ($JOBS jobs)"
 printf '%s\0' "${cmds[@]}" | xargs -0 -P "$JOBS" -I{} bash -c '{}' \
     || { echo "emu: build failed" >&2; exit 1; }
 
-"${LINK[@]}" -o "$B/ember_emu_tests" "$B"/obj/*.o -lgtest_main -lgtest -ljansson -lutf8proc -lgomp -lm -ldl \
+"${LINK[@]}" -o "$B/ember_emu_tests" "$B"/obj/*.o -lgtest_main -lgtest -ljansson -lutf8proc -lopenblas \
+    -lgomp -lm -ldl \
     || { echo "emu: link failed" >&2; exit 1; }
 echo "emu: built $B/ember_emu_tests; running (CPU emulation, not a GPU)"
 # Tuning times every candidate of every op at each shape's first call: in the emulation that
