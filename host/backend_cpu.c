@@ -1,20 +1,21 @@
 /* The two CPU backends. They share this file's driver (workspace, embeddings, padding removal,
- * hidden states, pooler, pooling, tables) and differ in the encoder layers only:
- *   EMBER_BACKEND_REFERENCE: the encoder as HF BertModel computes it, op
- *     by op, with double accumulators (kernels/<op>.c): the oracle of every test.
- *   EMBER_BACKEND_CPU: float32, OpenBLAS sgemm for the projections and
- *     the FFN, fused bias + activation, fused bias + residual + LayerNorm, attention per
- *     (sequence, head) on OpenMP threads (kernels/fast_cpu.c). The cheap stages stay the
- *     reference's (embeddings, pooler, pooling: O(tokens x H) next to the layers' O(tokens x H^2)).
- *
- * Reference:
+ * hidden states, pooler, pooling, tables) and the encoder layer's order of ops; they differ in
+ * how the heavy ops are computed (layer_ops):
+ *   EMBER_BACKEND_REFERENCE: the encoder as HF BertModel computes it, op by op, with double
+ *     accumulators (kernels/<op>.c): the oracle of every test, the CUDA backend's included.
+ *   EMBER_BACKEND_CPU: float32; OpenBLAS sgemm for the projections and the FFN, fused bias +
+ *     activation and bias + residual + LayerNorm, attention per (sequence, head) on OpenMP
+ *     threads (kernels/fast_cpu.c). The cheap stages stay the reference's (embeddings, pooler,
+ *     pooling: O(tokens x H) next to the layers' O(tokens x H^2)).
  *
  * EMBER_FORWARD_SKIP_MASKED really packs (kernels/packing.c) rather than zeroing the rows of a
  * padded run: the CPU is the oracle of the CUDA packed path, so the plan, the packed
- * embedding and ember_ref_attention_packed are exercised by every CPU test. The valid rows
- * come out bit-identical to the padded run: the projections, FFN and LayerNorms are per row,
- * and in ember_ref_attention a masked key's weight is exp(-FLT_MAX - max) = 0 exactly in
- * double, so dropping those keys changes no sum. */
+ * embedding and ember_ref_attention_packed are exercised by every CPU test. On the reference
+ * the valid rows come out bit-identical to the padded run: the projections, FFN and LayerNorms
+ * are per row, and in ember_ref_attention a masked key's weight is exp(-FLT_MAX - max) = 0
+ * exactly in double, so dropping those keys changes no sum. The fast path's attention is as
+ * exact about it (masked keys are skipped, sums run in key order), but sgemm's result for a
+ * row depends on the row's place in the matrix, so its valid rows agree to float32 rounding. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -171,41 +172,51 @@ static void head(const ember_model *m, float *logits, const float *h, float *scr
     ember_ref_dense(logits, scratch, H, w->head_out_w, w->head_out_b, B, H, L, EMBER_HEAD_ACT_NONE);
 }
 
-/* One encoder layer, s->x -> s->x, on the T rows of the padded (B,S) batch or, when packed,
- * of its valid tokens (plan in s->cu_seqlens); mask is the caller's attention_mask or NULL. */
-static void ref_layer(cpu_state *s, const ember_layer_weights *L, const ember_config *c,
-                      const int32_t *mask, int packed, int B, int S, int T) {
-    const int H = c->hidden_size, I = c->intermediate_size, NH = c->num_attention_heads;
-    const int HD = H / NH;
-    ember_ref_linear(s->qkv, s->x, L->qkv_w, L->qkv_b, T, H, 3 * H);
-    if (packed)
-        ember_ref_attention_packed(s->ctx, s->qkv, s->cu_seqlens, B, NH, HD, s->scores);
-    else
-        ember_ref_attention(s->ctx, s->qkv, mask, B, S, NH, HD, s->scores);
-    ember_ref_linear(s->tmp, s->ctx, L->attn_out_w, NULL, T, H, H);
-    ember_ref_bias_residual_layernorm(s->x1, s->tmp, L->attn_out_b, s->x, L->attn_ln_g,
-                                      L->attn_ln_b, T, H, c->layer_norm_eps);
-    ember_ref_linear(s->inter, s->x1, L->inter_w, NULL, T, H, I);
-    ember_ref_bias_act(s->inter, L->inter_b, T, I, c->hidden_act);
-    ember_ref_linear(s->tmp, s->inter, L->out_w, NULL, T, I, H);
-    ember_ref_bias_residual_layernorm(s->x, s->tmp, L->out_b, s->x1, L->out_ln_g, L->out_ln_b, T,
-                                      H, c->layer_norm_eps);
+/* What the two CPU backends compute differently: the heavy ops of an encoder layer. */
+typedef struct layer_ops {
+    void (*linear)(float *out, const float *in, const float *w, const float *b, int N, int IN,
+                   int OUT);
+    void (*bias_act)(float *x, const float *bias, int64_t N, int C, ember_activation act);
+    void (*bias_residual_layernorm)(float *out, const float *x, const float *bias,
+                                    const float *residual, const float *gamma, const float *beta,
+                                    int N, int H, double eps);
+    /* s->ctx = attention(s->qkv), on the padded batch (mask) or the packed one (s->cu_seqlens) */
+    void (*attention)(cpu_state *s, const int32_t *mask, int packed, int B, int S, int NH, int HD);
+} layer_ops;
+
+static void ref_attention(cpu_state *s, const int32_t *mask, int packed, int B, int S, int NH,
+                          int HD) {
+    if (packed) ember_ref_attention_packed(s->ctx, s->qkv, s->cu_seqlens, B, NH, HD, s->scores);
+    else ember_ref_attention(s->ctx, s->qkv, mask, B, S, NH, HD, s->scores);
 }
 
-static void fast_layer(cpu_state *s, const ember_layer_weights *L, const ember_config *c,
-                       const int32_t *mask, int packed, int B, int S, int T) {
-    const int H = c->hidden_size, I = c->intermediate_size, NH = c->num_attention_heads;
-    ember_fast_linear(s->qkv, s->x, L->qkv_w, L->qkv_b, T, H, 3 * H);
-    ember_fast_attention(s->ctx, s->qkv, mask, packed ? s->cu_seqlens : NULL, B, S, NH, H / NH,
+static void fast_attention(cpu_state *s, const int32_t *mask, int packed, int B, int S, int NH,
+                           int HD) {
+    ember_fast_attention(s->ctx, s->qkv, mask, packed ? s->cu_seqlens : NULL, B, S, NH, HD,
                          s->att, s->threads);
-    ember_fast_linear(s->tmp, s->ctx, L->attn_out_w, NULL, T, H, H);
-    ember_fast_bias_residual_layernorm(s->x1, s->tmp, L->attn_out_b, s->x, L->attn_ln_g,
-                                       L->attn_ln_b, T, H, c->layer_norm_eps);
-    ember_fast_linear(s->inter, s->x1, L->inter_w, NULL, T, H, I);
-    ember_fast_bias_act(s->inter, L->inter_b, T, I, c->hidden_act);
-    ember_fast_linear(s->tmp, s->inter, L->out_w, NULL, T, I, H);
-    ember_fast_bias_residual_layernorm(s->x, s->tmp, L->out_b, s->x1, L->out_ln_g, L->out_ln_b,
-                                       T, H, c->layer_norm_eps);
+}
+
+static const layer_ops reference_ops = {ember_ref_linear, ember_ref_bias_act,
+                                        ember_ref_bias_residual_layernorm, ref_attention};
+static const layer_ops fast_ops = {ember_fast_linear, ember_fast_bias_act,
+                                   ember_fast_bias_residual_layernorm, fast_attention};
+
+/* One encoder layer, s->x -> s->x, on the T rows of the padded (B,S) batch or, when packed,
+ * of its valid tokens (plan in s->cu_seqlens); mask is the caller's attention_mask or NULL. */
+static void encoder_layer(cpu_state *s, const layer_ops *op, const ember_layer_weights *L,
+                          const ember_config *c, const int32_t *mask, int packed, int B, int S,
+                          int T) {
+    const int H = c->hidden_size, I = c->intermediate_size, NH = c->num_attention_heads;
+    op->linear(s->qkv, s->x, L->qkv_w, L->qkv_b, T, H, 3 * H);
+    op->attention(s, mask, packed, B, S, NH, H / NH);
+    op->linear(s->tmp, s->ctx, L->attn_out_w, NULL, T, H, H);
+    op->bias_residual_layernorm(s->x1, s->tmp, L->attn_out_b, s->x, L->attn_ln_g, L->attn_ln_b, T,
+                                H, c->layer_norm_eps);
+    op->linear(s->inter, s->x1, L->inter_w, NULL, T, H, I);
+    op->bias_act(s->inter, L->inter_b, T, I, c->hidden_act);
+    op->linear(s->tmp, s->inter, L->out_w, NULL, T, I, H);
+    op->bias_residual_layernorm(s->x, s->tmp, L->out_b, s->x1, L->out_ln_g, L->out_ln_b, T, H,
+                                c->layer_norm_eps);
 }
 
 static ember_status cpu_forward(ember_model *m, const ember_inputs *in, const ember_outputs *out,
@@ -252,8 +263,8 @@ static ember_status cpu_forward(ember_model *m, const ember_inputs *in, const em
     if (hs) emit(hs, odt, s, packed, N, H);
 
     for (int l = 0; l < c->num_hidden_layers; l++) {
-        (s->fast ? fast_layer : ref_layer)(s, &w->layers[l], c, in->attention_mask, packed, B, S,
-                                           T);
+        encoder_layer(s, s->fast ? &fast_ops : &reference_ops, &w->layers[l], c,
+                      in->attention_mask, packed, B, S, T);
         if (hs) emit(hs + (size_t)(l + 1) * N * H * osize, odt, s, packed, N, H);
     }
     emit(out->last_hidden_state, odt, s, packed, N, H);

@@ -48,7 +48,10 @@
  * ember_model_memory may be called from several threads on one model: each model has a mutex
  * that serialises them (the workspace, the cuBLAS handle and the CUDA graph cache are per
  * model), so every result is bit-identical to the same call made alone on one thread. They
- * run one at a time: for parallel CPU throughput load one model per thread. ember_model_config,
+ * run one at a time: for parallel CPU throughput load one model per thread (or let one model use
+ * the cores: EMBER_BACKEND_CPU runs each call on OpenMP threads (OMP_NUM_THREADS) and OpenBLAS
+ * threads (OPENBLAS_NUM_THREADS); its results do not depend on the OpenMP thread count, and for a
+ * given OpenBLAS thread count they repeat bit for bit). ember_model_config,
  * _backend, _dtype, _label and ember_table_shape read immutable fields and take no lock.
  * ember_model_free must not race with any other call on the same model (free it after the
  * other threads are done with it). ember_last_error() is per thread: each thread sees the
@@ -370,8 +373,9 @@ EMBER_API ember_status ember_model_reserve_shapes(ember_model *model, const embe
  *   - pooler_output is tanh(dense(row 0)) of the written last_hidden_state, as always: HF's
  *     value when token 0 of the sequence is valid, tanh(pooler bias) when it is masked (in
  *     particular for a sequence with no valid token).
- * Without attention_mask the flag changes nothing. On the CPU the valid rows are bit-identical
- * to a call without the flag.
+ * Without attention_mask the flag changes nothing. On EMBER_BACKEND_REFERENCE the valid rows are
+ * bit-identical to a call without the flag; on EMBER_BACKEND_CPU they agree to float32 rounding
+ * (sgemm's result for a row depends on where the row sits in the matrix, and packing moves it).
  * CUDA: the number of valid tokens T sizes every GEMM. The mask is device memory, so unless
  * the caller passes T in ember_inputs.valid_tokens (a tokenizer on the host knows it), the
  * call reads T back after a small packing kernel: one host synchronisation per call (also

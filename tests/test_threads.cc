@@ -2,8 +2,12 @@
 // calls, so every result is bit-identical to the same request run alone on one thread, and
 // ember_last_error() stays each thread's own. Built with the `tsan` preset these tests run
 // under ThreadSanitizer (tools/sanitize.sh).
+#include <unistd.h>
+
 #include <atomic>
+#include <filesystem>
 #include <functional>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -251,3 +255,86 @@ TEST(CudaThreads, OneModelFourStreamsBitIdentical) {
 
 }  // namespace
 #endif
+
+// ---- thread counts (the fast CPU backend's own threads and OpenBLAS's) ------------------------
+
+namespace {
+
+// last_hidden_state of `ember forward` on all-MiniLM-L6-v2 for `inputs`, run with the given
+// environment (thread counts); empty when the command failed.
+namespace fs = std::filesystem;
+
+std::vector<float> CliForward(const std::string &env, const std::string &backend,
+                              const std::string &model, const std::string &inputs,
+                              const std::string &output) {
+    const std::string cmd = env + " " + EMBER_CLI_PATH + " forward --quiet --backend " + backend +
+                            " --model '" + model + "' --inputs '" + inputs + "' --output '" +
+                            output + "' 2>&1";
+    CommandResult r = RunCommand(cmd);
+    EXPECT_EQ(r.code, 0) << cmd << "\n" << r.out;
+    if (r.code != 0) return {};
+    StFile f = OpenSt(output);
+    return f ? ReadF32(f.get(), "last_hidden_state") : std::vector<float>();
+}
+
+// What ember.h and the README promise about thread counts, through the user's knobs
+// (OMP_NUM_THREADS: ember's own threads; OPENBLAS_NUM_THREADS: OpenBLAS's): a batch of 8 x 97
+// random ids, big enough that attention and the elementwise ops run in parallel.
+//   - fast path, OpenBLAS on one thread: bit-identical for 1, 2 and 3 ember threads;
+//   - fast path, 1 vs 2 OpenBLAS threads: within kCpuFastAbs (sgemm splits the matrix by its
+//     thread count, and a row's result depends on where the split puts it).
+// (The reference is independent of its thread count by construction: every output element is
+// one thread's double sum, kernels/linear.c.)
+TEST(ThreadCounts, FastPathIndependentOfEmberThreads) {
+    if (kSanitized) GTEST_SKIP() << "subprocesses of the CLI under a sanitizer build: too slow";
+    const char *env = getenv("EMBER_MINILM_DIR");
+    const std::string model =
+        env ? env : std::string(EMBER_SOURCE_DIR) + "/.pydeps/all-MiniLM-L6-v2";
+    FILE *probe = fopen((model + "/model.safetensors").c_str(), "rb");
+    if (!probe) GTEST_SKIP() << model << " absent: run tools/fetch-minilm.sh";
+    fclose(probe);
+    const fs::path dir = fs::temp_directory_path() /
+                         ("ember_threads_" + std::to_string(getpid()));
+    fs::create_directories(dir);
+    const int B = 8, S = 97;
+    std::vector<int32_t> ids((size_t)B * S), mask((size_t)B * S);
+    std::mt19937 g(5);
+    for (int b = 0; b < B; b++)
+        for (int s = 0; s < S; s++) {
+            const bool valid = s < S - 9 * b;  // right padding, lengths 97 .. 34
+            ids[(size_t)b * S + s] = valid ? 1000 + (int)(g() % 20000) : 0;
+            mask[(size_t)b * S + s] = valid;
+        }
+    ember_st_tensor t[2] = {};
+    t[0].name = "input_ids";
+    t[1].name = "attention_mask";
+    for (int i = 0; i < 2; i++) {
+        t[i].dtype = EMBER_ST_I32;
+        t[i].ndim = 2;
+        t[i].shape[0] = B;
+        t[i].shape[1] = S;
+        t[i].nbytes = sizeof(int32_t) * B * S;
+    }
+    t[0].data = ids.data();
+    t[1].data = mask.data();
+    const std::string inputs = (dir / "in.safetensors").string();
+    ASSERT_EQ(ember_st_write(inputs.c_str(), t, 2, nullptr, nullptr, 0), EMBER_OK)
+        << ember_last_error();
+    const std::string out = (dir / "out.safetensors").string();
+    auto run = [&](const char *threads, const char *backend) {
+        return CliForward(threads, backend, model, inputs, out);
+    };
+    const std::vector<float> one = run("OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1", "cpu");
+    ASSERT_EQ(one.size(), (size_t)B * S * 384);
+    for (const char *n : {"OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1",
+                          "OMP_NUM_THREADS=3 OPENBLAS_NUM_THREADS=1"})
+        EXPECT_TRUE(BitIdentical(run(n, "cpu"), one)) << n;
+    const std::vector<float> blas2 = run("OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2", "cpu");
+    EXPECT_TRUE(AllClose(blas2, one, ember_tol::kCpuFastAbs, ember_tol::kCpuFastRel));
+    printf("    fast path, 1 vs 2 OpenBLAS threads: %s (sum |diff| %.3g)\n",
+           BitIdentical(blas2, one) ? "bit-identical" : "not bit-identical",
+           SumAbsDiff(blas2, one));
+    fs::remove_all(dir);
+}
+
+}  // namespace
