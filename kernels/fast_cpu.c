@@ -21,8 +21,12 @@
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
     !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 #define FAST_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+/* Attention's dot products use fmaf, which C defines as one rounding: the FMA instructions of
+ * x86-64-v3/v4 and the library call of the baseline give the same bits. */
+#define FMA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define FAST_CLONES
+#define FMA_CLONES
 #endif
 
 enum { LANES = 16 };
@@ -173,24 +177,32 @@ void ember_fast_bias_residual_layernorm(float *out, const float *x, const float 
 
 static int round_lanes(int n) { return (n + LANES - 1) / LANES * LANES; }
 
+/* Scratch of one (sequence, head), for up to S keys of head size HD. */
+static size_t kt_floats(int S, int HD) { return (size_t)HD * round_lanes(S); }
+static size_t vp_floats(int S, int HD) { return (size_t)S * round_lanes(HD); }
+
 size_t ember_fast_attention_scratch(int S, int HD) {
-    const size_t sp = (size_t)round_lanes(S);
-    /* K^T (HD x sp), probabilities (sp), output accumulator (HD), key rows (S, as int32) */
-    return (size_t)HD * sp + sp + (size_t)HD + (size_t)S;
+    /* K^T, packed K then V, 4 rows of probabilities, key rows (S, as int32) */
+    return kt_floats(S, HD) + vp_floats(S, HD) + 4 * (size_t)round_lanes(S) + (size_t)S;
 }
 
-/* One head of one sequence. Rows r of the sequence are qkv + r*3H (q, k, v at offsets 0, H,
- * 2H, head h at h*HD) and out + r*H. keys[0..nk) are the attended rows in order; nk = 0 means
- * no valid key (a fully masked sequence of n rows: HF attends uniformly over all n). */
-FAST_CLONES
+/* One head of one sequence, four queries at a time. Rows r of the sequence are qkv + r*3H (q,
+ * k, v at offsets 0, H, 2H, head h at h*HD) and out + r*H. keys[0..nk) are the attended rows
+ * in order; nk = 0 means no valid key (a fully masked sequence of n rows: HF attends uniformly
+ * over all n). Every score is a dot product over d in order, every probability sum and output
+ * element a sum over the keys in order, whichever block a query falls in.
+ * The head's keys and values are first copied out of qkv: rows of qkv are 3H floats apart, a
+ * stride that maps them onto a few cache sets. */
+FMA_CLONES
 static void attend_head(float *out, const float *qkv, int n, const int32_t *keys, int nk, int H,
                         int HD, int h, float *scratch) {
     const int64_t row = 3 * (int64_t)H;
-    const int sp = round_lanes(nk);
-    float *kt = scratch, *p = kt + (size_t)HD * sp, *acc = p + sp;
+    const int sp = round_lanes(nk), hp = round_lanes(HD);
+    float *kt = scratch, *vp = kt + kt_floats(nk, HD), *p = vp + vp_floats(nk, HD);
     const float *q0 = qkv + h * HD, *k0 = qkv + H + h * HD, *v0 = qkv + 2 * H + h * HD;
     if (nk == 0) {
         /* every score is float32-min in HF: uniform weights 1/n over the n keys */
+        float *acc = scratch;
         for (int d = 0; d < HD; d++) acc[d] = 0.0f;
         for (int j = 0; j < n; j++)
             for (int d = 0; d < HD; d++) acc[d] += v0[j * row + d];
@@ -198,32 +210,73 @@ static void attend_head(float *out, const float *qkv, int n, const int32_t *keys
             for (int d = 0; d < HD; d++) out[(int64_t)i * H + h * HD + d] = acc[d] / (float)n;
         return;
     }
-    /* K^T so that a query's scores are a vector loop over keys; zero columns pad to the lanes */
-    for (int j = 0; j < sp; j++)
-        for (int d = 0; d < HD; d++) kt[(size_t)d * sp + j] = j < nk ? k0[keys[j] * row + d] : 0.0f;
+    /* K^T (HD x sp, zero columns up to the lanes) through a packed copy of K */
+    for (int j = 0; j < nk; j++) memcpy(vp + (size_t)j * hp, k0 + keys[j] * row, sizeof(float) * HD);
+    for (int d = 0; d < HD; d++) {
+        float *kr = kt + (size_t)d * sp;
+        for (int j = 0; j < nk; j++) kr[j] = vp[(size_t)j * hp + d];
+        for (int j = nk; j < sp; j++) kr[j] = 0.0f;
+    }
+    /* V packed, rows of hp with zero columns past HD */
+    for (int j = 0; j < nk; j++) {
+        float *vr = vp + (size_t)j * hp;
+        memcpy(vr, v0 + keys[j] * row, sizeof(float) * HD);
+        for (int d = HD; d < hp; d++) vr[d] = 0.0f;
+    }
     const float scale = 1.0f / sqrtf((float)HD);
-    for (int i = 0; i < n; i++) {
-        const float *q = q0 + i * row;
+    float *p0 = p, *p1 = p + sp, *p2 = p + 2 * sp, *p3 = p + 3 * sp;
+    for (int i0 = 0; i0 < n; i0 += 4) {
+        const int nq = n - i0 < 4 ? n - i0 : 4;
+        /* a short last block repeats its last query and discards the copies */
+        const float *qa = q0 + i0 * row, *qb = q0 + (i0 + (nq > 1 ? 1 : 0)) * row,
+                    *qc = q0 + (i0 + (nq > 2 ? 2 : nq - 1)) * row,
+                    *qd = q0 + (i0 + (nq > 3 ? 3 : nq - 1)) * row;
         for (int jb = 0; jb < sp; jb += LANES) {
-            float s[LANES] = {0};
+            float sa[LANES] = {0}, sb[LANES] = {0}, sc[LANES] = {0}, sd[LANES] = {0};
             for (int d = 0; d < HD; d++) {
-                const float qd = q[d], *kr = kt + (size_t)d * sp + jb;
-                for (int k = 0; k < LANES; k++) s[k] += qd * kr[k];
+                const float *kr = kt + (size_t)d * sp + jb;
+                const float a = qa[d], b = qb[d], c = qc[d], e = qd[d];
+                for (int k = 0; k < LANES; k++) {
+                    sa[k] = fmaf(a, kr[k], sa[k]);
+                    sb[k] = fmaf(b, kr[k], sb[k]);
+                    sc[k] = fmaf(c, kr[k], sc[k]);
+                    sd[k] = fmaf(e, kr[k], sd[k]);
+                }
             }
-            for (int k = 0; k < LANES; k++) p[jb + k] = s[k] * scale;
+            for (int k = 0; k < LANES; k++) {
+                p0[jb + k] = sa[k] * scale;
+                p1[jb + k] = sb[k] * scale;
+                p2[jb + k] = sc[k] * scale;
+                p3[jb + k] = sd[k] * scale;
+            }
         }
-        float mx = -INFINITY;
-        for (int j = 0; j < nk; j++) mx = p[j] > mx ? p[j] : mx;
-        for (int j = 0; j < nk; j++) p[j] = fexp(p[j] - mx);
-        float sum = 0.0f; /* in key order, so padded and packed runs add alike */
-        for (int j = 0; j < nk; j++) sum += p[j];
-        for (int d = 0; d < HD; d++) acc[d] = 0.0f;
-        for (int j = 0; j < nk; j++) {
-            const float w = p[j], *v = v0 + keys[j] * row;
-            for (int d = 0; d < HD; d++) acc[d] += w * v[d];
+        float sum[4];
+        for (int b = 0; b < 4; b++) {
+            float *pb = p + (size_t)b * sp, mx = -INFINITY;
+            for (int j = 0; j < nk; j++) mx = pb[j] > mx ? pb[j] : mx;
+            for (int j = 0; j < nk; j++) pb[j] = fexp(pb[j] - mx);
+            sum[b] = 0.0f; /* in key order, so padded and packed runs add alike */
+            for (int j = 0; j < nk; j++) sum[b] += pb[j];
         }
-        float *o = out + (int64_t)i * H + h * HD;
-        for (int d = 0; d < HD; d++) o[d] = acc[d] / sum;
+        for (int db = 0; db < hp; db += LANES) {
+            float aa[LANES] = {0}, ab[LANES] = {0}, ac[LANES] = {0}, ad[LANES] = {0};
+            for (int j = 0; j < nk; j++) {
+                const float *vr = vp + (size_t)j * hp + db;
+                const float wa = p0[j], wb = p1[j], wc = p2[j], wd = p3[j];
+                for (int k = 0; k < LANES; k++) {
+                    aa[k] = fmaf(wa, vr[k], aa[k]);
+                    ab[k] = fmaf(wb, vr[k], ab[k]);
+                    ac[k] = fmaf(wc, vr[k], ac[k]);
+                    ad[k] = fmaf(wd, vr[k], ad[k]);
+                }
+            }
+            const float *acc[4] = {aa, ab, ac, ad};
+            const int w = HD - db < LANES ? HD - db : LANES;
+            for (int b = 0; b < nq; b++) {
+                float *o = out + (int64_t)(i0 + b) * H + h * HD + db;
+                for (int k = 0; k < w; k++) o[k] = acc[b][k] / sum[b];
+            }
+        }
     }
 }
 
