@@ -606,7 +606,7 @@ TEST(FastCpu, MatchesReferenceOnEdgeCases) {
 }
 
 // Odd sizes: head size 15 and intermediate 97; 3 heads of 32; MiniLM's shape (H 384, 12 heads
-// of 32, I 1536) with two layers; S = 1, 7, 97.
+// of 32, I 1536) with one layer (the reference is slow under the sanitizers); S = 1, 7, 97.
 TEST(FastCpu, MatchesReferenceAtOddSizes) {
     struct Shape {
         int H, NH, I, L;
@@ -614,7 +614,7 @@ TEST(FastCpu, MatchesReferenceAtOddSizes) {
     };
     double worst = 0.0;
     for (Shape sh : {Shape{60, 4, 97, 2, EMBER_ACT_GELU}, Shape{96, 3, 200, 3, EMBER_ACT_GELU_TANH},
-                     Shape{384, 12, 1536, 2, EMBER_ACT_GELU}}) {
+                     Shape{384, 12, 1536, 1, EMBER_ACT_GELU}}) {
         SCOPED_TRACE("H " + std::to_string(sh.H));
         ember_config c = TinyConfig(sh.act, true);
         c.hidden_size = sh.H;

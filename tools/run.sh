@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job: set up, build, and run ember on the bundled model. It loads a HuggingFace
 # checkpoint (tests/data/models/tiny-odd), runs a batch with a padding mask through the
-# CPU reference encoder, and compares with the outputs HuggingFace BertModel produced for
-# the same inputs (stored in the inputs file). Every comparison is checked against the bound of
+# fast CPU backend (the default; --backend reference runs the double-precision reference), and
+# compares with the outputs HuggingFace BertModel produced for the same inputs (stored in the
+# inputs file). Every comparison is checked against the bound of
 # the tolerance table (tests/tolerances.h: |ember - HF| <= kHfAbs + kHfRel |HF| for every
 # element, by `ember forward --hf-tolerance`). The last line is the verdict; the exit status is
 # non-zero when a check, or a command, failed.
