@@ -2,8 +2,9 @@
 # The sanitizer jobs (CPU only; the GPU ones are tools/gpu-check.sh's `sanitize` step):
 #   asan+ubsan  the `debug` preset (AddressSanitizer with LeakSanitizer, UBSan) over the whole
 #               CPU test suite; any report fails the test that triggered it
-#   tsan        the `tsan` preset (ThreadSanitizer, built without OpenMP: libgomp is not
-#               instrumented and would give false reports) over the threading and soak tests
+#   tsan        the `tsan` preset (ThreadSanitizer, built without OpenMP and run with
+#               OPENBLAS_NUM_THREADS=1: neither libgomp nor OpenBLAS is instrumented, and their
+#               threads would give false reports) over the threading and soak tests
 #               (the tsan test preset's filter); any report fails the test
 # Prints one summary line per job once, at the end (a failing job's log excerpt comes first, on
 # stderr); exits non-zero if a job failed.
