@@ -213,10 +213,16 @@ TEST(IoDtype, RefConvertRoundsToNearestEven) {
     }
 }
 
-// ---- CPU ----------------------------------------------------------------------------------------
+// ---- CPU (both backends: the conversions are their shared driver's) -----------------------------
 
-TEST(IoDtype, CpuHalfOutputsAreTheF32OutputsRounded) {
-    Model m = Random(EMBER_BACKEND_CPU, EMBER_DTYPE_F32);
+class IoDtypeCpu : public ::testing::TestWithParam<ember_backend> {};
+INSTANTIATE_TEST_SUITE_P(Cpu, IoDtypeCpu, ::testing::Values(EMBER_BACKEND_CPU, EMBER_BACKEND_REFERENCE),
+                         [](const ::testing::TestParamInfo<ember_backend> &i) {
+                             return BackendName(i.param);
+                         });
+
+TEST_P(IoDtypeCpu, HalfOutputsAreTheF32OutputsRounded) {
+    Model m = Random(GetParam(), EMBER_DTYPE_F32);
     ASSERT_TRUE(m);
     const Batch x = MakeBatch(Config().hidden_size);
     HostBuffers buf;
@@ -233,8 +239,8 @@ TEST(IoDtype, CpuHalfOutputsAreTheF32OutputsRounded) {
     }
 }
 
-TEST(IoDtype, CpuHalfInputsAreTheirWidenedValues) {
-    Model m = Random(EMBER_BACKEND_CPU, EMBER_DTYPE_F32);
+TEST_P(IoDtypeCpu, HalfInputsAreTheirWidenedValues) {
+    Model m = Random(GetParam(), EMBER_DTYPE_F32);
     ASSERT_TRUE(m);
     const Batch x = MakeBatch(Config().hidden_size);
     HostBuffers buf;
@@ -253,8 +259,8 @@ TEST(IoDtype, CpuHalfInputsAreTheirWidenedValues) {
         }
 }
 
-TEST(IoDtype, CpuEmbedTokensAs) {
-    Model m = Random(EMBER_BACKEND_CPU, EMBER_DTYPE_F32);
+TEST_P(IoDtypeCpu, EmbedTokensAs) {
+    Model m = Random(GetParam(), EMBER_DTYPE_F32);
     ASSERT_TRUE(m);
     const int H = Config().hidden_size;
     const std::vector<int32_t> ids = {0, 96, 5, 5, 41, 7, 13};
@@ -364,7 +370,7 @@ double Bound(ember_dtype dt, ember_dtype odt) {
 TEST(CudaIoDtype, OutputsInEveryDtypeAreTheF32OutputsRounded) {
     REQUIRE_CUDA_DEVICE();
     const Batch x = MakeBatch(Config().hidden_size);
-    Model cpu = Random(EMBER_BACKEND_CPU, EMBER_DTYPE_F32);
+    Model cpu = Random(EMBER_BACKEND_REFERENCE, EMBER_DTYPE_F32);
     HostBuffers hb;
     Out ref;
     ASSERT_EQ(Forward(cpu.get(), hb, x, kIds, EMBER_DTYPE_F32, EMBER_DTYPE_F32, 0, &ref), EMBER_OK);
