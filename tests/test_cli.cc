@@ -332,6 +332,31 @@ TEST_F(Cli, CorruptInputsFile) {
         << r.out;
 }
 
+// --backend names the three backends; both CPU ones reproduce HF, and say which ran.
+TEST_F(Cli, BackendCpuAndReference) {
+    const std::string in = DataPath("goldens/tiny-odd/holes_mask.safetensors");
+    StFile want = OpenSt(in);
+    ASSERT_TRUE(want);
+    for (const char *backend : {"cpu", "reference"}) {
+        Result r = RunCli(std::string("forward --backend ") + backend + " --model " +
+                          DataPath("models/tiny-odd") + " --inputs " + in + " --output " + Out());
+        ASSERT_EQ(r.code, 0) << backend << "\n" << r.out;
+        EXPECT_NE(r.out.find(std::string("backend ") + backend + ","), std::string::npos) << r.out;
+        StFile got = OpenSt(Out());
+        ASSERT_TRUE(got);
+        EXPECT_TRUE(AllClose(ReadF32(got.get(), "last_hidden_state"),
+                             ReadF32(want.get(), "expected.last_hidden_state"), ember_tol::kHfAbs,
+                             ember_tol::kHfRel))
+            << backend;
+    }
+    for (const char *cmd : {"forward", "embed"}) {
+        Result r = RunCli(std::string(cmd) + " --backend gpu --model " + DataPath("models/tiny-odd"));
+        EXPECT_NE(r.code, 0) << cmd;
+        EXPECT_NE(r.out.find("--backend must be cpu, reference or cuda"), std::string::npos)
+            << cmd << ": " << r.out;
+    }
+}
+
 TEST_F(Cli, CudaWithoutDevice) {
     if (ember_cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is present";
     Result r = RunCli("forward --backend cuda --model " + DataPath("models/tiny-odd") + " --inputs " +
