@@ -38,8 +38,9 @@ void RunTogether(int n, const std::function<void(int, std::string &)> &body) {
     for (int t = 0; t < n; t++) EXPECT_EQ(failures[t], "") << "thread " << t;
 }
 
-TEST(Threads, OneCpuModelManyThreadsBitIdenticalToOneThread) {
-    Model m = LoadCpu(DataPath("models/tiny-odd"), 4, 16);
+void ManyThreadsBitIdenticalToOneThread(ember_backend backend) {
+    SCOPED_TRACE(BackendName(backend));
+    Model m = LoadCpu(DataPath("models/tiny-odd"), 4, 16, backend);
     ASSERT_TRUE(m);
     ember_config cfg;
     ember_model_config(m.get(), &cfg);
@@ -95,6 +96,12 @@ TEST(Threads, OneCpuModelManyThreadsBitIdenticalToOneThread) {
             }
         }
     });
+}
+
+// Both CPU backends (the fast one uses threads of its own inside each call as well).
+TEST(Threads, OneCpuModelManyThreadsBitIdenticalToOneThread) {
+    ManyThreadsBitIdenticalToOneThread(EMBER_BACKEND_CPU);
+    ManyThreadsBitIdenticalToOneThread(EMBER_BACKEND_REFERENCE);
 }
 
 TEST(Threads, LastErrorIsEachThreadsOwn) {
