@@ -4,8 +4,8 @@
  *   EMBER_BACKEND_REFERENCE: the encoder as HF BertModel computes it, op by op, with double
  *     accumulators (kernels/<op>.c): the oracle of every test, the CUDA backend's included.
  *   EMBER_BACKEND_CPU: float32; OpenBLAS sgemm for the projections and the FFN, fused bias +
- *     activation and bias + residual + LayerNorm, attention per (sequence, head) on OpenMP
- *     threads (kernels/fast_cpu.c). The cheap stages stay the reference's (embeddings, pooler,
+ *     activation and bias + residual + LayerNorm, attention per (sequence, head), the latter
+ *     three on the threads of kernels/cpu_pool.c (kernels/fast_cpu.c). The cheap stages stay the reference's (embeddings, pooler,
  *     pooling: O(tokens x H) next to the layers' O(tokens x H^2)).
  *
  * EMBER_FORWARD_SKIP_MASKED really packs (kernels/packing.c) rather than zeroing the rows of a
@@ -19,11 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "error.h"
+#include "kernels/cpu_pool.h"
 #include "kernels/fast_cpu.h"
 #include "kernels/ops.h"
 #include "model.h"
@@ -47,7 +44,7 @@ typedef struct cpu_state {
     int cap_seq;
     size_t ws_bytes;
     int fast;    /* EMBER_BACKEND_CPU: the fast layers                          */
-    int threads; /* fast: attention threads the scratch holds                  */
+    int threads; /* fast: pool threads the attention scratch holds             */
 } cpu_state;
 
 static void free_workspace(cpu_state *s) {
@@ -106,10 +103,7 @@ static ember_status cpu_reserve(ember_model *m, int max_batch, int max_seq_len) 
     n.inter = malloc(sizeof(float) * T * I);
     /* attention scratch: one double row (reference), or a block per thread (fast) */
     const int HD = m->cfg.hidden_size / m->cfg.num_attention_heads;
-    int threads = 1;
-#ifdef _OPENMP
-    if (s->fast && omp_get_max_threads() > 1) threads = omp_get_max_threads();
-#endif
+    const int threads = s->fast ? ember_pool_threads() : 1;
     const size_t att = s->fast ? (size_t)threads * ember_fast_attention_scratch(max_seq_len, HD) : 0;
     if (s->fast) n.att = malloc(sizeof(float) * att);
     else n.scores = malloc(sizeof(double) * (size_t)max_seq_len);

@@ -49,9 +49,10 @@
  * that serialises them (the workspace, the cuBLAS handle and the CUDA graph cache are per
  * model), so every result is bit-identical to the same call made alone on one thread. They
  * run one at a time: for parallel CPU throughput load one model per thread (or let one model use
- * the cores: EMBER_BACKEND_CPU runs each call on OpenMP threads (OMP_NUM_THREADS) and OpenBLAS
- * threads (OPENBLAS_NUM_THREADS); its results do not depend on the OpenMP thread count, and for a
- * given OpenBLAS thread count they repeat bit for bit). ember_model_config,
+ * the cores: EMBER_BACKEND_CPU runs each call on ember's threads (OMP_NUM_THREADS, else one
+ * per core) and OpenBLAS's (OPENBLAS_NUM_THREADS, else OMP_NUM_THREADS, else one per core); its
+ * results do not depend on the number of ember's threads, and for a given number of OpenBLAS
+ * threads they repeat bit for bit). ember_model_config,
  * _backend, _dtype, _label and ember_table_shape read immutable fields and take no lock.
  * ember_model_free must not race with any other call on the same model (free it after the
  * other threads are done with it). ember_last_error() is per thread: each thread sees the

@@ -15,9 +15,7 @@
 #include <math.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "cpu_pool.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
     !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
@@ -32,14 +30,24 @@
 
 enum { LANES = 16 };
 
-/* Work below which an op runs on the calling thread alone, about half a millisecond of it: a
- * parallel region costs a fork and a barrier, microseconds on an idle machine but a time slice
- * when the cores are busy, and OpenMP's idle threads spin for a while after each region,
- * taking the cores from OpenBLAS's threads (a pthreads OpenBLAS has a pool of its own). Small
- * forwards (one sentence, the soak test's tiny batches) run their elementwise ops and attention
- * on one thread; their GEMMs stay OpenBLAS's business. */
+/* Work below which an op runs on the calling thread alone, about half a millisecond of it:
+ * waking the pool's threads costs tens of microseconds, more than a small op takes (one
+ * sentence, the soak test's tiny batches). Elementwise ops go to the pool in blocks of
+ * PARALLEL_MIN_ELEMENTS / 4 elements. */
 #define PARALLEL_MIN_ELEMENTS (1 << 18) /* elements of a bias + activation or LayerNorm */
 #define PARALLEL_MIN_MACS (1 << 22)     /* multiply-adds of an attention */
+
+/* Rows [0, N) of C elements in blocks of about PARALLEL_MIN_ELEMENTS / 4 elements. */
+typedef struct row_blocks {
+    int64_t N, rows; /* rows per block */
+} row_blocks;
+
+static row_blocks blocks_of(int64_t N, int C) {
+    int64_t rows = (PARALLEL_MIN_ELEMENTS / 4) / (C > 0 ? C : 1);
+    if (rows < 1) rows = 1;
+    return (row_blocks){N, rows};
+}
+static int64_t n_blocks(row_blocks b) { return (b.N + b.rows - 1) / b.rows; }
 
 static inline uint32_t f2u(float f) {
     uint32_t u;
@@ -90,8 +98,8 @@ static inline float lane_sum(const float *x, int n) {
 
 /* ---- linear ------------------------------------------------------------------------------ */
 
-/* One sgemm on OpenBLAS's threads. Cutting the GEMM into fixed tiles run single-threaded on the
- * OpenMP threads would make the result independent of the thread count, but measured on the
+/* One sgemm on OpenBLAS's threads. Cutting the GEMM into fixed tiles run single-threaded on
+ * ember's threads would make the result independent of the thread count, but measured on the
  * 2-core development machine it was 15-20% slower on one thread (every tile packs its panels
  * again) and much slower on two (concurrent sgemm calls contend inside OpenBLAS). */
 void ember_fast_linear(float *out, const float *in, const float *w, const float *b, int N, int IN,
@@ -141,9 +149,23 @@ static void bias_act_row(float *x, const float *bias, int C, ember_activation ac
     }
 }
 
+typedef struct bias_act_job {
+    float *x;
+    const float *bias;
+    int C;
+    ember_activation act;
+    row_blocks rb;
+} bias_act_job;
+
+static void bias_act_task(void *ctx, int64_t task, int worker) {
+    const bias_act_job *j = ctx;
+    const int64_t r0 = task * j->rb.rows, r1 = r0 + j->rb.rows < j->rb.N ? r0 + j->rb.rows : j->rb.N;
+    for (int64_t t = r0; t < r1; t++) bias_act_row(j->x + t * j->C, j->bias, j->C, j->act);
+}
+
 void ember_fast_bias_act(float *x, const float *bias, int64_t N, int C, ember_activation act) {
-#pragma omp parallel for schedule(static) if (N * C >= PARALLEL_MIN_ELEMENTS)
-    for (int64_t t = 0; t < N; t++) bias_act_row(x + t * C, bias, C, act);
+    bias_act_job j = {x, bias, C, act, blocks_of(N, C)};
+    ember_pool_run(n_blocks(j.rb), bias_act_task, &j, N * C < PARALLEL_MIN_ELEMENTS);
 }
 
 /* ---- bias + residual + LayerNorm --------------------------------------------------------- */
@@ -165,13 +187,27 @@ static void bias_residual_ln_row(float *o, const float *x, const float *bias, co
     for (int j = 0; j < H; j++) o[j] = (o[j] - mean) * rstd * gamma[j] + beta[j];
 }
 
+typedef struct ln_job {
+    float *out;
+    const float *x, *bias, *residual, *gamma, *beta;
+    int H;
+    float eps;
+    row_blocks rb;
+} ln_job;
+
+static void ln_task(void *ctx, int64_t task, int worker) {
+    const ln_job *j = ctx;
+    const int64_t r0 = task * j->rb.rows, r1 = r0 + j->rb.rows < j->rb.N ? r0 + j->rb.rows : j->rb.N;
+    for (int64_t t = r0; t < r1; t++)
+        bias_residual_ln_row(j->out + t * j->H, j->x + t * j->H, j->bias, j->residual + t * j->H,
+                             j->gamma, j->beta, j->H, j->eps);
+}
+
 void ember_fast_bias_residual_layernorm(float *out, const float *x, const float *bias,
                                         const float *residual, const float *gamma,
                                         const float *beta, int N, int H, double eps) {
-#pragma omp parallel for schedule(static) if ((int64_t)N * H >= PARALLEL_MIN_ELEMENTS)
-    for (int64_t t = 0; t < N; t++)
-        bias_residual_ln_row(out + t * H, x + t * H, bias, residual + t * H, gamma, beta, H,
-                             (float)eps);
+    ln_job j = {out, x, bias, residual, gamma, beta, H, (float)eps, blocks_of(N, H)};
+    ember_pool_run(n_blocks(j.rb), ln_task, &j, (int64_t)N * H < PARALLEL_MIN_ELEMENTS);
 }
 
 /* ---- attention ----------------------------------------------------------------------------- */
@@ -281,40 +317,44 @@ static void attend_head(float *out, const float *qkv, int n, const int32_t *keys
     }
 }
 
+typedef struct attention_job {
+    float *out;
+    const float *qkv;
+    const int32_t *mask, *cu_seqlens;
+    int S, NH, HD;
+    float *scratch;
+    size_t per; /* floats of scratch per worker */
+} attention_job;
+
+static void attention_task(void *ctx, int64_t task, int worker) {
+    const attention_job *j = ctx;
+    const int b = (int)(task / j->NH), h = (int)(task % j->NH), H = j->NH * j->HD;
+    float *mine = j->scratch + j->per * (size_t)worker;
+    int32_t *keys = (int32_t *)(mine + (j->per - (size_t)j->S));
+    int64_t first;
+    int n, nk = 0;
+    if (j->cu_seqlens) {
+        first = j->cu_seqlens[b];
+        n = j->cu_seqlens[b + 1] - j->cu_seqlens[b];
+        for (int k = 0; k < n; k++) keys[nk++] = k;
+    } else {
+        first = (int64_t)b * j->S;
+        n = j->S;
+        for (int k = 0; k < j->S; k++)
+            if (!j->mask || j->mask[first + k] != 0) keys[nk++] = k;
+    }
+    if (n > 0)
+        attend_head(j->out + first * H, j->qkv + first * 3 * H, n, keys, nk, H, j->HD, h, mine);
+}
+
 void ember_fast_attention(float *out, const float *qkv, const int32_t *mask,
                           const int32_t *cu_seqlens, int B, int S, int NH, int HD, float *scratch,
                           int threads) {
     const int H = NH * HD;
-    const size_t per = ember_fast_attention_scratch(S, HD);
-    const int64_t tasks = (int64_t)B * NH;
+    attention_job j = {out, qkv, mask, cu_seqlens, S, NH, HD, scratch,
+                       ember_fast_attention_scratch(S, HD)};
     /* multiply-adds of QK^T and PV if every key were valid */
     const int64_t macs = 2 * (cu_seqlens ? (int64_t)S * cu_seqlens[B] : (int64_t)B * S * S) * H;
-    (void)threads;
-#pragma omp parallel num_threads(threads) if (macs >= PARALLEL_MIN_MACS)
-    {
-#ifdef _OPENMP
-        float *mine = scratch + per * (size_t)omp_get_thread_num();
-#else
-        float *mine = scratch;
-#endif
-        int32_t *keys = (int32_t *)(mine + (per - (size_t)S));
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t task = 0; task < tasks; task++) {
-            const int b = (int)(task / NH), h = (int)(task % NH);
-            int64_t first;
-            int n, nk = 0;
-            if (cu_seqlens) {
-                first = cu_seqlens[b];
-                n = cu_seqlens[b + 1] - cu_seqlens[b];
-                for (int j = 0; j < n; j++) keys[nk++] = j;
-            } else {
-                first = (int64_t)b * S;
-                n = S;
-                for (int j = 0; j < S; j++)
-                    if (!mask || mask[first + j] != 0) keys[nk++] = j;
-            }
-            if (n > 0)
-                attend_head(out + first * H, qkv + first * 3 * H, n, keys, nk, H, HD, h, mine);
-        }
-    }
+    ember_pool_run((int64_t)B * NH, attention_task, &j,
+                   macs < PARALLEL_MIN_MACS || threads < ember_pool_threads());
 }

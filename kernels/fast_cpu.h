@@ -1,14 +1,15 @@
 /*
- * The fast CPU path (host/backend_fast.c, EMBER_BACKEND_CPU): the heavy ops of the encoder in
+ * The fast CPU path (host/backend_cpu.c, EMBER_BACKEND_CPU): the heavy ops of the encoder in
  * float32. GEMMs are OpenBLAS sgemm; the elementwise ops are fused and written so that the
  * compiler vectorises them without reassociating any sum (fixed partial-sum lanes, sequential
  * sums where the order must not depend on the layout). Every op is a twin of an
  * ember_ref_* op in kernels/ops.h (the oracle) with the same shapes; the cheap stages
  * (embeddings, pooler, pooling, packing) are the reference's own functions.
  *
- * Threads: each op splits its work into tasks (rows; batch x heads for attention) whose
- * results do not depend on which thread runs them or how many threads there are. sgemm is
- * OpenBLAS's (see host/backend_fast.c for what holds across its thread counts).
+ * Threads: each op splits its work into tasks (blocks of rows; batch x heads for attention)
+ * whose results do not depend on which thread runs them or how many threads there are, and
+ * runs them on the pool of kernels/cpu_pool.h (small ops on the calling thread). sgemm runs
+ * on OpenBLAS's own threads; its results depend on their number (README, CPU backends).
  */
 #ifndef EMBER_FAST_CPU_H
 #define EMBER_FAST_CPU_H
@@ -50,7 +51,8 @@ size_t ember_fast_attention_scratch(int S, int HD);
  *     sequence length).
  * Scores of valid keys, their order, and every sum are the same in both layouts, so the valid
  * rows of a padded run and of a packed run are bit-identical. scratch: `threads` blocks of
- * ember_fast_attention_scratch(S, HD) floats; at most `threads` threads are used. */
+ * ember_fast_attention_scratch(S, HD) floats, one per pool thread (threads below
+ * ember_pool_threads() run everything on the calling thread). */
 void ember_fast_attention(float *out, const float *qkv, const int32_t *mask,
                           const int32_t *cu_seqlens, int B, int S, int NH, int HD, float *scratch,
                           int threads);
