@@ -657,6 +657,10 @@ static int run_embed(void *args, int n_operands, char **operands) {
     }
     r.cap_tokens = (int)cap_tokens;
     if (!runner_alloc(&r)) goto done;
+    /* the last batch's workspace at once: batches grow in length, and growing the workspace
+     * batch by batch would reallocate it (and fault its pages in) again and again */
+    st = ember_model_reserve(m, r.cap_batch, ntok[order[t.n - 1]]);
+    if (st != EMBER_OK) { fail("reserving the workspace", st); goto done; }
     const int progress = isatty(STDERR_FILENO) && t.n >= PROGRESS_MIN_TEXTS;
     for (int start = 0; start < t.n; start += batch) {
         const int nb = t.n - start < batch ? t.n - start : batch;
