@@ -192,8 +192,13 @@ def main():
 
     say("# ember CPU backends vs PyTorch, %s" % datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))
     say()
+    say("- command: %s" % " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]))
     say("- machine: %s, %s, %d cores (os.cpu_count)" % (socket.gethostname(), cpu_name(), threads))
     say("- load average before: %s" % load_average())
+    if os.getloadavg()[0] > threads:
+        say("- NOTE: the machine is loaded (1-minute load average above its %d cores): every "
+            "time below includes waiting for a core, and thread pools that spin suffer most"
+            % threads)
     for name, e in variants:
         say("- %s: OpenBLAS %s" % (name, openblas_core(e)))
     import torch
@@ -242,7 +247,7 @@ def main():
 
     cos = np.sum(fast_emb * st_emb, axis=1) / (np.linalg.norm(fast_emb, axis=1) *
                                                 np.linalg.norm(st_emb, axis=1))
-    say("| workload | who | result | ember fast (%s) is |" % variants[-1][0])
+    say("| workload | who | result | %s is |" % variants[-1][0])
     say("|---|---|---:|---:|")
     best = {}
     for w, who, v, unit in rows:
