@@ -71,13 +71,15 @@ def test_numpy_matches_hf(case):
 @pytest.mark.parametrize("case", [c for c in MANIFEST if c["case"] == "right_padding"],
                          ids=case_id)
 def test_skip_masked_rows(case):
-    """skip_masked: valid rows bit-identical to the padded run on the CPU, masked rows 0."""
+    """skip_masked: valid rows as the padded run's on the CPU (the fast backend: within
+    kCpuFastAbs, since sgemm's result for a row depends on its place in the matrix; the C tests
+    check the reference's bit identity), masked rows 0."""
     t, _ = read_safetensors(os.path.join(DATA, case["file"]))
     m = cpu_model(case["model_dir"])
     full = m(**inputs_of(t, case)).last_hidden_state
     packed = m(**inputs_of(t, case), skip_masked=True).last_hidden_state
     mask = t["attention_mask"].astype(bool)
-    assert np.array_equal(packed[mask], full[mask])
+    assert np.abs(packed[mask] - full[mask]).max() <= TOL["kCpuFastAbs"]
     assert not packed[~mask].any()
 
 
