@@ -3,8 +3,8 @@
 
   1. ember fast (EMBER_BACKEND_CPU)       `ember embed` and `ember_bench`, subprocesses
   2. ember reference (EMBER_BACKEND_REFERENCE)   the same two
-  3. HF BertModel, eager attention, fp32, torch threads = cores
-  4. sentence-transformers (all-MiniLM-L6-v2), torch threads = cores
+  3. HF BertModel, eager attention, fp32, torch threads = cores (or --threads)
+  4. sentence-transformers (all-MiniLM-L6-v2), torch threads = cores (or --threads)
 
 Two workloads (issue 14):
   embed  all-MiniLM-L6-v2 on N sentences of 20-40 words (default 1000): sentences/s of the
@@ -162,6 +162,9 @@ def main():
                     help="sentences the reference embeds (its rate is measured on the first N)")
     ap.add_argument("--skip-reference", action="store_true", help="leave out ember reference")
     ap.add_argument("--seed", type=int, default=14)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="threads for every peer (torch.set_num_threads; OMP_NUM_THREADS and "
+                    "OPENBLAS_NUM_THREADS for ember); default: the cores")
     ap.add_argument("--out", default=None, help="results file (default benchmarks/results/"
                     "cpu-<host>-<date>.md)")
     a = ap.parse_args()
@@ -174,10 +177,12 @@ def main():
                      "--preset default)" % p)
     if not os.path.exists(os.path.join(a.model, "model.safetensors")):
         sys.exit("%s not found: run tools/fetch-minilm.sh" % a.model)
-    threads = os.cpu_count()
+    threads = a.threads if a.threads > 0 else os.cpu_count()
     sentences = make_sentences(os.path.join(a.model, "vocab.txt"), a.sentences, a.seed)
 
     env = dict(os.environ)
+    if a.threads > 0:
+        env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = str(a.threads)
     variants = [("ember fast", env)]
     if "OPENBLAS_CORETYPE" in env:
         own = {k: v for k, v in env.items() if k != "OPENBLAS_CORETYPE"}
@@ -193,12 +198,13 @@ def main():
     say("# ember CPU backends vs PyTorch, %s" % datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))
     say()
     say("- command: %s" % " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]))
-    say("- machine: %s, %s, %d cores (os.cpu_count)" % (socket.gethostname(), cpu_name(), threads))
+    say("- machine: %s, %s, %d cores (os.cpu_count); every peer on %d threads" %
+        (socket.gethostname(), cpu_name(), os.cpu_count(), threads))
     say("- load average before: %s" % load_average())
-    if os.getloadavg()[0] > threads:
+    if os.getloadavg()[0] > os.cpu_count():
         say("- NOTE: the machine is loaded (1-minute load average above its %d cores): every "
             "time below includes waiting for a core, and thread pools that spin suffer most"
-            % threads)
+            % os.cpu_count())
     for name, e in variants:
         say("- %s: OpenBLAS %s" % (name, openblas_core(e)))
     import torch
