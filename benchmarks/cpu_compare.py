@@ -198,7 +198,7 @@ def main():
     say("# ember CPU backends vs PyTorch, %s" % datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))
     say()
     say("- command: %s" % " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]))
-    say("- machine: %s, %s, %d cores (os.cpu_count); every peer on %d threads" %
+    say("- machine: %s, %s, %d cores (os.cpu_count); every peer on %d thread(s)" %
         (socket.gethostname(), cpu_name(), os.cpu_count(), threads))
     say("- load average before: %s" % load_average())
     if os.getloadavg()[0] > os.cpu_count():
