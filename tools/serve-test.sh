@@ -2,7 +2,7 @@
 # The Ray Serve tests of ember.serve (python/tests/serve_cluster.py): a two-node local Ray
 # cluster on this machine, the server started by `python -m ember.serve` with 2 replicas on the
 # CPU backend, loopback HTTP only: the error table, 2,000 requests from 32 concurrent clients
-# (every vector equal to SentenceEncoder.encode bit for bit; throughput and p50/p99 latency
+# (every vector equal to SentenceEncoder.encode within kCpuFastAbs; throughput and p50/p99 latency
 # printed), Ray's Prometheus metrics, one replica killed mid-load (each request succeeds or gets
 # a 5xx; the deployment recovers), a clean stop on SIGINT.
 #

@@ -1,6 +1,6 @@
 """ember.serve without Ray: the request checks and error formats, the batch planner, the
-cross-request batcher (results bit-identical to SentenceEncoder.encode of each text alone on
-the CPU backend, whatever the batch composition), the options. The Ray Serve cluster tests
+cross-request batcher (results equal to SentenceEncoder.encode of each text alone on the CPU
+backend within kCpuFastAbs, whatever the batch composition), the options. The Ray Serve cluster tests
 (load, fault, HTTP) are serve_cluster.py, run by tools/serve-test.sh."""
 import asyncio
 import base64
@@ -12,7 +12,7 @@ import random
 import numpy as np
 import pytest
 
-from conftest import DATA, MINILM
+from conftest import DATA, MINILM, TOL
 from ember.serve import protocol
 from ember.serve.batcher import Batcher, plan
 from ember.serve.engine import Engine
@@ -212,10 +212,16 @@ def _run_requests(engine, requests, max_batch_tokens, max_wait_s):
         pool.shutdown()
 
 
-def test_batched_equals_encode_alone_bit_for_bit(engine):
+def same_row(got, want):
+    """The fast CPU backend's rows depend on their batch to float32 rounding (sgemm's result
+    for a row depends on its place in the matrix): within kCpuFastAbs, NaN never passes."""
+    return got.shape == want.shape and bool(np.all(np.abs(got - want) <= TOL["kCpuFastAbs"]))
+
+
+def test_batched_equals_encode_alone(engine):
     """Requests of 1-5 texts of mixed lengths, batched together in whatever way the timing
-    gives: every vector equals SentenceEncoder.encode of its text alone, bits included; also
-    for normalize=False rows, which the batcher keeps in batches of their own."""
+    gives: every vector equals SentenceEncoder.encode of its text alone (within kCpuFastAbs);
+    also for normalize=False rows, which the batcher keeps in batches of their own."""
     enc = engine.encoder
     texts = _texts(150, seed=1)
     rng = random.Random(2)
@@ -238,7 +244,7 @@ def test_batched_equals_encode_alone_bit_for_bit(engine):
             else:
                 want = enc.embed_batch(enc.tokenize([text]), normalize=False)[0]
             assert row.dtype == np.float32 and row.shape == (H,)
-            bad += not np.array_equal(row.view(np.uint32), want.view(np.uint32))
+            bad += not same_row(row, want)
     assert bad == 0, "%d of %d rows differ from encode() of the text alone" % (bad, len(texts))
 
 
@@ -254,7 +260,7 @@ def test_batched_equals_encode_alone_minilm():
     assert max(r for r, _, _ in seen) > 1
     for text, rows in zip(texts, results):
         want = engine.encoder.encode(text)
-        assert np.array_equal(rows[0].view(np.uint32), want.view(np.uint32)), text
+        assert same_row(rows[0], want), text
 
 
 def test_batcher_failure_and_cancel(engine):

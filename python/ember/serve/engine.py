@@ -3,10 +3,11 @@ inputs turned into token sequences, and batches of sequences turned into embeddi
 
 A batch is padded to its longest sequence and run with padding removal (skip_masked, with the
 number of valid tokens given, so CUDA does not synchronise to count them). On the CPU backend
-each row of the result is bit-identical to SentenceEncoder.encode of that text alone,
-whatever else is in the batch: the backend computes every token's row with the same operations
-in the same order whatever the batch holds, and padding removal keeps valid rows bit-identical
-(include/ember.h). tests/test_serve.py checks this for random batch compositions."""
+each row of the result equals SentenceEncoder.encode of that text alone to float32 rounding,
+whatever else is in the batch (the fast CPU backend's sgemm gives a row's last bits by its
+place in the matrix; the double-precision reference backend would be bit-identical, see
+include/ember.h). tests/test_serve.py checks this within tests/tolerances.h's kCpuFastAbs
+for random batch compositions."""
 import numpy as np
 
 from ..sentence import SentenceEncoder
