@@ -5,8 +5,11 @@
  *     accumulators (kernels/<op>.c): the oracle of every test, the CUDA backend's included.
  *   EMBER_BACKEND_CPU: float32; OpenBLAS sgemm for the projections and the FFN, fused bias +
  *     activation and bias + residual + LayerNorm, attention per (sequence, head), the latter
- *     three on the threads of kernels/cpu_pool.c (kernels/fast_cpu.c). The cheap stages stay the reference's (embeddings, pooler,
- *     pooling: O(tokens x H) next to the layers' O(tokens x H^2)).
+ *     three on the threads of kernels/cpu_pool.c (kernels/fast_cpu.c). The cheap stages stay the
+ *     reference's (embeddings and the family's default positions, pooler, heads, pooling:
+ *     O(tokens x H) next to the layers' O(tokens x H^2)); ELECTRA's embeddings_project, a GEMM
+ *     like the layers', is the layer_ops' linear.
+ * The family's architecture and head rules live once, in cpu_forward, for both.
  *
  * EMBER_FORWARD_SKIP_MASKED really packs (kernels/packing.c) rather than zeroing the rows of a
  * padded run: the CPU is the oracle of the CUDA packed path, so the plan, the packed
@@ -229,6 +232,7 @@ static ember_status cpu_forward(ember_model *m, const ember_inputs *in, const em
                                                     s->index, s->inverse)
                          : N;
 
+    const layer_ops *op = s->fast ? &fast_ops : &reference_ops;
     if (in->embedding_output) {
         const float *emb_out = embeds_f32(s, in->embedding_output, in->embeds_dtype, N, H);
         if (packed) ember_ref_gather_rows(s->x, emb_out, s->index, T, H);
@@ -252,13 +256,12 @@ static ember_status cpu_forward(ember_model *m, const ember_inputs *in, const em
             ember_ref_embed_layernorm(emb, in->input_ids, embeds, in->token_type_ids, pos,
                                       w->word, w->position, w->token_type, w->emb_ln_g,
                                       w->emb_ln_b, B, S, E, c->layer_norm_eps);
-        if (E != H) ember_ref_linear(s->x, emb, w->emb_proj_w, w->emb_proj_b, T, E, H);
+        if (E != H) op->linear(s->x, emb, w->emb_proj_w, w->emb_proj_b, T, E, H);
     }
     if (hs) emit(hs, odt, s, packed, N, H);
 
     for (int l = 0; l < c->num_hidden_layers; l++) {
-        encoder_layer(s, s->fast ? &fast_ops : &reference_ops, &w->layers[l], c,
-                      in->attention_mask, packed, B, S, T);
+        encoder_layer(s, op, &w->layers[l], c, in->attention_mask, packed, B, S, T);
         if (hs) emit(hs + (size_t)(l + 1) * N * H * osize, odt, s, packed, N, H);
     }
     emit(out->last_hidden_state, odt, s, packed, N, H);
