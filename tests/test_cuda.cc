@@ -1124,7 +1124,7 @@ TEST_P(CudaFamily, MatchesCpuBackend) {
     REQUIRE_CUDA_DEVICE();
     const FamilyCase &c = GetParam().c;
     const ember_dtype dt = GetParam().dt;
-    Model cpu = MakeFamily(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32);
+    Model cpu = MakeFamily(c, EMBER_BACKEND_REFERENCE, EMBER_DTYPE_F32);
     Model gpu = MakeFamily(c, EMBER_BACKEND_CUDA, dt);
     ASSERT_TRUE(cpu && gpu);
     Inputs x{};
