@@ -39,9 +39,12 @@ std::string Q(const std::string &s) {
 class CliEmbed : public ::testing::Test {
 protected:
     void SetUp() override {
+        // the pid: every checkout and build on the machine runs the same test names, and two
+        // runs sharing a folder remove and replace each other's files (and FIFO)
         dir_ = fs::path(::testing::TempDir()) /
                (std::string("ember_cli_embed_") +
-                ::testing::UnitTest::GetInstance()->current_test_info()->name());
+                ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" +
+                std::to_string(getpid()));
         fs::remove_all(dir_);
         fs::create_directories(dir_);
         // a plain HF directory (no modules.json) with a vocabulary of exactly vocab_size lines
