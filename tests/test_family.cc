@@ -15,6 +15,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// A path in the test temporary folder, the pid in its name: ctest runs the tests as parallel
+// processes, and other checkouts on the machine run the same tests.
+fs::path Tmp(const std::string &name) {
+    return fs::path(::testing::TempDir()) / (name + "_" + std::to_string(getpid()));
+}
+
 ember_model *Family(const std::string &name, ember_backend backend) {
     static std::map<std::pair<std::string, ember_backend>, Model> cache;
     const auto key = std::make_pair(name, backend);
@@ -523,7 +529,7 @@ TEST(FastCpu, FamilyMatchesReference) {
 // ---- tokenizers that are not WordPiece -------------------------------------------------------
 
 TEST(Family, TokenizerThatIsNotWordPieceIsNamed) {
-    const fs::path dir = fs::path(::testing::TempDir()) / "ember_family_tokenizers";
+    const fs::path dir = Tmp("ember_family_tokenizers");
     fs::remove_all(dir);
     fs::create_directories(dir);
     ember_tokenizer *tok = nullptr;
@@ -553,9 +559,11 @@ struct Cli {
 };
 
 Cli RunCli(const std::string &args) {
-    const fs::path err = fs::path(::testing::TempDir()) / "ember_family_cli_stderr.txt";
+    const fs::path err = Tmp("ember_family_cli_stderr.txt");
     CommandResult c = RunCommand(std::string(EMBER_CLI_PATH) + " " + args + " 2>" + Q(err.string()));
-    return {c.code, c.out, ReadFile(err.string())};
+    Cli r{c.code, c.out, ReadFile(err.string())};
+    fs::remove(err);
+    return r;
 }
 
 struct JsonDeleter {
@@ -696,7 +704,7 @@ TEST(CliRerank, OrderAndScoresMatchCrossEncoder) {
 // A model's own activation (config_sentence_transformers.json) replaces the sigmoid.
 TEST(CliRerank, ActivationFromTheModelsSentenceTransformersConfig) {
     Json g = CliGolden("rerank");
-    const fs::path dir = fs::path(::testing::TempDir()) / "ember_family_ce";
+    const fs::path dir = Tmp("ember_family_ce");
     fs::remove_all(dir);
     fs::create_directories(dir);
     for (auto &e : fs::directory_iterator(DataPath(json_string_value(json_object_get(g.get(), "model_dir")))))
@@ -728,7 +736,7 @@ TEST(CliForward, LogitsOfAHeadModel) {
     for (const char *name : {"roberta-seqcls", "electra-tokcls"}) {
         SCOPED_TRACE(name);
         const std::string in = DataPath(std::string("goldens/") + name + "/inputs_embeds.safetensors");
-        const fs::path out = fs::path(::testing::TempDir()) / "ember_family_forward.safetensors";
+        const fs::path out = Tmp("ember_family_forward.safetensors");
         Cli r = RunCli("forward --quiet --logits --model " + Q(DataPath(std::string("models/") + name)) +
                        " --inputs " + Q(in) + " --output " + Q(out.string()));
         ASSERT_EQ(r.code, 0) << r.err;
