@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -168,6 +169,16 @@ inline double SumAbsDiff(const std::vector<float> &a, const std::vector<float> &
     double s = 0.0;
     for (size_t i = 0; i < a.size() && i < b.size(); i++) s += std::fabs((double)a[i] - b[i]);
     return s;
+}
+
+// Largest |a - b|, for the figures tests print; NaN or a size mismatch counts as infinite.
+inline double MaxDiff(const std::vector<float> &a, const std::vector<float> &b) {
+    double m = a.size() == b.size() ? 0.0 : INFINITY;
+    for (size_t i = 0; i < a.size() && i < b.size(); i++) {
+        const double d = std::fabs((double)a[i] - (double)b[i]);
+        m = std::isnan(d) ? INFINITY : std::max(m, d);
+    }
+    return m;
 }
 
 inline bool BitIdentical(const std::vector<float> &a, const std::vector<float> &b) {

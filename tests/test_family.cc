@@ -423,16 +423,6 @@ std::vector<float> Uniform(size_t n, uint32_t seed) {
     return v;
 }
 
-// Largest |a - b|, NaN counted as infinite.
-double MaxDiff(const std::vector<float> &a, const std::vector<float> &b) {
-    double m = a.size() == b.size() ? 0.0 : INFINITY;
-    for (size_t i = 0; i < a.size() && i < b.size(); i++) {
-        const double d = std::fabs((double)a[i] - (double)b[i]);
-        m = std::isnan(d) ? INFINITY : std::max(m, d);
-    }
-    return m;
-}
-
 struct Worst {
     double hidden = 0.0, logits = 0.0;
 };

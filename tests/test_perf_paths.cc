@@ -549,16 +549,6 @@ TEST_P(SkipMaskedCpu, HfGoldensValidRowsStillMatch) {
 
 // ---- the fast CPU backend against the reference ----------------------------------------------
 
-// Largest |fast - reference| of a comparison, NaN counted as infinite (AllClose fails it too).
-double MaxDiff(const std::vector<float> &a, const std::vector<float> &b) {
-    double m = 0.0;
-    for (size_t i = 0; i < a.size() && i < b.size(); i++) {
-        const double d = std::fabs((double)a[i] - (double)b[i]);
-        m = std::isnan(d) ? INFINITY : std::max(m, d);
-    }
-    return m;
-}
-
 // Both backends on the same random weights and inputs, with and without padding removal:
 // every output within kCpuFastAbs. Returns the largest difference seen.
 double CompareBackends(const ember_config &c, const std::vector<Batch> &cases, int max_batch,
