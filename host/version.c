@@ -23,9 +23,9 @@ static ember_build g_build;
 static pthread_once_t g_build_once = PTHREAD_ONCE_INIT;
 
 static void probe_build(void) {
-    ember_build b = {.version = EMBER_VERSION_STRING, .backends = "cpu", .cuda_archs = ""};
+    ember_build b = {.version = EMBER_VERSION_STRING, .backends = "cpu reference", .cuda_archs = ""};
 #ifdef EMBER_WITH_CUDA
-    b.backends = "cpu cuda";
+    b.backends = "cpu reference cuda";
     b.cuda_archs = EMBER_CUDA_ARCHS;
     b.cuda_toolkit_version = CUDART_VERSION;
     int v = 0;

@@ -646,7 +646,8 @@ EMBER_API const char *ember_version(int *major, int *minor, int *patch);
  * only ever appended. */
 typedef struct ember_build {
     const char *version;      /* = ember_version()                                          */
-    const char *backends;     /* backends compiled in, space-separated: "cpu" or "cpu cuda" */
+    const char *backends;     /* backends compiled in, space-separated, as the CLI's --backend
+                               * names them: "cpu reference" or "cpu reference cuda"        */
     const char *cuda_archs;   /* CUDA architectures compiled for ("80 90"); "" without CUDA */
     int cuda_toolkit_version; /* CUDA toolkit ember was compiled with; 0 without CUDA       */
     /* Found at run time; 0 when built without CUDA or when CUDA cannot say: */

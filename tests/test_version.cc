@@ -33,7 +33,7 @@ TEST(Version, BuildInfo) {
     EXPECT_STREQ(b->version, EMBER_VERSION_STRING);
     EXPECT_EQ(b->cuda_device_count, ember_cuda_device_count());
 #ifdef EMBER_WITH_CUDA
-    EXPECT_STREQ(b->backends, "cpu cuda");
+    EXPECT_STREQ(b->backends, "cpu reference cuda");
     EXPECT_STREQ(b->cuda_archs, EMBER_TEST_CUDA_ARCHS);
     EXPECT_EQ(b->cuda_toolkit_version, CUDART_VERSION);
     int rt = 0;
@@ -44,7 +44,7 @@ TEST(Version, BuildInfo) {
         EXPECT_GT(b->cuda_driver_version, 0);
     }
 #else
-    EXPECT_STREQ(b->backends, "cpu");
+    EXPECT_STREQ(b->backends, "cpu reference");
     EXPECT_STREQ(b->cuda_archs, "");
     EXPECT_EQ(b->cuda_toolkit_version, 0);
     EXPECT_EQ(b->cuda_runtime_version, 0);
