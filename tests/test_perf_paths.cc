@@ -1464,7 +1464,7 @@ const char *kTunePath = "/tmp/ember_test_tuning.txt";
 TEST(CudaTuning, TimedChoicesMatchCpuAndRepeatBitIdentical) {
     REQUIRE_CUDA_DEVICE();
     const ember_config c = TuneConfig();
-    Model cpu = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 4, 40);
+    Model cpu = MakeModel(c, EMBER_BACKEND_REFERENCE, EMBER_DTYPE_F32, 4, 40);
     for (ember_dtype dt : kDtypes) {
         SCOPED_TRACE(DtName(dt));
         Model gpu = MakeModel(c, EMBER_BACKEND_CUDA, dt, 4, 40, 1, 7, 1);
@@ -1607,7 +1607,7 @@ std::vector<int> GemmChoices(ember_model *m) {
 TEST(CudaTuningEmu, FastestCorrectAlgorithmWins) {
     REQUIRE_EMULATION();
     const ember_config c = TuneConfig();
-    Model cpu = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 4, 40);
+    Model cpu = MakeModel(c, EMBER_BACKEND_REFERENCE, EMBER_DTYPE_F32, 4, 40);
     Batch x = WithIds("holes", 3, 13, RandomHoles(3, 13, 0.7, 5), c, 6);
     Outs ref;
     ASSERT_EQ(RunCpu(cpu.get(), x, 0, true, false, &ref), EMBER_OK);
@@ -1713,7 +1713,7 @@ TEST(CudaTuningEmu, CudnnCandidatesAreCheckedAndWinWhenFaster) {
     EnvGuard env{{"EMU_DNN_TIME", "2"},
                  {"EMU_KERNEL_TIMES", "attention_kernel:20,attention_mma_kernel:20"}};
     const ember_config c = TuneConfig();
-    Model cpu = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 4, 40);
+    Model cpu = MakeModel(c, EMBER_BACKEND_REFERENCE, EMBER_DTYPE_F32, 4, 40);
     for (ember_dtype dt : {EMBER_DTYPE_F16, EMBER_DTYPE_BF16}) {
         SCOPED_TRACE(DtName(dt));
         Model gpu = MakeModel(c, EMBER_BACKEND_CUDA, dt, 4, 40, 1, 7, 1);
@@ -1758,7 +1758,7 @@ TEST(CudaTuningEmu, WrongOrRefusedCudnnIsNeverUsed) {
     const char *why = "";
     if (!ember_cudnn_version(&why)) GTEST_SKIP() << "no cuDNN model loaded: " << why;
     const ember_config c = TuneConfig();
-    Model cpu = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 4, 40);
+    Model cpu = MakeModel(c, EMBER_BACKEND_REFERENCE, EMBER_DTYPE_F32, 4, 40);
     for (const char *mode : {"wrong", "refuse"}) {
         SCOPED_TRACE(mode);
         EnvGuard env{{"EMU_DNN", mode}, {"EMU_DNN_TIME", "0"}};
@@ -1793,7 +1793,7 @@ TEST(CudaTuning, CudnnCandidatesAreSafeWhetherPresentOrNot) {
     const long dnn = ember_cudnn_version(&why);
     printf("    cuDNN: %s\n", dnn ? std::to_string(dnn).c_str() : why);
     const ember_config c = TuneConfig();
-    Model cpu = MakeModel(c, EMBER_BACKEND_CPU, EMBER_DTYPE_F32, 4, 40);
+    Model cpu = MakeModel(c, EMBER_BACKEND_REFERENCE, EMBER_DTYPE_F32, 4, 40);
     Model gpu = MakeModel(c, EMBER_BACKEND_CUDA, EMBER_DTYPE_BF16, 4, 40, 1, 7, 1);
     for (const EntryCase &k : CudnnCases(c)) {
         Outs ref, got, again;
