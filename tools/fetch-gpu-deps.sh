@@ -72,4 +72,12 @@ apt_updated=0
         fi
     done
 } >"$list"
+# Their own dependencies (libopenblas needs libgfortran, which needs libquadmath) are carried
+# too, but a library's RUNPATH covers only its direct needs: each finds its siblings in
+# $ORIGIN, not in the GPU machine's system folders.
+command -v patchelf >/dev/null || { echo "fetch-gpu-deps: needs patchelf (tools/setup.sh installs it)" >&2; exit 1; }
+for soname in "${!path_of[@]}"; do
+    patchelf --set-rpath '$ORIGIN' "$dest/$soname" ||
+        { echo "fetch-gpu-deps: patchelf failed on $dest/$soname" >&2; exit 1; }
+done
 sed -n '2,$p' "$list" | sed 's/^/fetch-gpu-deps: /'

