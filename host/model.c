@@ -268,7 +268,7 @@ static ember_status tuning_file(ember_model *m, const char *path, int save) {
     if (!m || !path) return ember_fail(EMBER_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, m ? "path" : "model");
     if (!m->ops->tuner)
         return ember_fail(EMBER_ERR_UNSUPPORTED, "%s: the %s backend has nothing to tune", fn,
-                          m->ops->name);
+                          m->backend == EMBER_BACKEND_REFERENCE ? "reference" : m->ops->name);
     model_lock(m);
     ember_tuner *t = m->ops->tuner(m);
     const ember_status st = !t     ? ember_fail(EMBER_ERR_INTERNAL, "%s: no tuning table", fn)

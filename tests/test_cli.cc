@@ -20,7 +20,8 @@ class Cli : public ::testing::Test {
 protected:
     void SetUp() override {
         dir_ = fs::path(::testing::TempDir()) /
-               (std::string("ember_cli_") + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+               (std::string("ember_cli_") + ::testing::UnitTest::GetInstance()->current_test_info()->name() +
+                "_" + std::to_string(getpid()));
         fs::remove_all(dir_);
         fs::create_directories(dir_);
     }

@@ -23,7 +23,7 @@ protected:
         // or TearDown leaves /tmp/ember_Rejected behind
         std::string name = info->name();
         std::replace(name.begin(), name.end(), '/', '_');
-        dir_ = fs::path(::testing::TempDir()) / ("ember_" + name);
+        dir_ = fs::path(::testing::TempDir()) / ("ember_" + name + "_" + std::to_string(getpid()));
         fs::remove_all(dir_);
         fs::create_directories(dir_);
     }

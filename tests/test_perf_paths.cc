@@ -1459,7 +1459,8 @@ ember_config TuneConfig() {
     return c;
 }
 
-const char *kTunePath = "/tmp/ember_test_tuning.txt";
+const std::string kTunePathStr = "/tmp/ember_test_tuning_" + std::to_string(getpid()) + ".txt";
+const char *const kTunePath = kTunePathStr.c_str();
 
 TEST(CudaTuning, TimedChoicesMatchCpuAndRepeatBitIdentical) {
     REQUIRE_CUDA_DEVICE();

@@ -271,7 +271,8 @@ protected:
     void SetUp() override {
         dir_ = fs::path(::testing::TempDir()) /
                (std::string("ember_stcfg_") +
-                ::testing::UnitTest::GetInstance()->current_test_info()->name());
+                ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" +
+                std::to_string(getpid()));
         fs::remove_all(dir_);
         fs::create_directories(dir_);
     }

@@ -85,7 +85,7 @@ class TokenizerFiles : public ::testing::Test {
 protected:
     void SetUp() override {
         const auto *info = ::testing::UnitTest::GetInstance()->current_test_info();
-        dir_ = fs::path(::testing::TempDir()) / (std::string("ember_tok_") + info->name());
+        dir_ = fs::path(::testing::TempDir()) / (std::string("ember_tok_") + info->name() + "_" + std::to_string(getpid()));
         fs::remove_all(dir_);
         fs::create_directories(dir_);
     }
