@@ -11,12 +11,15 @@
 NumPy is required; torch (and CuPy, JAX) only when their arrays are passed. C errors raise
 ember.EmberError with the status name and ember_last_error()'s text.
 """
+from . import _lib
 from ._lib import EmberError, path as library_path
 from .model import Model, ModelOutput, load, random_model
 from .sentence import SentenceEncoder, pooling_config
 from .tokenizer import BatchEncoding, Tokenizer
 
-__version__ = "0.1.0"
+# The loaded libember's version: the package is built from the same tree and its metadata
+# version is read from the same macros of include/ember.h (pyproject.toml).
+__version__ = _lib.version(None, None, None).decode()
 
 
 def cuda_device_count():

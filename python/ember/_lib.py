@@ -188,6 +188,7 @@ pool = _proto("ember_pool", _st, _vp, _vp, _vp, ctypes.c_int, ctypes.c_int, ctyp
 pooling_config_load = _proto("ember_pooling_config_load", _st, ctypes.c_char_p,
                              ctypes.POINTER(PoolingConfig))
 cuda_device_count = _proto("ember_cuda_device_count", ctypes.c_int)
+version = _proto("ember_version", ctypes.c_char_p, _vp, _vp, _vp)
 tokenizer_options_init = _proto("ember_tokenizer_options_init", None,
                                 ctypes.POINTER(TokenizerOptions))
 tokenizer_load = _proto("ember_tokenizer_load", _st, ctypes.c_char_p,
