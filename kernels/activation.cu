@@ -24,6 +24,7 @@ template <int ACT> __device__ __forceinline__ float activate(float x) {
 
 template <typename T, int ACT, bool VEC>
 static __global__ void bias_act_kernel(T *x, const T *bias, int64_t n, int C) {
+    pdl_begin();
     constexpr int VE = VEC ? Vec<T>::N : 1;
     const int64_t nv = n / VE;
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
@@ -50,11 +51,11 @@ static cudaError_t launch(T *x, const T *bias, int64_t n, int C, cudaStream_t st
     const int threads = 256;
     const bool vec = C % Vec<T>::N == 0 && aligned16(x) && (!bias || aligned16(bias));
     if (vec)
-        bias_act_kernel<T, ACT, true>
-            <<<grid_blocks(n / Vec<T>::N, threads), threads, 0, stream>>>(x, bias, n, C);
+        return launch_kernel(bias_act_kernel<T, ACT, true>, grid_blocks(n / Vec<T>::N, threads),
+                             threads, 0, stream, x, bias, n, C);
     else
-        bias_act_kernel<T, ACT, false><<<grid_blocks(n, threads), threads, 0, stream>>>(x, bias, n, C);
-    return cudaGetLastError();
+        return launch_kernel(bias_act_kernel<T, ACT, false>, grid_blocks(n, threads), threads, 0,
+                             stream, x, bias, n, C);
 }
 
 template <typename T>

@@ -59,6 +59,7 @@ template <typename T, int HDMAX, bool EXACT, bool VARLEN>
 __global__ void __launch_bounds__(kThreads, 4)
 attention_kernel(T *out, const T *qkv, const int32_t *mask, const int32_t *cu_seqlens, int S,
                  int NH, int hd, float scale_log2) {
+    pdl_begin();
     using Sh = AttnShape<HDMAX>;
     constexpr int DPT = Sh::DPT, G = Sh::G, QPB = Sh::QPB, KT = Sh::KT;
     __shared__ __align__(16) float Ks[KT][HDMAX];
@@ -209,12 +210,11 @@ static cudaError_t launch(T *out, const T *qkv, const int32_t *mask, const int32
     /* softmax(x * scale) = exp2 of (x * scale * log2 e), normalised */
     const float scale_log2 = (float)(1.4426950408889634 / sqrt((double)HD));
     if (HD == HDMAX && aligned16(qkv))
-        attention_kernel<T, HDMAX, true, VARLEN><<<(unsigned)blocks, kThreads, 0, stream>>>(
-            out, qkv, mask, cu_seqlens, S, NH, HD, scale_log2);
+        return launch_kernel(attention_kernel<T, HDMAX, true, VARLEN>, (unsigned)blocks, kThreads,
+                             0, stream, out, qkv, mask, cu_seqlens, S, NH, HD, scale_log2);
     else
-        attention_kernel<T, HDMAX, false, VARLEN><<<(unsigned)blocks, kThreads, 0, stream>>>(
-            out, qkv, mask, cu_seqlens, S, NH, HD, scale_log2);
-    return cudaGetLastError();
+        return launch_kernel(attention_kernel<T, HDMAX, false, VARLEN>, (unsigned)blocks, kThreads,
+                             0, stream, out, qkv, mask, cu_seqlens, S, NH, HD, scale_log2);
 }
 
 template <typename T, bool VARLEN>
@@ -303,6 +303,7 @@ extern "C" ember_status ember_cuda_attention_packed(void *out, const void *qkv,
 /* ---- mask check: values other than 0/1 are an invalid argument ----------------------------- */
 
 static __global__ void check_mask_kernel(const int32_t *mask, int64_t n, int *err_flag) {
+    pdl_begin();
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     int bad = 0;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
@@ -314,7 +315,7 @@ extern "C" ember_status ember_cuda_check_mask(const int32_t *mask, int64_t n, in
                                               cudaStream_t stream) {
     if (n <= 0 || !mask) return EMBER_OK;
     const int threads = 256;
-    check_mask_kernel<<<grid_blocks(n, threads), threads, 0, stream>>>(mask, n, err_flag);
-    EMBER_CUDA_CHECK(cudaGetLastError());
+    EMBER_CUDA_CHECK(launch_kernel(check_mask_kernel, grid_blocks(n, threads), threads, 0, stream,
+                                   mask, n, err_flag));
     return EMBER_OK;
 }

@@ -79,6 +79,7 @@ __global__ void __launch_bounds__(kThreads, HD <= 32 ? 4 : 3)
 attention_mma_kernel(T *__restrict__ out, const T *__restrict__ qkv,
                      const int32_t *__restrict__ mask, const int32_t *__restrict__ cu_seqlens,
                      int S, int NH, float scale_log2) {
+    pdl_begin();
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap(); /* never launched: the host checks the compute capability */
 #else
@@ -279,9 +280,8 @@ cudaError_t launch(T *out, const T *qkv, const int32_t *mask, const int32_t *cu_
     if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
     /* softmax(x * scale) = exp2 of (x * scale * log2 e), normalised */
     const float scale_log2 = (float)(1.4426950408889634 / sqrt((double)HD));
-    attention_mma_kernel<T, HD, VARLEN><<<(unsigned)blocks, kThreads, 0, stream>>>(
-        out, qkv, mask, cu_seqlens, S, NH, scale_log2);
-    return cudaGetLastError();
+    return launch_kernel(attention_mma_kernel<T, HD, VARLEN>, (unsigned)blocks, kThreads, 0, stream,
+                         out, qkv, mask, cu_seqlens, S, NH, scale_log2);
 }
 
 /* Packed when varlen (seqs = cu_seqlens), else padded (seqs = `only` or NULL). */

@@ -7,6 +7,7 @@ using namespace ember_cuda;
 
 template <typename D, typename S>
 static __global__ void convert_kernel(D *dst, const S *src, int64_t n) {
+    pdl_begin();
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
         dst[i] = from_f32<D>(to_f32(src[i]));
@@ -15,8 +16,8 @@ static __global__ void convert_kernel(D *dst, const S *src, int64_t n) {
 template <typename D, typename S>
 static cudaError_t convert_cuda(D *dst, const S *src, int64_t n, cudaStream_t stream) {
     const int threads = 256;
-    convert_kernel<D, S><<<grid_blocks(n, threads), threads, 0, stream>>>(dst, src, n);
-    return cudaGetLastError();
+    return launch_kernel(convert_kernel<D, S>, grid_blocks(n, threads), threads, 0, stream, dst,
+                         src, n);
 }
 
 extern "C" ember_status ember_cuda_convert(void *dst, ember_dtype dst_dt, const void *src,

@@ -1,5 +1,6 @@
 /* Device helpers shared by kernels/<op>.cu: storage types, 16-byte vectors, block reductions and
- * the dtype dispatch of the extern "C" entries; internal. */
+ * the dtype dispatch of the extern "C" entries, and (kernels/pdl.cuh) the one launch path and
+ * the grid-dependency wait every kernel begins with; internal. */
 #pragma once
 
 #include <cuda_bf16.h>
@@ -9,6 +10,7 @@
 
 #include "host/cuda_check.h"
 #include "kernels/ops.h"
+#include "kernels/pdl.cuh"
 
 namespace ember_cuda {
 

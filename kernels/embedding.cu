@@ -29,6 +29,7 @@ __device__ __forceinline__ int clamp_index(int v, int limit, int bit, int *bad) 
 template <typename T, typename O>
 static __global__ void gather_kernel(O *out, const int32_t *ids, int64_t n, const T *word,
                                      int H, int V, int *err_flag) {
+    pdl_begin();
     for (int64_t t = blockIdx.x; t < n; t += gridDim.x) {
         int bad = 0;
         const int id = clamp_index(ids[t], V, EMBER_BAD_ID, &bad);
@@ -44,8 +45,8 @@ static cudaError_t gather_cuda(O *out, const int32_t *ids, int64_t n, const T *w
                                int V, int *err_flag, cudaStream_t stream) {
     const int threads = row_threads(H, 4);
     const int blocks = n < 65536 ? (int)n : 65536;
-    gather_kernel<T, O><<<blocks, threads, 0, stream>>>(out, ids, n, word, H, V, err_flag);
-    return cudaGetLastError();
+    return launch_kernel(gather_kernel<T, O>, blocks, threads, 0, stream, out, ids, n, word, H, V,
+                         err_flag);
 }
 
 extern "C" ember_status ember_cuda_gather(void *out, ember_dtype out_dt, const int32_t *ids,
@@ -74,6 +75,7 @@ static __global__ void embed_layernorm_kernel(T *out, const int32_t *index, cons
                                               const T *type, const float *gamma,
                                               const float *beta, int S, int H, int V, int P,
                                               int TV, float eps, int *err_flag) {
+    pdl_begin();
     extern __shared__ float row[]; /* (H) f32 sum, read back by the thread that wrote it */
     __shared__ float red[32];
     const int64_t r = blockIdx.x;
@@ -124,10 +126,9 @@ static cudaError_t embed_layernorm_cuda(T *out, const int32_t *index, int64_t ro
     const size_t smem = sizeof(float) * (size_t)H;
     cudaError_t e = allow_smem(embed_layernorm_kernel<T, E>, smem);
     if (e != cudaSuccess) return e;
-    embed_layernorm_kernel<T, E><<<(unsigned)rows, threads, smem, stream>>>(
-        out, index, ids, embeds, type_ids, pos_ids, word, pos, type, gamma, beta, S, H, V, P, TV,
-        eps, err_flag);
-    return cudaGetLastError();
+    return launch_kernel(embed_layernorm_kernel<T, E>, (unsigned)rows, threads, smem, stream, out,
+                         index, ids, embeds, type_ids, pos_ids, word, pos, type, gamma, beta, S, H,
+                         V, P, TV, eps, err_flag);
 }
 
 /* Both entries below: f(T{}, E{}) with T the storage type and E the embeds' type (E = T when
@@ -189,6 +190,7 @@ extern "C" ember_status ember_cuda_embed_layernorm_packed(
 static __global__ void check_indices_kernel(const int32_t *ids, int V, const int32_t *type_ids,
                                             int TV, const int32_t *pos_ids, int P, int64_t n,
                                             int *err_flag) {
+    pdl_begin();
     int bad = 0;
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
@@ -204,9 +206,8 @@ extern "C" ember_status ember_cuda_check_indices(const int32_t *ids, int V, cons
                                                  int *err_flag, cudaStream_t stream) {
     if (n <= 0 || (!ids && !type_ids && !pos_ids)) return EMBER_OK;
     const int threads = 256;
-    check_indices_kernel<<<grid_blocks(n, threads), threads, 0, stream>>>(ids, V, type_ids, TV,
-                                                                           pos_ids, P, n, err_flag);
-    EMBER_CUDA_CHECK(cudaGetLastError());
+    EMBER_CUDA_CHECK(launch_kernel(check_indices_kernel, grid_blocks(n, threads), threads, 0,
+                                   stream, ids, V, type_ids, TV, pos_ids, P, n, err_flag));
     return EMBER_OK;
 }
 
@@ -214,6 +215,7 @@ extern "C" ember_status ember_cuda_check_indices(const int32_t *ids, int V, cons
 
 template <typename X>
 static __global__ void check_finite_kernel(const X *x, int64_t n, int *err_flag) {
+    pdl_begin();
     int bad = 0;
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
@@ -227,9 +229,8 @@ extern "C" ember_status ember_cuda_check_finite(const void *x, ember_dtype x_dt,
     const int threads = 256;
     return dispatch(x_dt, [&](auto tag) {
         using X = decltype(tag);
-        check_finite_kernel<X><<<grid_blocks(n, threads), threads, 0, stream>>>((const X *)x, n,
-                                                                                 err_flag);
-        EMBER_CUDA_CHECK(cudaGetLastError());
+        EMBER_CUDA_CHECK(launch_kernel(check_finite_kernel<X>, grid_blocks(n, threads), threads, 0,
+                                       stream, (const X *)x, n, err_flag));
         return EMBER_OK;
     });
 }
@@ -239,6 +240,7 @@ extern "C" ember_status ember_cuda_check_finite(const void *x, ember_dtype x_dt,
  * and the ids are read once. */
 
 static __global__ void position_ids_kernel(int32_t *out, const int32_t *ids, int B, int S, int pad) {
+    pdl_begin();
     const int stride = gridDim.x * blockDim.x;
     for (int b = blockIdx.x * blockDim.x + threadIdx.x; b < B; b += stride) {
         int32_t count = 0;
@@ -253,7 +255,7 @@ extern "C" ember_status ember_cuda_position_ids(int32_t *out, const int32_t *ids
                                                 int pad, cudaStream_t stream) {
     if (B <= 0 || S <= 0) return EMBER_OK;
     const int threads = 128;
-    position_ids_kernel<<<grid_blocks(B, threads), threads, 0, stream>>>(out, ids, B, S, pad);
-    EMBER_CUDA_CHECK(cudaGetLastError());
+    EMBER_CUDA_CHECK(launch_kernel(position_ids_kernel, grid_blocks(B, threads), threads, 0, stream,
+                                   out, ids, B, S, pad));
     return EMBER_OK;
 }

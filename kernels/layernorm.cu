@@ -19,6 +19,7 @@ static __global__ void bias_residual_layernorm_kernel(T *out, O *out_x, const T 
                                                       const T *bias, const T *residual,
                                                       const float *gamma, const float *beta,
                                                       int H, float eps, bool x_vec) {
+    pdl_begin();
     extern __shared__ float row[]; /* (H) f32, read back by the thread that wrote it */
     __shared__ float red[32];
     constexpr int VE = VEC ? Vec<T>::N : 1;
@@ -111,9 +112,8 @@ static cudaError_t launch(T *out, O *out_x, const T *x, const T *bias, const T *
     const size_t smem = sizeof(float) * (size_t)H;
     cudaError_t e = allow_smem(bias_residual_layernorm_kernel<T, O, VEC>, smem);
     if (e != cudaSuccess) return e;
-    bias_residual_layernorm_kernel<T, O, VEC><<<N, threads, smem, stream>>>(
-        out, out_x, x, bias, residual, gamma, beta, H, eps, !out_x || aligned16(out_x));
-    return cudaGetLastError();
+    return launch_kernel(bias_residual_layernorm_kernel<T, O, VEC>, N, threads, smem, stream, out,
+                         out_x, x, bias, residual, gamma, beta, H, eps, !out_x || aligned16(out_x));
 }
 
 template <typename T, typename O>

@@ -259,6 +259,16 @@ ember_status ember_cuda_pool(float *out, const float *hidden, const int32_t *mas
 /* dst[i] = src[i] converted (round to nearest even), i < n; any pair of F32/F16/BF16. */
 ember_status ember_cuda_convert(void *dst, ember_dtype dst_dt, const void *src,
                                 ember_dtype src_dt, int64_t n, cudaStream_t stream);
+
+/* Programmatic dependent launch (kernels/pdl.cuh). Kernel launches made by the calling thread
+ * carry the PDL attribute while the setting is on; _set returns the previous setting. Only
+ * for a device where ember_cuda_pdl_probe said yes. */
+int ember_cuda_pdl_set(int on);
+int ember_cuda_pdl_get(void);
+/* *compiled = 1 when the kernels the current device runs have the grid-dependency wait
+ * (code for sm_90+): one probe kernel writes what its compilation had into scratch (one
+ * device int, left 0), waited for on the legacy stream. */
+ember_status ember_cuda_pdl_probe(int *scratch, int *compiled);
 #endif
 
 /* ==== Padding removal, GEMM epilogues, input checks (performance work) =====================

@@ -57,6 +57,7 @@ __device__ __forceinline__ int block_inclusive_scan(int v, int *buf, int *total)
 static __global__ void __launch_bounds__(kPlanThreads)
     pack_plan_kernel(const int32_t *mask, int B, int S, int expected_T, int32_t *cu_seqlens,
                      int32_t *index, int32_t *inverse, int *err_flag) {
+    pdl_begin();
     __shared__ int buf[kPlanThreads];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = kPlanThreads / 32;
     const unsigned below = (1u << lane) - 1u; /* lanes before this one */
@@ -116,9 +117,8 @@ extern "C" ember_status ember_cuda_pack_plan(const int32_t *mask, int B, int S, 
                                              int32_t *inverse, int *err_flag,
                                              cudaStream_t stream) {
     if (B <= 0 || S <= 0) return EMBER_OK;
-    pack_plan_kernel<<<1, kPlanThreads, 0, stream>>>(mask, B, S, expected_T, cu_seqlens, index,
-                                                     inverse, err_flag);
-    EMBER_CUDA_CHECK(cudaGetLastError());
+    EMBER_CUDA_CHECK(launch_kernel(pack_plan_kernel, 1, kPlanThreads, 0, stream, mask, B, S,
+                                   expected_T, cu_seqlens, index, inverse, err_flag));
     return EMBER_OK;
 }
 
@@ -128,6 +128,7 @@ extern "C" ember_status ember_cuda_pack_plan(const int32_t *mask, int B, int S, 
 template <typename T_, typename I>
 static __global__ void gather_rows_kernel(T_ *out, const I *in, const int32_t *index, int64_t T,
                                           int C) {
+    pdl_begin();
     for (int64_t r = blockIdx.x; r < T; r += gridDim.x) {
         const I *src = in + (int64_t)index[r] * C;
         T_ *dst = out + r * C;
@@ -139,6 +140,7 @@ static __global__ void gather_rows_kernel(T_ *out, const I *in, const int32_t *i
 template <typename T_, typename O>
 static __global__ void unpack_rows_kernel(O *out, const T_ *packed, const int32_t *inverse,
                                           int64_t N, int C) {
+    pdl_begin();
     for (int64_t p = blockIdx.x; p < N; p += gridDim.x) {
         const int32_t r = inverse[p];
         O *dst = out + p * C;
@@ -155,6 +157,7 @@ static __global__ void unpack_rows_kernel(O *out, const T_ *packed, const int32_
 template <typename T_>
 static __global__ void first_rows_kernel(T_ *out, const T_ *packed, const int32_t *inverse, int B,
                                          int S, int C) {
+    pdl_begin();
     for (int b = blockIdx.x; b < B; b += gridDim.x) {
         const int32_t r = inverse[(int64_t)b * S];
         T_ *dst = out + (int64_t)b * C;
@@ -175,9 +178,9 @@ extern "C" ember_status ember_cuda_gather_rows(void *out, ember_dtype dt, const 
         using T_ = decltype(tag);
         return dispatch(in_dt, [&](auto itag) {
             using I = decltype(itag);
-            gather_rows_kernel<T_, I><<<row_grid(T), row_threads(C, 4), 0, stream>>>(
-                (T_ *)out, (const I *)in, index, T, C);
-            EMBER_CUDA_CHECK(cudaGetLastError());
+            EMBER_CUDA_CHECK(launch_kernel(gather_rows_kernel<T_, I>, row_grid(T),
+                                           row_threads(C, 4), 0, stream, (T_ *)out, (const I *)in,
+                                           index, T, C));
             return EMBER_OK;
         });
     });
@@ -191,9 +194,9 @@ extern "C" ember_status ember_cuda_unpack_rows(void *out, ember_dtype out_dt, co
         using T_ = decltype(tag);
         return dispatch(out_dt, [&](auto otag) {
             using O = decltype(otag);
-            unpack_rows_kernel<T_, O><<<row_grid(N), row_threads(C, 4), 0, stream>>>(
-                (O *)out, (const T_ *)packed, inverse, N, C);
-            EMBER_CUDA_CHECK(cudaGetLastError());
+            EMBER_CUDA_CHECK(launch_kernel(unpack_rows_kernel<T_, O>, row_grid(N),
+                                           row_threads(C, 4), 0, stream, (O *)out,
+                                           (const T_ *)packed, inverse, N, C));
             return EMBER_OK;
         });
     });
@@ -205,9 +208,8 @@ extern "C" ember_status ember_cuda_first_rows(void *out, const void *packed,
     if (B <= 0 || C <= 0) return EMBER_OK;
     return dispatch(dt, [&](auto tag) {
         using T_ = decltype(tag);
-        first_rows_kernel<T_><<<row_grid(B), row_threads(C, 4), 0, stream>>>(
-            (T_ *)out, (const T_ *)packed, inverse, B, S, C);
-        EMBER_CUDA_CHECK(cudaGetLastError());
+        EMBER_CUDA_CHECK(launch_kernel(first_rows_kernel<T_>, row_grid(B), row_threads(C, 4), 0,
+                                       stream, (T_ *)out, (const T_ *)packed, inverse, B, S, C));
         return EMBER_OK;
     });
 }
@@ -217,6 +219,7 @@ extern "C" ember_status ember_cuda_first_rows(void *out, const void *packed,
 static __global__ void seq_info_kernel(const int32_t *mask, const int32_t *cu_seqlens, int B, int S,
                                        int H, int32_t *seq_q, int32_t *seq_kv, int32_t *only,
                                        int64_t *off_qkv, int64_t *off_o) {
+    pdl_begin();
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t b = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; b <= B; b += stride) {
         if (cu_seqlens) {
@@ -250,8 +253,8 @@ extern "C" ember_status ember_cuda_seq_info(const int32_t *mask, const int32_t *
                                             cudaStream_t stream) {
     if (B <= 0) return EMBER_OK;
     const int threads = 128;
-    seq_info_kernel<<<grid_blocks((int64_t)B + 1, threads), threads, 0, stream>>>(
-        mask, cu_seqlens, B, S, H, seq_q, seq_kv, only, off_qkv, off_o);
-    EMBER_CUDA_CHECK(cudaGetLastError());
+    EMBER_CUDA_CHECK(launch_kernel(seq_info_kernel, grid_blocks((int64_t)B + 1, threads), threads,
+                                   0, stream, mask, cu_seqlens, B, S, H, seq_q, seq_kv, only,
+                                   off_qkv, off_o));
     return EMBER_OK;
 }

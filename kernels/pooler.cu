@@ -8,6 +8,7 @@ using namespace ember_cuda;
 
 template <typename T, typename O>
 static __global__ void bias_tanh_kernel(O *out, const T *x, const T *bias, int64_t n, int H) {
+    pdl_begin();
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
         out[i] = from_f32<O>(tanhf(to_f32(x[i]) + to_f32(bias[i % H])));
@@ -17,8 +18,8 @@ template <typename T, typename O>
 static cudaError_t bias_tanh_cuda(O *out, const T *x, const T *bias, int64_t n, int H,
                                   cudaStream_t stream) {
     const int threads = 256;
-    bias_tanh_kernel<T, O><<<grid_blocks(n, threads), threads, 0, stream>>>(out, x, bias, n, H);
-    return cudaGetLastError();
+    return launch_kernel(bias_tanh_kernel<T, O>, grid_blocks(n, threads), threads, 0, stream, out,
+                         x, bias, n, H);
 }
 
 extern "C" ember_status ember_cuda_pooler(void *out, ember_dtype out_dt, const void *hidden,
@@ -57,6 +58,7 @@ __device__ __forceinline__ float head_activate(float x, int act) {
 template <typename W, typename I, typename O>
 static __global__ void dense_kernel(O *out, const I *in, int64_t ld_in, const W *w, const W *b,
                                     int64_t n_out, int IN, int OUT, int act) {
+    pdl_begin();
     const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
     const int64_t stride = (int64_t)gridDim.x * warps;
     for (int64_t e = (int64_t)blockIdx.x * warps + (threadIdx.x >> 5); e < n_out; e += stride) {
@@ -75,9 +77,8 @@ static cudaError_t dense_cuda(O *out, const I *in, int64_t ld_in, const W *w, co
                               int IN, int OUT, int act, cudaStream_t stream) {
     const int threads = 256;
     const int64_t n_out = (int64_t)N * OUT;
-    dense_kernel<W, I, O><<<grid_blocks(n_out, threads / 32), threads, 0, stream>>>(
-        out, in, ld_in, w, b, n_out, IN, OUT, act);
-    return cudaGetLastError();
+    return launch_kernel(dense_kernel<W, I, O>, grid_blocks(n_out, threads / 32), threads, 0,
+                         stream, out, in, ld_in, w, b, n_out, IN, OUT, act);
 }
 
 extern "C" ember_status ember_cuda_dense(void *out, ember_dtype out_dt, const void *in,

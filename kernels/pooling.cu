@@ -36,6 +36,7 @@ template <> struct F32Vec<4> {
 template <int V>
 static __global__ void pool_kernel(float *out, const float *hidden, const int32_t *mask, int S,
                                    int H, int mode, int normalize) {
+    pdl_begin();
     using W = F32Vec<V>;
     using T = typename W::T;
     __shared__ float red[32];
@@ -103,8 +104,8 @@ template <int V>
 static cudaError_t pool_cuda(float *out, const float *hidden, const int32_t *mask, int B, int S,
                              int H, int mode, int normalize, cudaStream_t stream) {
     const int threads = row_threads(H / V, 1);
-    pool_kernel<V><<<B, threads, 0, stream>>>(out, hidden, mask, S, H, mode, normalize);
-    return cudaGetLastError();
+    return launch_kernel(pool_kernel<V>, B, threads, 0, stream, out, hidden, mask, S, H, mode,
+                         normalize);
 }
 
 extern "C" ember_status ember_cuda_pool(float *out, const float *hidden, const int32_t *mask,

@@ -97,8 +97,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
     if (d != 0) return set(cudaErrorInvalidDevice);
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "ember CPU emulation (not a GPU)");
-    const char *cc = getenv("EMU_CC_MAJOR");
-    p->major = cc ? atoi(cc) : 9;
+    p->major = emu_cc_major();
     p->minor = 0;
     p->multiProcessorCount = 132;
     return cudaSuccess;
@@ -123,13 +122,28 @@ double emu_kernel_us(const char *kernel) {
     }
     return 1.0;
 }
+// Extra fake time of a kernel launched with programmatic stream serialization (EMU_PDL_US,
+// default 0; negative: PDL saves that much), read at every launch so tests can set it.
+double emu_pdl_us() {
+    const char *v = getenv("EMU_PDL_US");
+    return v && *v ? atof(v) : 0.0;
+}
+int emu_cc_major() {
+    const char *cc = getenv("EMU_CC_MAJOR");
+    return cc ? atoi(cc) : 9;
+}
+cudaError_t emu_set_error(cudaError_t e) { return set(e); }
+// For the tests (found with dlsym): PDL kernels run, and grid-dependency waits in them.
+void emu_pdl_counts(long *launches, long *waits) {
+    *launches = emu::g_pdl_launches;
+    *waits = emu::g_pdl_waits;
+}
 bool emu_capturing() { return emu::g_capturing; }
 void emu_capture_push(std::function<void()> f) { emu::g_capture->push_back(std::move(f)); }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = (cudaStream_t)0x1234; return cudaSuccess; }
 cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int) {
-    const char *cc = getenv("EMU_CC_MAJOR");
-    *v = a == cudaDevAttrMaxSharedMemoryPerBlockOptin ? 232448 : a == cudaDevAttrComputeCapabilityMajor ? (cc ? atoi(cc) : 9) : 0;
+    *v = a == cudaDevAttrMaxSharedMemoryPerBlockOptin ? 232448 : a == cudaDevAttrComputeCapabilityMajor ? emu_cc_major() : 0;
     return cudaSuccess;
 }
 cudaError_t cudaGetLastError(void) { cudaError_t e = g_last; g_last = cudaSuccess; return e; }

@@ -107,21 +107,48 @@ inline std::vector<std::function<void()>> *g_capture = nullptr;
 inline double g_clock_us = 0;
 }
 extern "C" double emu_kernel_us(const char *kernel_name);  // mock.cc
+extern "C" double emu_pdl_us();                            // mock.cc: EMU_PDL_US
+extern "C" int emu_cc_major();                             // mock.cc: EMU_CC_MAJOR
+extern "C" cudaError_t emu_set_error(cudaError_t e);       // mock.cc: the last error
+// Programmatic dependent launch (kernels/pdl.cuh; EMBER_EMU routes its device helpers here).
+// Kernels run one after another, so nothing overlaps; what is checked is the contract that
+// makes overlap safe on a GPU: every thread of a kernel launched with the PDL attribute calls
+// the grid-dependency wait before it returns (the kernels call it first: tools/emu/prep.py
+// checks that). A PDL launch costs EMU_PDL_US more (or, negative, less) fake time.
+#define EMBER_EMU 1
+namespace emu {
+inline thread_local const char *g_kernel_name = nullptr;  // prep.py: named(), the next launch's
+template <typename K> K *named(const char *n, K *kernel) {
+    g_kernel_name = n;
+    return kernel;
+}
+inline bool g_launch_pdl = false;        // the running kernel has the PDL attribute
+inline std::vector<char> g_pdl_waited;   // per thread of the running block
+inline long g_pdl_launches = 0, g_pdl_waits = 0;  // PDL kernels run, waits in them
+inline void pdl_wait() {
+    if (!g_launch_pdl) return;
+    g_pdl_waited[threadIdx.x] = 1;
+    g_pdl_waits++;
+}
+inline void pdl_launch_dependents() {}
+}
 inline int atomicOr(int *p, int v) { return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST); }
 
 template <class T> cudaError_t cudaFuncSetAttribute(T *, cudaFuncAttribute, int) { return cudaSuccess; }
 
 namespace emu {
 template <typename... KA, typename... A>
-void launch(const char *name, void (*k)(KA...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
-            A... args) {
+void launch(const char *name, bool pdl, void (*k)(KA...), dim3 grid, dim3 block, size_t smem,
+            cudaStream_t st, A... args) {
     if (g_capturing) {
-        g_capture->push_back([=] { g_capturing = false; launch(name, k, grid, block, smem, st, args...); });
+        g_capture->push_back([=] { g_capturing = false; launch(name, pdl, k, grid, block, smem, st, args...); });
         return;
     }
     const int nt = (int)(block.x * block.y * block.z);
     if (nt <= 0 || nt > 1024 || block.y != 1 || block.z != 1) { fprintf(stderr, "emu: bad block\n"); abort(); }
-    g_clock_us += emu_kernel_us(name);
+    g_clock_us += std::max(0.0, emu_kernel_us(name) + (pdl ? emu_pdl_us() : 0.0));
+    g_launch_pdl = pdl;
+    g_pdl_launches += pdl;
     std::vector<char> dyn(smem ? smem : 1);  // exact size: an overrun is caught under EMU_SANITIZE=1
     std::vector<float> shfl(nt);
     const size_t SS = 256 * 1024;
@@ -145,6 +172,7 @@ void launch(const char *name, void (*k)(KA...), dim3 grid, dim3 block, size_t sm
             for (unsigned bx = 0; bx < grid.x; bx++) {
                 tl.bid = dim3(bx, by, bz);
                 memset(dyn.data(), 0xFF, dyn.size());  // undefined at block start: NaN if read unwritten
+                g_pdl_waited.assign(nt, 0);
                 for (int t = 0; t < nt; t++) {
                     char *top = stacks_mem + (size_t)(t + 1) * SS;
                     top = (char *)((uintptr_t)top & ~(uintptr_t)15);
@@ -174,10 +202,45 @@ void launch(const char *name, void (*k)(KA...), dim3 grid, dim3 block, size_t sm
                         tl.tid = dim3(t, 0, 0);
                         emu_switch(&g_sched_sp, fibers[t].sp);
                         if (fibers[t].done) { g_alive--; g_warp_alive[t >> 5]--; }
+                        if (fibers[t].done && pdl && !g_pdl_waited[t]) {
+                            fprintf(stderr, "emu: %s was launched with programmatic stream serialization, "
+                                    "but thread %d of block %u returned without the grid-dependency wait "
+                                    "(kernels/pdl.cuh: pdl_begin)\n", name, t, bx);
+                            abort();
+                        }
                         alive |= !fibers[t].done;
                     }
                     if (!alive) break;
                 }
             }
+    g_launch_pdl = false;
 }
 }  // namespace emu
+
+// The C++ form of cudaLaunchKernelEx (kernels/pdl.cuh's launch_kernel): the one attribute ember
+// sets, checked; refused (cudaErrorNotSupported) before compute capability 9.0, where we do not
+// know what a real device does with it and ember must never ask.
+template <typename... E, typename... A>
+cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t *cfg, void (*k)(E...), A &&...args) {
+    const char *name = emu::g_kernel_name ? emu::g_kernel_name : "unnamed_kernel";
+    emu::g_kernel_name = nullptr;
+    bool pdl = false;
+    for (unsigned i = 0; i < cfg->numAttrs; i++) {
+        if (cfg->attrs[i].id != cudaLaunchAttributeProgrammaticStreamSerialization) {
+            fprintf(stderr, "emu: launch attribute %d is not modelled\n", (int)cfg->attrs[i].id);
+            abort();
+        }
+        pdl = cfg->attrs[i].val.programmaticStreamSerializationAllowed != 0;
+    }
+    if (pdl && emu_cc_major() < 9) return emu_set_error(cudaErrorNotSupported);
+#pragma push_macro("gridDim")
+#pragma push_macro("blockDim")
+#undef gridDim
+#undef blockDim
+    const dim3 grid = cfg->gridDim, block = cfg->blockDim;
+#pragma pop_macro("blockDim")
+#pragma pop_macro("gridDim")
+    emu::launch(name, pdl, k, grid, block, cfg->dynamicSmemBytes, cfg->stream,
+                static_cast<E>(std::forward<A>(args))...);
+    return cudaSuccess;
+}
