@@ -36,6 +36,16 @@ ember_status ember_tune_mode(int option, const char *env, int *mode) {
                       "EMBER_TUNE=%.64s in the environment: expected on or off", env);
 }
 
+ember_status ember_tune_pdl_mode(const char *env, int *mode) {
+    if (!env || !*env || !strcmp(env, "auto")) *mode = -1;
+    else if (!strcmp(env, "on") || !strcmp(env, "1")) *mode = 1;
+    else if (!strcmp(env, "off") || !strcmp(env, "0")) *mode = 0;
+    else
+        return ember_fail(EMBER_ERR_INVALID_ARGUMENT,
+                          "EMBER_PDL=%.64s in the environment: expected on, off or auto", env);
+    return EMBER_OK;
+}
+
 void ember_tuner_init(ember_tuner *t, int mode) {
     memset(t, 0, sizeof *t);
     t->mode = mode;
@@ -89,6 +99,7 @@ int ember_tune_op_candidates(int op) {
     case EMBER_TUNE_GEMM: return EMBER_TUNE_GEMM_ALGOS;
     case EMBER_TUNE_FFN_IN: return 2;
     case EMBER_TUNE_ATTENTION: return 2;
+    case EMBER_TUNE_PDL: return 2;
     default: return 0;
     }
 }
@@ -96,9 +107,11 @@ int ember_tune_op_candidates(int op) {
 void ember_tune_candidate_name(int op, int i, char *buf, size_t n) {
     static const char *ffn[] = {"cublaslt+kernel", "cudnn-fused"};
     static const char *attn[] = {"ember", "cudnn-sdpa"};
+    static const char *pdl[] = {"off", "on"};
     if (op == EMBER_TUNE_GEMM) snprintf(buf, n, "cublaslt#%d", i);
     else if (op == EMBER_TUNE_FFN_IN && i >= 0 && i < 2) snprintf(buf, n, "%s", ffn[i]);
     else if (op == EMBER_TUNE_ATTENTION && i >= 0 && i < 2) snprintf(buf, n, "%s", attn[i]);
+    else if (op == EMBER_TUNE_PDL && i >= 0 && i < 2) snprintf(buf, n, "%s", pdl[i]);
     else snprintf(buf, n, "?%d", i);
 }
 
@@ -136,6 +149,10 @@ void ember_tune_describe(const ember_tune_key *k, char *buf, size_t n) {
                  p[4] == EMBER_TUNE_ATTN_PACKED   ? "packed"
                  : p[4] == EMBER_TUNE_ATTN_MASKED ? "masked"
                                                   : "no mask");
+        break;
+    case EMBER_TUNE_PDL:
+        snprintf(buf, n, "B=%lld S=%lld %s (graph)", (long long)p[0], (long long)p[1],
+                 p[2] ? "masked" : "no mask");
         break;
     default: snprintf(buf, n, "op %d", k->op);
     }
@@ -181,8 +198,10 @@ int ember_tune_pick(const ember_tuning_candidate *c, int n) {
  *              (tests/tolerances.h, kAttn*): 2.5u in RMS between the two (no f32 candidate).
  * A relative L2 bound is an RMS: elements may differ more, and typical differences of exact
  * implementations stay under u. Every bound is within the tests' end-to-end ones
- * (tests/test_tuning.cc checks that). */
+ * (tests/test_tuning.cc checks that).
+ *   PDL        the same kernels in the same order, launched otherwise: the same bits, 0. */
 double ember_tune_tolerance(int op, ember_dtype dt) {
+    if (op == EMBER_TUNE_PDL) return 0;
     const double u = dt == EMBER_DTYPE_F16 ? 4.8828125e-4 : dt == EMBER_DTYPE_BF16 ? 3.90625e-3 : 0;
     if (dt == EMBER_DTYPE_F32) return 1e-5;
     return op == EMBER_TUNE_GEMM ? 2 * u : 2.5 * u;
@@ -259,7 +278,7 @@ void ember_tuner_report(const ember_tuner *t, ember_tuning_entry *entries, int c
 /* ---- the file ----------------------------------------------------------------------------- */
 
 #define TUNE_MAGIC "ember-tuning"
-#define TUNE_VERSION 1
+#define TUNE_VERSION 2 /* 1: without EMBER_TUNE_PDL entries */
 #define TUNE_MAX_BYTES (1u << 20)
 
 ember_status ember_tuner_format(const ember_tuner *t, char **text, size_t *len) {
@@ -269,8 +288,11 @@ ember_status ember_tuner_format(const ember_tuner *t, char **text, size_t *len) 
     size_t size = 0;
     FILE *f = open_memstream(&buf, &size);
     if (!f) return ember_fail(EMBER_ERR_OUT_OF_MEMORY, "cannot format the tuning table");
+    int version = 1; /* the oldest that holds every entry */
+    for (int i = 0; i < t->n; i++)
+        if (t->rec[i].key.op == EMBER_TUNE_PDL) version = TUNE_VERSION;
     fprintf(f, "%s %d\ndevice %s\ncc %d.%d\ncublaslt %ld\ncudnn %ld\nentries %d\n", TUNE_MAGIC,
-            TUNE_VERSION, t->device, t->cc_major, t->cc_minor, t->lt_version, t->dnn_version,
+            version, t->device, t->cc_major, t->cc_minor, t->lt_version, t->dnn_version,
             t->n);
     for (int i = 0; i < t->n; i++) {
         const ember_tune_record *r = &t->rec[i];
@@ -427,6 +449,12 @@ static int key_valid(const ember_tune_key *k, char *why, size_t n) {
             return snprintf(why, n, "FFN activation out of range"), 0;
         unused_from = 4;
         break;
+    case EMBER_TUNE_PDL:
+        if (p[0] < 1 || p[1] < 1 || p[0] > big || p[1] > big)
+            return snprintf(why, n, "PDL batch and sequence length must be in [1, %d]", INT_MAX), 0;
+        if (p[2] != 0 && p[2] != 1) return snprintf(why, n, "PDL mask must be 0 or 1"), 0;
+        unused_from = 3;
+        break;
     case EMBER_TUNE_ATTENTION:
         if (p[0] < 1 || p[1] < 1 || p[2] < 1 || p[0] > big || p[1] > big || p[2] > big)
             return snprintf(why, n, "attention sizes must be in [1, %d]", INT_MAX), 0;
@@ -458,9 +486,10 @@ ember_status ember_tuner_parse(ember_tuner *t, const char *text, size_t len, con
     if (!keyword_int(c.buf, TUNE_MAGIC, 0, 1000000, &v))
         BAD("%s:%d: not an ember tuning file (expected \"%s %d\")", name, c.line, TUNE_MAGIC,
             TUNE_VERSION);
-    if (v != TUNE_VERSION)
-        BAD("%s:%d: tuning file version %lld; this ember reads version %d", name, c.line, v,
+    if (v < 1 || v > TUNE_VERSION)
+        BAD("%s:%d: tuning file version %lld; this ember reads versions 1 to %d", name, c.line, v,
             TUNE_VERSION);
+    const long long version = v;
     NEXT();
     if (strncmp(c.buf, "device ", 7) || !c.buf[7] || !printable(c.buf + 7) ||
         strlen(c.buf + 7) >= sizeof t->device)
@@ -526,6 +555,11 @@ ember_status ember_tuner_parse(ember_tuner *t, const char *text, size_t len, con
         if (dt > EMBER_DTYPE_BF16) {
             st = ember_fail(EMBER_ERR_FORMAT, "%s:%d: dtype %lld is not an ember_dtype", name,
                             c.line, dt);
+            break;
+        }
+        if (op == EMBER_TUNE_PDL && version < 2) {
+            st = ember_fail(EMBER_ERR_FORMAT, "%s:%d: a PDL entry (op %d) in a version %lld file",
+                            name, c.line, EMBER_TUNE_PDL, version);
             break;
         }
         if (!key_valid(&e->key, why, sizeof why)) {

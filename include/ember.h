@@ -285,11 +285,22 @@ EMBER_API ember_status ember_model_memory(const ember_model *model, size_t *weig
  * candidate is skipped and the default runs; never an error. A cuDNN candidate is used only
  * after matching the default's output on this GPU, on the data of the call that tuned it.
  * EMBER_TUNE=off in the environment (or ember_load_options.tuning = 0) keeps every default:
- * what the determinism tests use. CPU models have nothing to tune. */
+ * what the determinism tests use. CPU models have nothing to tune.
+ *   EMBER_TUNE_PDL        not an op but how a whole forward is launched: programmatic
+ *                         dependent launch ("on": each of ember's kernels may be scheduled
+ *                         while the one before it finishes, then waits for it) or not ("off",
+ *                         the default). Only on GPUs of compute capability 9.0+ whose kernels
+ *                         were compiled for them, only for forwards run as CUDA graphs: when a
+ *                         shape's graph is captured (its second call), the forward is captured
+ *                         both ways and each graph timed; both run the same kernels in the same
+ *                         order, so a candidate whose output is not bit-identical is WRONG.
+ *                         EMBER_PDL=on / off in the environment forces it for every launch of a
+ *                         forward (graph or not) on such GPUs; unset, the tuning decides. */
 typedef enum ember_tune_op {
     EMBER_TUNE_GEMM = 0,
     EMBER_TUNE_FFN_IN = 1,
     EMBER_TUNE_ATTENTION = 2,
+    EMBER_TUNE_PDL = 3,
 } ember_tune_op;
 
 typedef enum ember_candidate_status {
@@ -308,7 +319,7 @@ typedef enum ember_tune_source {
 #define EMBER_TUNE_MAX_CANDIDATES 10
 
 typedef struct ember_tuning_candidate {
-    char name[32];          /* "cublaslt#3", "cudnn-fused", "ember", "cudnn-sdpa"     */
+    char name[32];          /* "cublaslt#3", "cudnn-fused", "ember", "cudnn-sdpa", "on" */
     ember_candidate_status status;
     float time_us;          /* median time of one run, -1 when not timed            */
     float rel_diff;         /* relative L2 distance to the default's output, -1 = n/a */
@@ -317,7 +328,7 @@ typedef struct ember_tuning_candidate {
 typedef struct ember_tuning_entry {
     ember_tune_op op;
     ember_dtype dtype;
-    char shape[96];         /* e.g. "N=4096 IN=768 OUT=3072 bias gelu"               */
+    char shape[96];         /* e.g. "N=4096 IN=768 OUT=3072 bias gelu", "B=1 S=128 no mask" */
     int choice;             /* index into candidates of what runs                    */
     ember_tune_source source;
     int n_candidates;

@@ -380,7 +380,10 @@ TEST(TuneFile, MalformedFilesAreRejectedByLine) {
     std::vector<Case> cases = {
         {"empty", "", "ends early"},
         {"other format", "{\"json\": 1}\n", ":1: not an ember tuning file"},
-        {"version 2", replace("ember-tuning 1", "ember-tuning 2"), "version 2"},
+        {"version 3", replace("ember-tuning 1", "ember-tuning 3"), "version 3"},
+        {"version 0", replace("ember-tuning 1", "ember-tuning 0"), "version 0"},
+        {"PDL entry in version 1", replace("entry 2 2 1 7 12 64 2 0 0 0 0", "entry 3 2 1 7 1 0 0 0 0 0 0"),
+         ":9: a PDL entry (op 3) in a version 1 file"},
         {"no device", replace("device NVIDIA H100 80GB HBM3", "device "), ":2: expected \"device"},
         {"control char in device", replace("H100", "H\x01" "00"), ":2:"},
         {"bad cc", replace("cc 9.0", "cc 9"), ":3:"},
@@ -427,6 +430,108 @@ TEST(TuneFile, MalformedFilesAreRejectedByLine) {
         EXPECT_NE(msg.find(c.want), std::string::npos) << msg;
         EXPECT_EQ(b.t.n, 1) << "nothing imported";
         EXPECT_EQ(b.t.rec[0].choice, 2);
+    }
+}
+
+ember_tune_key PdlKey(int B, int S, int mask) {
+    ember_tune_key k{};
+    k.op = EMBER_TUNE_PDL;
+    k.dtype = EMBER_DTYPE_F16;
+    k.p[0] = B;
+    k.p[1] = S;
+    k.p[2] = mask;
+    return k;
+}
+
+TEST(TunePdl, ModeNamesShapeAndBound) {
+    int mode = 5;
+    for (const char *a : {(const char *)nullptr, "", "auto"}) {
+        ASSERT_EQ(ember_tune_pdl_mode(a, &mode), EMBER_OK);
+        EXPECT_EQ(mode, -1) << (a ? a : "(unset)");
+    }
+    for (const char *on : {"on", "1"}) {
+        ASSERT_EQ(ember_tune_pdl_mode(on, &mode), EMBER_OK);
+        EXPECT_EQ(mode, 1) << on;
+    }
+    for (const char *off : {"off", "0"}) {
+        ASSERT_EQ(ember_tune_pdl_mode(off, &mode), EMBER_OK);
+        EXPECT_EQ(mode, 0) << off;
+    }
+    EXPECT_EQ(ember_tune_pdl_mode("yes", &mode), EMBER_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(ember_last_error()).find("EMBER_PDL=yes"), std::string::npos);
+    EXPECT_EQ(ember_tune_op_candidates(EMBER_TUNE_PDL), 2);
+    char name[32];
+    ember_tune_candidate_name(EMBER_TUNE_PDL, 0, name, sizeof name);
+    EXPECT_STREQ(name, "off");
+    ember_tune_candidate_name(EMBER_TUNE_PDL, 1, name, sizeof name);
+    EXPECT_STREQ(name, "on");
+    char shape[96];
+    const ember_tune_key k = PdlKey(1, 128, 0), m = PdlKey(3, 97, 1);
+    ember_tune_describe(&k, shape, sizeof shape);
+    EXPECT_STREQ(shape, "B=1 S=128 no mask (graph)");
+    ember_tune_describe(&m, shape, sizeof shape);
+    EXPECT_STREQ(shape, "B=3 S=97 masked (graph)");
+    // the two launches run the same kernels in the same order: nothing but the same bits
+    for (ember_dtype dt : {EMBER_DTYPE_F32, EMBER_DTYPE_F16, EMBER_DTYPE_BF16})
+        EXPECT_EQ(ember_tune_tolerance(EMBER_TUNE_PDL, dt), 0.0);
+    const float a[3] = {1.f, -2.f, 3.f}, b[3] = {1.f, -2.f, std::nextafter(3.f, 4.f)};
+    double rel = -1;
+    EXPECT_EQ(ember_tune_compare(a, a, 3, EMBER_DTYPE_F32, 0.0, &rel, nullptr, 0), 1);
+    EXPECT_EQ(ember_tune_compare(a, b, 3, EMBER_DTYPE_F32, 0.0, &rel, nullptr, 0), 0)
+        << "one ulp apart is WRONG for PDL";
+}
+
+// Files without PDL entries stay version 1 (what ember wrote before PDL, and what an ember
+// that knows only version 1 reads); a PDL entry makes the file version 2, which round-trips.
+TEST(TuneFile, PdlEntriesMakeVersion2AndOldFilesStillLoad) {
+    Tuner a;
+    Fill(&a);
+    const std::string v1 = Text(a.t);
+    EXPECT_EQ(v1.rfind("ember-tuning 1\n", 0), 0u) << v1;
+    ASSERT_EQ(Put(&a.t, Rec(PdlKey(1, 128, 0), 1)), EMBER_OK);
+    ASSERT_EQ(Put(&a.t, Rec(PdlKey(3, 97, 1), 0)), EMBER_OK);
+    const std::string v2 = Text(a.t);
+    EXPECT_EQ(v2.rfind("ember-tuning 2\n", 0), 0u) << v2;
+    EXPECT_NE(v2.find("\nentry 3 1 1 128 0 0 0 0 0 0 1\n"), std::string::npos) << v2;
+    Tuner b;
+    ASSERT_EQ(ember_tuner_parse(&b.t, v2.data(), v2.size(), "v2"), EMBER_OK) << ember_last_error();
+    ASSERT_EQ(b.t.n, 5);
+    const ember_tune_key k = PdlKey(1, 128, 0);
+    const ember_tune_record *r = ember_tuner_find(&b.t, &k);
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(r->choice, 1);
+    EXPECT_EQ(r->source, EMBER_TUNE_IMPORTED);
+    EXPECT_EQ(r->checked, 0) << "PDL on is checked against off at its first use";
+    EXPECT_EQ(r->n_cand, 2);
+    EXPECT_STREQ(r->cand[1].name, "on");
+    EXPECT_EQ(Text(b.t), v2);
+    // a version 1 file as ember wrote it before PDL existed, verbatim
+    const std::string old =
+        "ember-tuning 1\ndevice NVIDIA H100 80GB HBM3\ncc 9.0\ncublaslt 130100\ncudnn 91900\n"
+        "entries 2\nentry 0 1 4096 384 1536 384 1 1 34952 0 5\n"
+        "entry 2 2 1 7 12 64 2 0 0 0 1\nend\n";
+    Tuner c;
+    ASSERT_EQ(ember_tuner_parse(&c.t, old.data(), old.size(), "old"), EMBER_OK) << ember_last_error();
+    EXPECT_EQ(c.t.n, 2);
+    EXPECT_EQ(c.t.rec[0].choice, 5);
+    EXPECT_EQ(c.t.rec[1].choice, 1);
+    EXPECT_EQ(Text(c.t), old) << "written back as version 1";
+    // PDL keys are checked like the others
+    struct {
+        const char *from, *to, *want;
+    } bad[] = {{"entry 3 1 1 128 0", "entry 3 1 1 128 2", "PDL mask"},
+               {"entry 3 1 1 128 0", "entry 3 1 0 128 0", "PDL batch"},
+               {"entry 3 1 1 128 0 0", "entry 3 1 1 128 0 7", "parameter 3"},
+               {"entry 3 1 1 128 0 0 0 0 0 0 1", "entry 3 1 1 128 0 0 0 0 0 0 2", "choice 2"}};
+    for (const auto &x : bad) {
+        std::string t = v2;
+        const size_t at = t.find(x.from);
+        ASSERT_NE(at, std::string::npos) << x.from;
+        t.replace(at, strlen(x.from), x.to);
+        Tuner d;
+        EXPECT_EQ(ember_tuner_parse(&d.t, t.data(), t.size(), "f"), EMBER_ERR_FORMAT) << x.to;
+        EXPECT_NE(std::string(ember_last_error()).find(x.want), std::string::npos) << ember_last_error();
+        EXPECT_EQ(d.t.n, 0);
     }
 }
 
