@@ -837,7 +837,7 @@ static void write_json(const char *path, const report *R) {
 
 /* Every op's choice and each candidate's median time, as the GPU check's tuning step shows. */
 static void print_tuning(ember_model *m, double first_ms) {
-    static const char *op[] = {"gemm", "ffn_in", "attention"};
+    static const char *op[] = {"gemm", "ffn_in", "attention", "pdl"};
     static const char *status[] = {"ok", "WRONG", "unavailable", "not run"};
     static const char *source[] = {"timed", "imported", "fixed (tuning off)"};
     int n = 0;

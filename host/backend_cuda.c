@@ -23,6 +23,12 @@
  * every GEMM and LayerNorm runs on T rows, attention on cu_seqlens, and the f32 outputs are
  * unpacked into the padded layout with zero rows for masked tokens.
  *
+ * Programmatic dependent launch (kernels/pdl.cuh, ember.h EMBER_TUNE_PDL): on devices of
+ * compute capability 9.0+ whose kernels have the grid-dependency wait (probed at init), a
+ * graphed shape's capture captures the forward with and without the PDL attribute and keeps
+ * the faster graph (pdl_make); EMBER_PDL=on|off forces it for every launch of a forward. Off
+ * everywhere else, and in every other call (embed, pool, table_copy).
+ *
  * Streams: all work of a call is enqueued on the caller's stream. A forward or embed without
  * EMBER_FORWARD_ASYNC ends with one 4-byte copy of its device error flag into pinned memory
  * and one cudaStreamSynchronize, so that ids, token types or positions outside their tables
@@ -189,6 +195,9 @@ typedef struct cuda_state {
     ember_graph_cache gcache;
     ember_tuner tuner;        /* the candidates' choices (host/tune.h)          */
     ember_cudnn *dnn;         /* cuDNN's candidates, NULL without the library   */
+    int pdl_ok;               /* PDL possible: compute capability 9.0+ and kernels with the
+                               * grid-dependency wait (ember_cuda_pdl_probe)     */
+    int pdl_mode;             /* EMBER_PDL: -1 tuned per graphed shape, 0 off, 1 on */
 } cuda_state;
 
 enum { ERR_ASYNC = 0, ERR_CALL = 1, H_TOTAL = 2 };
@@ -412,6 +421,9 @@ static ember_status init_state(ember_model *m, cuda_state *s, ember_weights *w) 
     EMBER_CUDA_CHECK(cudaMallocHost((void **)&s->h_err, 3 * sizeof(int)));
     EMBER_TRY(ember_cuda_gemm_create(&s->gemm, s->lt_ws, LT_WORKSPACE_BYTES));
     EMBER_TRY(init_tuner(m, s));
+    EMBER_TRY(ember_tune_pdl_mode(getenv("EMBER_PDL"), &s->pdl_mode));
+    /* before 9.0 PDL does not exist; after, only if the code this device runs waits */
+    if (s->tuner.cc_major >= 9) EMBER_TRY(ember_cuda_pdl_probe(s->d_err, &s->pdl_ok));
     EMBER_CUDA_CHECK(cudaEventCreateWithFlags(&s->done, cudaEventDisableTiming));
     EMBER_TRY(ember_graph_cache_init(&s->gcache));
     s->graphs = m->cuda_graphs != 0;
@@ -838,6 +850,58 @@ static ember_status stage(void *dst, const void *src, size_t n, size_t size, cud
     return EMBER_OK;
 }
 
+/* Programmatic dependent launch as a candidate of a graphed forward (ember.h, EMBER_TUNE_PDL):
+ * at the shape's capture the tuner runs the graph captured with PDL off (candidate 0) and on
+ * (1), each captured when first asked for, checks that both give the same bits, times them
+ * (graph launches, as every later call of the shape) and keeps the faster. A recorded choice
+ * (another graph of the same B, S and mask, or an imported one) is captured alone. */
+typedef struct pdl_pick {
+    cuda_state *s;
+    ember_graph_cache *c;
+    ember_graph_body body;
+    void *ctx;
+    cudaGraphExec_t exec[2];
+    int64_t p[3];            /* the key: B, S, mask given                              */
+    const void *out;         /* what the graph writes, count elements of odt: checked  */
+    size_t count;
+    ember_dtype odt;
+    void *restage;           /* inputs_embeds staged in io, which the graph overwrites */
+    const void *embeds;
+    size_t embeds_bytes;
+} pdl_pick;
+
+static ember_status pdl_run(void *ctx, int cand, cudaStream_t stream) {
+    pdl_pick *k = ctx;
+    if (!k->exec[cand]) {
+        const int was = ember_cuda_pdl_set(cand);
+        const ember_status st = ember_graph_capture(k->c, k->body, k->ctx, &k->exec[cand]);
+        ember_cuda_pdl_set(was);
+        EMBER_TRY(st);
+    }
+    if (k->embeds_bytes)
+        EMBER_CUDA_CHECK(cudaMemcpyAsync(k->restage, k->embeds, k->embeds_bytes,
+                                         cudaMemcpyDeviceToDevice, stream));
+    EMBER_CUDA_CHECK(cudaGraphLaunch(k->exec[cand], stream));
+    return EMBER_OK;
+}
+
+static ember_status pdl_make(void *mctx, ember_graph_cache *c, ember_graph_body body, void *ctx,
+                             cudaStream_t stream, cudaGraphExec_t *exec) {
+    pdl_pick *k = mctx;
+    k->c = c;
+    k->body = body;
+    k->ctx = ctx;
+    ember_tune_job job = ember_tune_job_of(EMBER_TUNE_PDL, k->s->dt, k->p, 3, 2, pdl_run, k,
+                                           k->out, k->count);
+    job.dt = k->odt; /* the outputs' type; the key keeps the compute dtype */
+    int chosen = 0;
+    const ember_status st = ember_tune_run(&k->s->tuner, &job, stream, &chosen);
+    *exec = st == EMBER_OK ? k->exec[chosen] : NULL;
+    for (int i = 0; i < 2; i++) /* a graph still running is freed when it completes */
+        if (k->exec[i] && k->exec[i] != *exec) (void)cudaGraphExecDestroy(k->exec[i]);
+    return st;
+}
+
 /* The forward as one CUDA graph per shape (and per set of inputs given, outputs asked for,
  * dtypes, ASYNC or not): inputs copied in, the graph, outputs copied out. io_f32 holds the
  * embeds in (E wide, embeds_dtype), then last_hidden_state, pooler_output and logits
@@ -877,7 +941,15 @@ static ember_status enqueue_graphed(fwd *fp, const ember_inputs *in, const ember
         .has_types = in->token_type_ids != NULL, .has_positions = in->position_ids != NULL,
         .pooler = out->pooler_output != NULL, .logits = out->logits != NULL, .async = async,
         .embeds_dtype = in->input_ids ? 0 : (int)in->embeds_dtype, .out_dtype = (int)out->dtype};
-    EMBER_TRY(ember_graph_run(&s->gcache, key, enqueue_whole, &w, stream));
+    size_t n_out = N * H; /* the outputs written, contiguous from io */
+    if (out->pooler_output) n_out += B * H + (out->logits ? n_logits : 0);
+    pdl_pick pick = {.s = s, .p = {fp->B, fp->S, in->attention_mask != NULL}, .out = io,
+                     .count = n_out, .odt = out->dtype, .restage = io,
+                     .embeds = in->input_ids ? NULL : embeds,
+                     .embeds_bytes = in->input_ids ? 0 : N * width * esize};
+    const int tune_pdl = s->pdl_ok && s->pdl_mode < 0;
+    EMBER_TRY(ember_graph_run(&s->gcache, key, enqueue_whole, &w, stream,
+                              tune_pdl ? pdl_make : NULL, &pick));
     EMBER_CUDA_CHECK(cudaMemcpyAsync(out->last_hidden_state, io, N * H * osize,
                                      cudaMemcpyDeviceToDevice, stream));
     if (out->pooler_output)
@@ -916,7 +988,10 @@ static ember_status forward_impl(ember_model *m, cuda_state *s, const ember_inpu
     EMBER_TRY(order_after_pending(s, stream));
     /* the shapes of a padded call repeat with (B, S): its choices may be made and kept now */
     s->tuner.allow = !f.packed;
+    /* EMBER_PDL=on: every launch of the forward (graphs capture the setting) */
+    const int pdl_was = ember_cuda_pdl_set(s->pdl_ok && s->pdl_mode == 1);
     const ember_status st = enqueue_forward(&f, in, out, err, async, stream);
+    ember_cuda_pdl_set(pdl_was);
     s->tuner.allow = 0;
     if (st != EMBER_OK) {
         /* Part of the call may be queued on `stream` and still use the workspace: a later
@@ -1112,6 +1187,10 @@ static ember_status cuda_tune_shapes(ember_model *m, const ember_shape *shapes, 
         ember_outputs out = {.last_hidden_state = d_last,
                              .pooler_output = s->pool_w ? d_last + nk * (size_t)H : NULL};
         st = cuda_forward(m, &in, &out, NULL);
+        /* a second call captures the shape's graph, where PDL is timed (pdl_make) */
+        if (st == EMBER_OK && !packed && s->graphs && s->pdl_ok && s->pdl_mode < 0 &&
+            (int64_t)nk <= s->io_tokens)
+            st = cuda_forward(m, &in, &out, NULL);
         if (st != EMBER_OK) ember_fail_context(st, "tuning shapes[%d] (batch %d, seq_len %d)", i,
                                                x->batch, x->seq_len);
     }

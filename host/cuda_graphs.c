@@ -14,6 +14,8 @@
  *     cudaStreamCaptureModeThreadLocal (so other threads' CUDA calls are unaffected, and the
  *     caller's stream, possibly the legacy one, is never put in capture mode), instantiates
  *     it, and launches it on the caller's stream;
+ *   - (a maker given by the caller may capture more than one variant and keep one: the
+ *     backend times the forward with and without programmatic dependent launch there);
  *   - later calls launch the graph: one cudaGraphLaunch;
  *   - at most EMBER_GRAPH_MAX graphs are kept; the least recently used is destroyed. A
  *     graph still running is fine: cuGraphExecDestroy frees an in-flight executable graph
@@ -82,9 +84,8 @@ static ember_graph_slot *lru(ember_graph_cache *c, int want_exec) {
     return best;
 }
 
-/* Capture body on the internal stream and instantiate it. */
-static ember_status capture(ember_graph_cache *c, ember_graph_body body, void *ctx,
-                            cudaGraphExec_t *exec) {
+ember_status ember_graph_capture(ember_graph_cache *c, ember_graph_body body, void *ctx,
+                                 cudaGraphExec_t *exec) {
     *exec = NULL;
     EMBER_CUDA_CHECK(cudaStreamBeginCapture(c->capture_stream, cudaStreamCaptureModeThreadLocal));
     ember_status st = body(ctx, c->capture_stream);
@@ -104,8 +105,20 @@ static ember_status capture(ember_graph_cache *c, ember_graph_body body, void *c
     return st;
 }
 
+/* The default maker: one capture, one launch. */
+static ember_status capture_and_launch(void *mctx, ember_graph_cache *c, ember_graph_body body,
+                                       void *ctx, cudaStream_t stream, cudaGraphExec_t *exec) {
+    (void)mctx;
+    EMBER_TRY(ember_graph_capture(c, body, ctx, exec));
+    const cudaError_t e = cudaGraphLaunch(*exec, stream);
+    if (e == cudaSuccess) return EMBER_OK;
+    (void)cudaGraphExecDestroy(*exec);
+    *exec = NULL;
+    return ember_cuda_fail(e, "cudaGraphLaunch", __func__, __FILE__, __LINE__);
+}
+
 ember_status ember_graph_run(ember_graph_cache *c, ember_graph_key key, ember_graph_body body,
-                             void *ctx, cudaStream_t stream) {
+                             void *ctx, cudaStream_t stream, ember_graph_maker make, void *mctx) {
     ember_graph_slot *s = NULL;
     for (int i = 0; i < EMBER_GRAPH_SLOTS && !s; i++)
         if (c->slot[i].used && same(c->slot[i].key, key)) s = &c->slot[i];
@@ -124,7 +137,7 @@ ember_status ember_graph_run(ember_graph_cache *c, ember_graph_key key, ember_gr
     if (!s->exec && !s->failed) { /* second sighting: capture */
         if (ember_graph_cache_count(c) >= EMBER_GRAPH_MAX) drop_exec(lru(c, 1));
         cudaGraphExec_t exec = NULL;
-        ember_status st = capture(c, body, ctx, &exec);
+        ember_status st = (make ? make : capture_and_launch)(mctx, c, body, ctx, stream, &exec);
         if (st == EMBER_ERR_DEVICE_LOST) return st;
         if (st != EMBER_OK) {
             s->failed = 1;
@@ -134,7 +147,6 @@ ember_status ember_graph_run(ember_graph_cache *c, ember_graph_key key, ember_gr
         } else {
             s->exec = exec;
             c->captured++;
-            EMBER_CUDA_CHECK(cudaGraphLaunch(s->exec, stream));
             return EMBER_OK;
         }
     }

@@ -47,11 +47,22 @@ void ember_graph_cache_clear(ember_graph_cache *c);
 void ember_graph_cache_free(ember_graph_cache *c);
 int ember_graph_cache_count(const ember_graph_cache *c);
 
+/* Capture body on the cache's stream and instantiate it (*exec NULL on failure). */
+ember_status ember_graph_capture(ember_graph_cache *c, ember_graph_body body, void *ctx,
+                                 cudaGraphExec_t *exec);
+
+/* At a shape's second call: make its executable graph (*exec, kept by the cache) and enqueue
+ * what the call needs on `stream` (at least one launch of it). A failure leaves *exec NULL and
+ * may have enqueued part of the work; the shape then runs body with ordinary launches. */
+typedef ember_status (*ember_graph_maker)(void *mctx, ember_graph_cache *c, ember_graph_body body,
+                                          void *ctx, cudaStream_t stream, cudaGraphExec_t *exec);
+
 /* Run `body` for `key` on `stream`: the first call of a shape runs it with ordinary launches,
- * the second captures it into a graph and launches that, later calls launch the graph. If a
- * capture fails the shape runs with ordinary launches from then on. */
+ * the second captures it into a graph and launches that (or leaves both to `make`, when not
+ * NULL), later calls launch the graph. If a capture fails the shape runs with ordinary
+ * launches from then on. */
 ember_status ember_graph_run(ember_graph_cache *c, ember_graph_key key, ember_graph_body body,
-                             void *ctx, cudaStream_t stream);
+                             void *ctx, cudaStream_t stream, ember_graph_maker make, void *mctx);
 
 #ifdef __cplusplus
 }

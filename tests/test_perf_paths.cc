@@ -7,6 +7,7 @@
 // sizes. CUDA part (skips without a device): every packing kernel against its CPU twin,
 // padding removal on the GPU against the CPU reference in f32/f16/bf16, ASYNC error
 // reporting, CUDA graph replay bit-identical to plain launches, GEMM + activation epilogues.
+#include <dlfcn.h>
 #include <jansson.h>
 
 #include <algorithm>
@@ -1415,7 +1416,8 @@ std::vector<ember_tuning_entry> Tuning(ember_model *m) {
 }
 
 const char *OpName(ember_tune_op op) {
-    return op == EMBER_TUNE_GEMM ? "gemm" : op == EMBER_TUNE_FFN_IN ? "ffn_in" : "attention";
+    return op == EMBER_TUNE_GEMM ? "gemm" : op == EMBER_TUNE_FFN_IN ? "ffn_in"
+           : op == EMBER_TUNE_ATTENTION ? "attention" : "pdl";
 }
 
 // The table of choices and every candidate's time, as the GPU check prints it.
@@ -1430,6 +1432,12 @@ void PrintTuning(const std::vector<ember_tuning_entry> &v) {
                    c.rel_diff);
         }
     }
+}
+
+// Entries other than PDL's (made when a shape's graph is captured, on GPUs that have it).
+size_t NotPdl(const std::vector<ember_tuning_entry> &v) {
+    return (size_t)std::count_if(v.begin(), v.end(),
+                                 [](const ember_tuning_entry &e) { return e.op != EMBER_TUNE_PDL; });
 }
 
 bool Emulated() {
@@ -1496,7 +1504,8 @@ TEST(CudaTuning, TimedChoicesMatchCpuAndRepeatBitIdentical) {
             ASSERT_EQ(RunCuda(gpu.get(), x, 0, true, false, &again), EMBER_OK);
             ExpectSame(again, first, "after tuning");
         }
-        EXPECT_EQ(Tuning(gpu.get()).size(), tuned.size()) << "nothing tuned twice";
+        EXPECT_EQ(NotPdl(Tuning(gpu.get())), tuned.size()) << "nothing tuned twice";
+        EXPECT_LE(Tuning(gpu.get()).size(), tuned.size() + 1) << "PDL at the capture, at most";
         // another shape adds its own entries; padding removal times nothing of its GEMMs
         Batch y = WithIds("no mask", 1, 7, {}, c, 8);
         Outs o;
@@ -1810,7 +1819,7 @@ TEST(CudaTuning, CudnnCandidatesAreSafeWhetherPresentOrNot) {
     PrintTuning(v);
     int seen = 0;
     for (const ember_tuning_entry &e : v) {
-        if (e.op == EMBER_TUNE_GEMM) continue;
+        if (e.op == EMBER_TUNE_GEMM || e.op == EMBER_TUNE_PDL) continue;
         SCOPED_TRACE(e.shape);
         seen++;
         const ember_tuning_candidate &d = e.candidates[1];
@@ -1824,6 +1833,205 @@ TEST(CudaTuning, CudnnCandidatesAreSafeWhetherPresentOrNot) {
         }
     }
     EXPECT_EQ(seen, 3 + 4) << "FFN of the three padded shapes, attention of all four";
+}
+
+// ---- programmatic dependent launch (kernels/pdl.cuh; ember.h, EMBER_TUNE_PDL) -----------------
+// The same kernels in the same order with the PDL attribute or without: the same bits, on a
+// GPU (where it is a real test only at compute capability 9.0+) and in the emulation, which
+// also counts the launches that carried the attribute and aborts if a thread of such a kernel
+// returns without the grid-dependency wait.
+
+// Kernels the emulation ran with the PDL attribute so far; -1 outside the emulation.
+long EmuPdlLaunches() {
+    using Fn = void (*)(long *, long *);
+    static const Fn f = (Fn)dlsym(RTLD_DEFAULT, "emu_pdl_counts");
+    if (!f) return -1;
+    long launches = 0, waits = 0;
+    f(&launches, &waits);
+    return launches;
+}
+
+ember_config PdlConfig() {
+    ember_config c = TuneConfig();
+    c.max_position_embeddings = 128;
+    return c;
+}
+
+// A model made with EMBER_PDL set to `pdl` (read at load).
+Model PdlModel(const char *pdl, ember_dtype dt, int graphs, int tuning) {
+    EnvGuard env{{"EMBER_PDL", pdl}};
+    return MakeModel(PdlConfig(), EMBER_BACKEND_CUDA, dt, 3, 97, graphs, 7, tuning);
+}
+
+TEST(CudaPdl, ForcedOnIsBitIdenticalToOff) {
+    REQUIRE_CUDA_DEVICE();
+    cudaDeviceProp p;
+    CUDA_OK(cudaGetDeviceProperties(&p, 0));
+    if (p.major < 9)
+        printf("    compute capability %d.%d: no PDL here, both models launch plainly\n", p.major, p.minor);
+    const ember_config c = PdlConfig();
+    const bool emu = EmuPdlLaunches() >= 0;
+    for (ember_dtype dt : {EMBER_DTYPE_F32, EMBER_DTYPE_BF16}) {
+        SCOPED_TRACE(DtName(dt));
+        Model on = PdlModel("on", dt, 1, 0), on_plain = PdlModel("on", dt, 0, 0);
+        Model off = PdlModel("off", dt, 1, 0);
+        ASSERT_TRUE(on && on_plain && off);
+        const GraphShape shapes[] = {{1, 1, true, false, true}, {2, 7, false, true, false},
+                                     {3, 97, true, false, true}};
+        uint32_t seed = 300;
+        for (const GraphShape &g : shapes)
+            for (int call = 0; call < 4; call++) {  // launched, captured, replayed, replayed
+                SCOPED_TRACE(::testing::Message() << "B=" << g.B << " S=" << g.S << " call " << call);
+                Batch x = ShapeBatch(g, c, seed += 10);
+                Outs a, b, r;
+                const long l0 = EmuPdlLaunches();
+                ASSERT_EQ(RunCuda(off.get(), x, 0, g.pooler, false, &r), EMBER_OK) << ember_last_error();
+                const long l1 = EmuPdlLaunches();
+                ASSERT_EQ(RunCuda(on.get(), x, 0, g.pooler, false, &a), EMBER_OK) << ember_last_error();
+                const long l2 = EmuPdlLaunches();
+                ASSERT_EQ(RunCuda(on_plain.get(), x, 0, g.pooler, false, &b), EMBER_OK);
+                const long l3 = EmuPdlLaunches();
+                ExpectSame(a, r, "PDL on (graphs) vs off");
+                ExpectSame(b, r, "PDL on (plain launches) vs off");
+                if (emu) {
+                    EXPECT_EQ(l1, l0) << "PDL off: no launch carries the attribute";
+                    EXPECT_GT(l2, l1) << "PDL on: the forward's kernels carry it";
+                    EXPECT_GT(l3, l2);
+                }
+            }
+        // the paths without graphs: hidden_states, padding removal
+        Batch x = ShapeBatch({3, 97, true, true, true}, c, 7);
+        Outs a, r;
+        ASSERT_EQ(RunCuda(on.get(), x, 0, true, true, &a), EMBER_OK);
+        ASSERT_EQ(RunCuda(off.get(), x, 0, true, true, &r), EMBER_OK);
+        ExpectSame(a, r, "hidden_states");
+        ASSERT_EQ(RunCuda(on.get(), x, EMBER_FORWARD_SKIP_MASKED, true, false, &a), EMBER_OK);
+        ASSERT_EQ(RunCuda(off.get(), x, EMBER_FORWARD_SKIP_MASKED, true, false, &r), EMBER_OK);
+        ExpectSame(a, r, "skip_masked");
+    }
+}
+
+// The PDL entry of `v` whose shape contains `shape`, or NULL.
+const ember_tuning_entry *PdlEntry(const std::vector<ember_tuning_entry> &v, const char *shape) {
+    for (const ember_tuning_entry &e : v)
+        if (e.op == EMBER_TUNE_PDL && strstr(e.shape, shape)) return &e;
+    return nullptr;
+}
+
+// With fake times that make PDL launches cheaper (or dearer), the shape's capture times both
+// graphs and keeps the faster; a tie keeps the default (off). Every call gives the bits of a
+// model with tuning off.
+TEST(CudaPdlEmu, TunerKeepsTheFasterLaunch) {
+    REQUIRE_EMULATION();
+    const ember_config c = PdlConfig();
+    struct {
+        const char *us;
+        int want;
+    } cases[] = {{"-0.5", 1}, {"0.5", 0}, {"0", 0}};
+    for (const auto &k : cases) {
+        SCOPED_TRACE(::testing::Message() << "EMU_PDL_US=" << k.us);
+        EnvGuard env{{"EMU_PDL_US", k.us}, {"EMU_LT_ALGOS", "1"}};
+        // off: the same op choices (the same fake times), PDL forced off; fixed: tuning off
+        Model gpu = PdlModel("", EMBER_DTYPE_F16, 1, 1), off = PdlModel("off", EMBER_DTYPE_F16, 1, 1);
+        Model fixed = PdlModel("", EMBER_DTYPE_F16, 1, 0);
+        ASSERT_TRUE(gpu && off && fixed);
+        Batch x = WithIds("x", 2, 7, RandomHoles(2, 7, 0.7, 5), c, 6);
+        Outs first, again, ref;
+        ASSERT_EQ(RunCuda(gpu.get(), x, 0, true, false, &first), EMBER_OK) << ember_last_error();
+        EXPECT_EQ(PdlEntry(Tuning(gpu.get()), "B=2 S=7"), nullptr) << "first call: no graph yet";
+        ASSERT_EQ(RunCuda(gpu.get(), x, 0, true, false, &again), EMBER_OK) << ember_last_error();
+        ExpectSame(again, first, "captured");
+        const auto v = Tuning(gpu.get());
+        PrintTuning(v);
+        const ember_tuning_entry *e = PdlEntry(v, "B=2 S=7 masked (graph)");
+        ASSERT_NE(e, nullptr);
+        EXPECT_EQ(e->source, EMBER_TUNE_TIMED);
+        EXPECT_EQ(e->n_candidates, 2);
+        EXPECT_EQ(e->choice, k.want);
+        for (int i = 0; i < 2; i++) {
+            EXPECT_EQ(e->candidates[i].status, EMBER_CANDIDATE_OK) << i;
+            EXPECT_GT(e->candidates[i].time_us, 0.f) << i;
+        }
+        EXPECT_EQ(e->candidates[1].rel_diff, 0.f) << "the same bits";
+        const float d = e->candidates[1].time_us - e->candidates[0].time_us, us = (float)atof(k.us);
+        if (us == 0) { EXPECT_EQ(d, 0.f); }
+        else { EXPECT_GT(d / us, 5.f) << "every kernel of the forward costs EMU_PDL_US more: " << d; }
+        // replays: the kept graph, PDL launches only when it won; the bits of tuning off
+        for (int call = 0; call < 2; call++) {
+            const long l0 = EmuPdlLaunches();
+            ASSERT_EQ(RunCuda(gpu.get(), x, 0, true, false, &again), EMBER_OK);
+            EXPECT_EQ(EmuPdlLaunches() > l0, k.want == 1) << "call " << call;
+            ExpectSame(again, first, "replayed");
+        }
+        for (int call = 0; call < 3; call++) {
+            ASSERT_EQ(RunCuda(off.get(), x, 0, true, false, &ref), EMBER_OK);
+            ExpectSame(first, ref, "PDL tuned vs EMBER_PDL=off");
+            ASSERT_EQ(RunCuda(fixed.get(), x, 0, true, false, &ref), EMBER_OK);
+        }
+        EXPECT_EQ(PdlEntry(Tuning(off.get()), "B=2"), nullptr) << "EMBER_PDL=off: nothing to tune";
+        const ember_tuning_entry *f = PdlEntry(Tuning(fixed.get()), "B=2 S=7");
+        ASSERT_NE(f, nullptr);
+        EXPECT_EQ(f->source, EMBER_TUNE_FIXED);
+        EXPECT_EQ(f->choice, 0) << "EMBER_TUNE=off: PDL off";
+    }
+}
+
+// A PDL choice travels in the tuning file (version 2) and is checked against PDL off, bit for
+// bit, at the importing model's capture before it is used.
+TEST(CudaPdlEmu, SavedChoiceLoadsAndIsCheckedFirst) {
+    REQUIRE_EMULATION();
+    const ember_config c = PdlConfig();
+    EnvGuard env{{"EMU_PDL_US", "-0.5"}, {"EMU_LT_ALGOS", "1"}};
+    Batch x = WithIds("x", 1, 7, {}, c, 9);
+    Model a = PdlModel("", EMBER_DTYPE_BF16, 1, 1), b = PdlModel("", EMBER_DTYPE_BF16, 1, 1);
+    ASSERT_TRUE(a && b);
+    Outs oa, ob;
+    for (int call = 0; call < 2; call++) ASSERT_EQ(RunCuda(a.get(), x, 0, true, false, &oa), EMBER_OK);
+    ASSERT_NE(PdlEntry(Tuning(a.get()), "B=1 S=7 no mask"), nullptr);
+    ASSERT_EQ(PdlEntry(Tuning(a.get()), "B=1 S=7")->choice, 1);
+    ASSERT_EQ(ember_model_tuning_save(a.get(), kTunePath), EMBER_OK) << ember_last_error();
+    const std::string text = ReadFile(kTunePath);
+    EXPECT_EQ(text.rfind("ember-tuning 2\n", 0), 0u) << text;
+    EXPECT_NE(text.find("\nentry 3 2 1 7 0 "), std::string::npos) << text;
+    ASSERT_EQ(ember_model_tuning_load(b.get(), kTunePath), EMBER_OK) << ember_last_error();
+    remove(kTunePath);
+    const ember_tuning_entry *e = PdlEntry(Tuning(b.get()), "B=1 S=7");
+    ASSERT_NE(e, nullptr);
+    EXPECT_EQ(e->source, EMBER_TUNE_IMPORTED);
+    EXPECT_EQ(e->choice, 1);
+    EXPECT_EQ(e->candidates[1].status, EMBER_CANDIDATE_NOT_RUN);
+    for (int call = 0; call < 3; call++) {  // launched, captured (checked), replayed
+        const long l0 = EmuPdlLaunches();
+        ASSERT_EQ(RunCuda(b.get(), x, 0, true, false, &ob), EMBER_OK) << ember_last_error();
+        if (call > 0) { EXPECT_GT(EmuPdlLaunches(), l0) << "call " << call; }
+        ExpectSame(ob, oa, "imported choices");
+    }
+    e = PdlEntry(Tuning(b.get()), "B=1 S=7");
+    ASSERT_NE(e, nullptr);
+    EXPECT_EQ(e->choice, 1);
+    EXPECT_EQ(e->candidates[1].status, EMBER_CANDIDATE_OK) << "checked against off";
+    EXPECT_EQ(e->candidates[1].rel_diff, 0.f);
+    EXPECT_EQ(e->candidates[1].time_us, -1.f) << "not timed";
+}
+
+// Before compute capability 9.0 PDL is never used, forced or tuned, and never a candidate.
+TEST(CudaPdlEmu, NeverBeforeSm90) {
+    REQUIRE_EMULATION();
+    const ember_config c = PdlConfig();
+    EnvGuard env{{"EMU_CC_MAJOR", "8"}, {"EMU_LT_ALGOS", "1"}, {"EMU_PDL_US", "-0.5"}};
+    Model forced = PdlModel("on", EMBER_DTYPE_F16, 1, 1), tuned = PdlModel("", EMBER_DTYPE_F16, 1, 1);
+    ASSERT_TRUE(forced && tuned);
+    Batch x = WithIds("x", 2, 7, RandomHoles(2, 7, 0.7, 3), c, 4);
+    const long l0 = EmuPdlLaunches();
+    for (int call = 0; call < 3; call++) {
+        Outs a, b;
+        ASSERT_EQ(RunCuda(forced.get(), x, 0, true, false, &a), EMBER_OK) << ember_last_error();
+        ASSERT_EQ(RunCuda(tuned.get(), x, 0, true, false, &b), EMBER_OK) << ember_last_error();
+        ExpectSame(a, b, "sm_80");
+    }
+    EXPECT_EQ(EmuPdlLaunches(), l0) << "no launch with the attribute (the emulation refuses it before 9.0)";
+    EXPECT_EQ(NotPdl(Tuning(tuned.get())), Tuning(tuned.get()).size()) << "no PDL entry";
+    EXPECT_FALSE(Tuning(tuned.get()).empty());
 }
 
 }  // namespace
