@@ -2,6 +2,9 @@
 # The GPU check's "tuning" step: on the GPU present, time every op's candidates (cuBLASLt's
 # algorithms, cuDNN's fused FFN input and attention, ember's kernels) for a few shapes and
 # print which won where, with each candidate's median time (ember_bench --tuning-report).
+# On compute capability 9.0+ the report also has a "pdl" line per graphed shape: the whole
+# forward's graph timed with programmatic dependent launch off and on (ember.h,
+# EMBER_TUNE_PDL); padding removal runs without graphs and has none.
 # Needs a CUDA device and a build (the GPU check's); prints nothing meaningful without one.
 #
 #   bash tools/gpu-tuning.sh BUILD_DIR OUTDIR
@@ -46,7 +49,7 @@ for i in "${!RUNS[@]}"; do
         --batch "$batch" --seq "$seq" --lengths "$lengths" --warmup 3 --iters "$ITERS" --tuning on \
         --tuning-report $extra >"$log" 2>&1; then
         summary+=("[$i] $preset $dtype B$batch S$seq $lengths $extra")
-        while IFS= read -r line; do summary+=("$line"); done < <(grep -E '^tuning:|^  [a-z_]+ +(f16|bf16|f32) .*->' "$log")
+        while IFS= read -r line; do summary+=("$line"); done < <(grep -E '^tuning:|^  [a-z_]+ +(f16|bf16|f32) .*->|^      [* ] (off|on) ' "$log")
         summary+=("$(grep -m1 -E '^time per forward' "$log" || true)")
     else
         rc=1
@@ -54,6 +57,6 @@ for i in "${!RUNS[@]}"; do
     fi
 done
 echo
-echo "tuning summary (per op and shape: the winner; $OUT/tuning-*.log have every candidate's time)"
+echo "tuning summary (per op and shape: the winner, and PDL off/on times per graphed shape; $OUT/tuning-*.log have every candidate's time)"
 printf '%s\n' "${summary[@]}"
 exit $rc

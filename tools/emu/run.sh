@@ -101,6 +101,11 @@ echo "emu: attention, packing and pooling kernels again with EMU_SCHED=drift EMU
 EMU_SCHED=drift EMU_CPASYNC=late "$B/ember_emu_tests" \
     --gtest_filter='*Attention*:*Packing*:*SkipMasked*:*Pool*' --gtest_brief=1 \
     || { echo "emu: failed with EMU_SCHED=drift EMU_CPASYNC=late" >&2; exit 1; }
+# the family models (RoBERTa's positions, the heads' dense kernels, graphs with logits) again
+# with every launch of the forward carrying the PDL attribute: each kernel must wait first
+echo "emu: family models again with EMBER_PDL=on (programmatic dependent launch forced)"
+EMBER_PDL=on "$B/ember_emu_tests" --gtest_filter='Random/CudaFamily.*' --gtest_brief=1 \
+    || { echo "emu: failed with EMBER_PDL=on" >&2; exit 1; }
 # the tuning tests again without cuDNN: its candidates unavailable, the defaults running
 echo "emu: tuning tests again without cuDNN (EMBER_CUDNN_LIB pointing nowhere)"
 EMBER_CUDNN_LIB=/nonexistent/libcudnn.so.9 "$B/ember_emu_tests" --gtest_filter='CudaTuning*' \
