@@ -209,16 +209,18 @@ ember_tune_key GemmKey(int N, int dt = EMBER_DTYPE_F16) {
     return k;
 }
 
-ember_tune_key AttnKey(int B, int S, int mode) {
+// A key of `op` in dt with parameters p (the others 0).
+ember_tune_key Key(int op, int dt, std::initializer_list<int64_t> p) {
     ember_tune_key k{};
-    k.op = EMBER_TUNE_ATTENTION;
-    k.dtype = EMBER_DTYPE_BF16;
-    k.p[0] = B;
-    k.p[1] = S;
-    k.p[2] = 12;
-    k.p[3] = 64;
-    k.p[4] = mode;
+    k.op = op;
+    k.dtype = dt;
+    int i = 0;
+    for (int64_t v : p) k.p[i++] = v;
     return k;
+}
+
+ember_tune_key AttnKey(int B, int S, int mode) {
+    return Key(EMBER_TUNE_ATTENTION, EMBER_DTYPE_BF16, {B, S, 12, 64, mode});
 }
 
 ember_tune_record Rec(const ember_tune_key &k, int choice) {
@@ -433,15 +435,7 @@ TEST(TuneFile, MalformedFilesAreRejectedByLine) {
     }
 }
 
-ember_tune_key PdlKey(int B, int S, int mask) {
-    ember_tune_key k{};
-    k.op = EMBER_TUNE_PDL;
-    k.dtype = EMBER_DTYPE_F16;
-    k.p[0] = B;
-    k.p[1] = S;
-    k.p[2] = mask;
-    return k;
-}
+ember_tune_key PdlKey(int B, int S, int mask) { return Key(EMBER_TUNE_PDL, EMBER_DTYPE_F16, {B, S, mask}); }
 
 TEST(TunePdl, ModeNamesShapeAndBound) {
     int mode = 5;
