@@ -292,8 +292,9 @@ EMBER_API ember_status ember_model_memory(const ember_model *model, size_t *weig
  *                         the default). Only on GPUs of compute capability 9.0+ whose kernels
  *                         were compiled for them, only for forwards run as CUDA graphs: when a
  *                         shape's graph is captured (its second call), the forward is captured
- *                         both ways and each graph timed; both run the same kernels in the same
- *                         order, so a candidate whose output is not bit-identical is WRONG.
+ *                         both ways and each graph timed (that call waits for its stream, as a
+ *                         tuning call does); both run the same kernels in the same order, so a
+ *                         candidate whose output is not bit-identical is WRONG.
  *                         EMBER_PDL=on / off in the environment forces it for every launch of a
  *                         forward (graph or not) on such GPUs; unset, the tuning decides. */
 typedef enum ember_tune_op {
@@ -365,7 +366,9 @@ typedef struct ember_shape {
 
 /* ember_model_reserve for the largest of `shapes`, then (CUDA, tuning on) one forward per
  * shape on random token ids (and a random right-padded mask where has_mask), so that the
- * timing happens here instead of in the first real call of each shape. Allocates and frees
+ * timing happens here instead of in the first real call of each shape; where PDL is a
+ * candidate (EMBER_TUNE_PDL), a second forward of each padded shape captures its graph and
+ * times it with and without PDL. Allocates and frees
  * its own device buffers for those forwards and waits for them. CPU: the reserve only. */
 EMBER_API ember_status ember_model_reserve_shapes(ember_model *model, const ember_shape *shapes,
                                                   int n_shapes);
