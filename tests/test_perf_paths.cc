@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include <algorithm>
+#include <optional>
 #include <random>
 
 #include "host/model.h"
@@ -1715,6 +1716,8 @@ const ember_tuning_entry *Find(const std::vector<ember_tuning_entry> &v, ember_t
         if (e.op == op && strstr(e.shape, shape_part)) return &e;
     return nullptr;
 }
+// A pointer into a temporary (Find(Tuning(m), ...)) would dangle: name the vector first.
+const ember_tuning_entry *Find(std::vector<ember_tuning_entry> &&, ember_tune_op, const char *) = delete;
 
 TEST(CudaTuningEmu, CudnnCandidatesAreCheckedAndWinWhenFaster) {
     REQUIRE_EMULATION();
@@ -1911,11 +1914,13 @@ TEST(CudaPdl, ForcedOnIsBitIdenticalToOff) {
     }
 }
 
-// The PDL entry of `v` whose shape contains `shape`, or NULL.
-const ember_tuning_entry *PdlEntry(const std::vector<ember_tuning_entry> &v, const char *shape) {
+// A copy of the PDL entry of `v` whose shape contains `shape`, if any (a copy: `v` is often
+// the temporary that Tuning() returns).
+std::optional<ember_tuning_entry> PdlEntry(const std::vector<ember_tuning_entry> &v,
+                                           const char *shape) {
     for (const ember_tuning_entry &e : v)
-        if (e.op == EMBER_TUNE_PDL && strstr(e.shape, shape)) return &e;
-    return nullptr;
+        if (e.op == EMBER_TUNE_PDL && strstr(e.shape, shape)) return e;
+    return std::nullopt;
 }
 
 // With fake times that make PDL launches cheaper (or dearer), the shape's capture times both
@@ -1938,13 +1943,13 @@ TEST(CudaPdlEmu, TunerKeepsTheFasterLaunch) {
         Batch x = WithIds("x", 2, 7, RandomHoles(2, 7, 0.7, 5), c, 6);
         Outs first, again, ref;
         ASSERT_EQ(RunCuda(gpu.get(), x, 0, true, false, &first), EMBER_OK) << ember_last_error();
-        EXPECT_EQ(PdlEntry(Tuning(gpu.get()), "B=2 S=7"), nullptr) << "first call: no graph yet";
+        EXPECT_FALSE(PdlEntry(Tuning(gpu.get()), "B=2 S=7").has_value()) << "first call: no graph yet";
         ASSERT_EQ(RunCuda(gpu.get(), x, 0, true, false, &again), EMBER_OK) << ember_last_error();
         ExpectSame(again, first, "captured");
         const auto v = Tuning(gpu.get());
         PrintTuning(v);
-        const ember_tuning_entry *e = PdlEntry(v, "B=2 S=7 masked (graph)");
-        ASSERT_NE(e, nullptr);
+        std::optional<ember_tuning_entry> e = PdlEntry(v, "B=2 S=7 masked (graph)");
+        ASSERT_TRUE(e.has_value());
         EXPECT_EQ(e->source, EMBER_TUNE_TIMED);
         EXPECT_EQ(e->n_candidates, 2);
         EXPECT_EQ(e->choice, k.want);
@@ -1968,9 +1973,9 @@ TEST(CudaPdlEmu, TunerKeepsTheFasterLaunch) {
             ExpectSame(first, ref, "PDL tuned vs EMBER_PDL=off");
             ASSERT_EQ(RunCuda(fixed.get(), x, 0, true, false, &ref), EMBER_OK);
         }
-        EXPECT_EQ(PdlEntry(Tuning(off.get()), "B=2"), nullptr) << "EMBER_PDL=off: nothing to tune";
-        const ember_tuning_entry *f = PdlEntry(Tuning(fixed.get()), "B=2 S=7");
-        ASSERT_NE(f, nullptr);
+        EXPECT_FALSE(PdlEntry(Tuning(off.get()), "B=2").has_value()) << "EMBER_PDL=off: nothing to tune";
+        std::optional<ember_tuning_entry> f = PdlEntry(Tuning(fixed.get()), "B=2 S=7");
+        ASSERT_TRUE(f.has_value());
         EXPECT_EQ(f->source, EMBER_TUNE_FIXED);
         EXPECT_EQ(f->choice, 0) << "EMBER_TUNE=off: PDL off";
     }
@@ -1987,7 +1992,7 @@ TEST(CudaPdlEmu, SavedChoiceLoadsAndIsCheckedFirst) {
     ASSERT_TRUE(a && b);
     Outs oa, ob;
     for (int call = 0; call < 2; call++) ASSERT_EQ(RunCuda(a.get(), x, 0, true, false, &oa), EMBER_OK);
-    ASSERT_NE(PdlEntry(Tuning(a.get()), "B=1 S=7 no mask"), nullptr);
+    ASSERT_TRUE(PdlEntry(Tuning(a.get()), "B=1 S=7 no mask").has_value());
     ASSERT_EQ(PdlEntry(Tuning(a.get()), "B=1 S=7")->choice, 1);
     ASSERT_EQ(ember_model_tuning_save(a.get(), kTunePath), EMBER_OK) << ember_last_error();
     const std::string text = ReadFile(kTunePath);
@@ -1995,8 +2000,8 @@ TEST(CudaPdlEmu, SavedChoiceLoadsAndIsCheckedFirst) {
     EXPECT_NE(text.find("\nentry 3 2 1 7 0 "), std::string::npos) << text;
     ASSERT_EQ(ember_model_tuning_load(b.get(), kTunePath), EMBER_OK) << ember_last_error();
     remove(kTunePath);
-    const ember_tuning_entry *e = PdlEntry(Tuning(b.get()), "B=1 S=7");
-    ASSERT_NE(e, nullptr);
+    std::optional<ember_tuning_entry> e = PdlEntry(Tuning(b.get()), "B=1 S=7");
+    ASSERT_TRUE(e.has_value());
     EXPECT_EQ(e->source, EMBER_TUNE_IMPORTED);
     EXPECT_EQ(e->choice, 1);
     EXPECT_EQ(e->candidates[1].status, EMBER_CANDIDATE_NOT_RUN);
@@ -2007,7 +2012,7 @@ TEST(CudaPdlEmu, SavedChoiceLoadsAndIsCheckedFirst) {
         ExpectSame(ob, oa, "imported choices");
     }
     e = PdlEntry(Tuning(b.get()), "B=1 S=7");
-    ASSERT_NE(e, nullptr);
+    ASSERT_TRUE(e.has_value());
     EXPECT_EQ(e->choice, 1);
     EXPECT_EQ(e->candidates[1].status, EMBER_CANDIDATE_OK) << "checked against off";
     EXPECT_EQ(e->candidates[1].rel_diff, 0.f);
