@@ -165,9 +165,7 @@ prepare() {
         if command -v xz >/dev/null; then
             xz -6 -T"${GPU_CHECK_JOBS:-2}" -c "$CARRY/$big" >"$CARRY/packed/$big.xz"
         else
-            "$PY" -c 'import lzma, shutil, sys
-with open(sys.argv[1], "rb") as f, lzma.open(sys.argv[2], "wb", preset=6) as g:
-    shutil.copyfileobj(f, g, 1 << 20)' "$CARRY/$big" "$CARRY/packed/$big.xz"
+            "$PY" "$UTIL" xz "$CARRY/$big" "$CARRY/packed/$big.xz"
         fi && rm "$CARRY/$big" || die "cannot compress $big"
         echo "packed: $big $(du -b "$CARRY/packed/$big.xz" | cut -f1)" >>"$CARRY/manifest.txt"
     done
@@ -189,6 +187,15 @@ NAMES=() RESULTS=() TIMES=() BUDGETS=() DETAILS=() LOGS=()
 RESULT="" DETAIL="" STEP_END=0 DEADLINE=0 T_START=0 SUMMARY_DONE=0
 
 result() { RESULT=$1; DETAIL=$2; }
+
+# The result of a step from its command's exit status: rc [pass detail] [fail detail] [timeout detail]
+result_by_rc() {
+    case "$1" in
+    124 | 137) result TIMEOUT "$4" ;;
+    0) result PASS "$2" ;;
+    *) result FAIL "$3" ;;
+    esac
+}
 
 record() { # name result seconds budget detail log
     NAMES+=("$1"); RESULTS+=("$2"); TIMES+=("$3"); BUDGETS+=("$4"); DETAILS+=("$5"); LOGS+=("$6")
@@ -502,13 +509,8 @@ for case, peers in res.items():
 print("; ".join(out))
 EOF
 )
-    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
-        result TIMEOUT "stopped at the step's limit; ${short:-no case finished}"
-    elif [ $rc -eq 0 ]; then
-        result PASS "${short:-see bench.md}"
-    else
-        result FAIL "compare.py exit $rc; ${short:-see bench.md}"
-    fi
+    result_by_rc $rc "${short:-see bench.md}" "compare.py exit $rc; ${short:-see bench.md}" \
+        "stopped at the step's limit; ${short:-no case finished}"
 }
 
 step_tuning() {
@@ -525,13 +527,8 @@ step_tuning() {
     for f in "$WORK"/tuning/tuning-*.log "$WORK"/tuning/tuning-*.txt; do
         [ -f "$f" ] && { printf '\n# %s\n\n' "$(basename "$f")"; cat "$f"; } >>"$log"
     done
-    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
-        result TIMEOUT "stopped at the step's limit; $n choices printed"
-    elif [ $rc -eq 0 ]; then
-        result PASS "$n choices, each candidate's time in tuning.log"
-    else
-        result FAIL "gpu-tuning.sh exit $rc; $n choices printed"
-    fi
+    result_by_rc $rc "$n choices, each candidate's time in tuning.log" \
+        "gpu-tuning.sh exit $rc; $n choices printed" "stopped at the step's limit; $n choices printed"
 }
 
 # One compute-sanitizer run of TARGET (forward | attention) under TOOL, limited to LIMIT s;
@@ -643,9 +640,7 @@ unpack_carry() {
         if command -v xz >/dev/null; then
             xz -dc "$CARRY/packed/$packed" >"$dst.part" || return 1
         else
-            "$PY" -c 'import lzma, shutil, sys
-with lzma.open(sys.argv[1]) as f, open(sys.argv[2], "wb") as g:
-    shutil.copyfileobj(f, g, 1 << 20)' "$CARRY/packed/$packed" "$dst.part" || return 1
+            "$PY" "$UTIL" xz -d "$CARRY/packed/$packed" "$dst.part" || return 1
         fi
         chmod 755 "$dst.part" && mv "$dst.part" "$dst" || return 1
         n=$((n + 1))

@@ -178,6 +178,16 @@ def open_data_tar(deb):
     return tarfile.open(fileobj=io.BytesIO(blob), mode="r:*")
 
 
+def cmd_xz(a):
+    """SRC -> DST, xz-compressed (or with -d decompressed): gpu-check.sh's carry where no xz."""
+    import lzma
+    src = lzma.open(a.src) if a.decompress else open(a.src, "rb")
+    dst = open(a.dst, "wb") if a.decompress else lzma.open(a.dst, "wb", preset=6)
+    with src, dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    return 0
+
+
 def cmd_deb_extract(a):
     tf = open_data_tar(a.deb)
     by_path = {os.path.normpath(m.name.lstrip("./")): m for m in tf.getmembers()}
@@ -374,6 +384,15 @@ def cmd_selftest(a):
         "[  FAILED  ] Random/CudaModel.X/3, where GetParam() = 4-byte object <01> (5 ms)",
         "[ RUN      ] CudaGraphs.Y"])
     runs = parse_gtest(log)
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:  # the carry's xz fallback, both ways
+        raw = os.urandom(3000) * 3
+        src, packed, back = (os.path.join(d, n) for n in ("f", "f.xz", "g"))
+        with open(src, "wb") as f:
+            f.write(raw)
+        cmd_xz(argparse.Namespace(src=src, dst=packed, decompress=False))
+        cmd_xz(argparse.Namespace(src=packed, dst=back, decompress=True))
+        assert open(back, "rb").read() == raw and os.path.getsize(packed) < len(raw)
     assert [r[1] for r in runs] == ["OK", "SKIPPED", "SKIPPED", "FAILED", None], runs
     exp = ["CudaOps.A", "Cases/AttentionPadded.MatchesReference/s7", "CudaEmbed.M",
            "Random/CudaModel.X/3", "CudaGraphs.Y"]
@@ -434,6 +453,11 @@ def main():
     p.add_argument("dest")
     p.add_argument("names", nargs="+")
     p.set_defaults(fn=cmd_deb_extract)
+    p = sub.add_parser("xz")
+    p.add_argument("-d", "--decompress", action="store_true")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.set_defaults(fn=cmd_xz)
     p = sub.add_parser("gtest-verdict")
     p.add_argument("--expected", required=True)
     p.add_argument("--log", required=True)
